@@ -1,0 +1,449 @@
+"""``fit``: the training loop, its per-epoch records, checkpoints and early stopping.
+
+The loop is deliberately thin: it gathers each shuffled mini-batch into a
+preallocated buffer, calls ``Network.backprop`` and ``Optimizer.step``, and
+once per epoch builds an ``EpochRecord`` for the caller.  It never prints.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from . import datasets
+from .datasets import Dataset, Standardizer
+from .network import Network
+from .optimizers import Optimizer, learning_rate, make_optimizer
+from .spec import (
+    BuiltinData,
+    EarlyStopping,
+    MLPModel,
+    PerceptronModel,
+    SpecError,
+    TrainSpec,
+    check_fits_data,
+    layer_sizes,
+)
+
+CHECKPOINT_FORMAT = 1
+
+
+class _Stop:
+    def __repr__(self) -> str:
+        return "trainer.STOP"
+
+
+#: Return this from ``on_epoch`` to end training after the current epoch.
+STOP = _Stop()
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss (or a weight) became NaN or infinite; ``epoch`` says when."""
+
+    def __init__(self, epoch: int, what: str):
+        super().__init__(f"training diverged at epoch {epoch}: {what}")
+        self.epoch = epoch
+
+
+# ----------------------------------------------------------------------- records
+@dataclass(frozen=True, slots=True)
+class EpochRecord:
+    """What one epoch did.  Accuracies are None for regression, ``val_*`` without held-out data.
+
+    ``train_loss`` and ``train_accuracy`` are means over the epoch's
+    mini-batches as they were trained (as Keras and scikit-learn report
+    them); ``val_*`` are measured after the epoch.  ``seconds`` is the wall
+    time of the epoch.  Norms are per layer, of ``W`` and of the gradient of
+    the epoch's last mini-batch.  ``weights`` (copies of ``[W1, b1, ...]``)
+    and ``checkpoint()`` are available inside ``on_epoch`` only; records in
+    ``FitResult.history`` carry neither.
+    """
+
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    train_accuracy: float | None
+    val_accuracy: float | None
+    lr: float
+    seconds: float
+    weight_norms: tuple[float, ...]
+    grad_norms: tuple[float, ...]
+    _flat: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _shapes: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
+    _checkpoint: Callable[[], Checkpoint] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def weights(self) -> list[np.ndarray] | None:
+        """``[W1, b1, W2, b2, ...]`` as of the end of this epoch (copies), or None."""
+        if self._flat is None:
+            return None
+        out, start = [], 0
+        for rows, cols in self._shapes:
+            block = self._flat[start : start + rows * cols].reshape(rows, cols)
+            out += [block[:-1], block[-1]]
+            start += rows * cols
+        return out
+
+    def checkpoint(self) -> Checkpoint:
+        """The resumable state as of the end of this epoch (call it inside ``on_epoch``)."""
+        if self._checkpoint is None:
+            raise RuntimeError("checkpoint() is only available inside on_epoch")
+        return self._checkpoint()
+
+    def metrics(self) -> dict[str, float | int | None | list[float]]:
+        """The record as plain JSON-friendly values (no weights)."""
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "train_accuracy": self.train_accuracy,
+            "val_accuracy": self.val_accuracy,
+            "lr": self.lr,
+            "seconds": self.seconds,
+            "weight_norms": list(self.weight_norms),
+            "grad_norms": list(self.grad_norms),
+        }
+
+
+# ------------------------------------------------------------------- checkpoints
+@dataclass
+class Checkpoint:
+    """Everything needed to continue training exactly where it stopped.
+
+    Serialised by ``to_bytes`` as an ``.npz`` archive of plain arrays plus a
+    JSON header; ``from_bytes`` loads it with ``allow_pickle=False``.
+    """
+
+    epoch: int
+    fingerprint: str
+    params: np.ndarray  # the network's flat parameters
+    optimizer: dict[str, np.ndarray | int]
+    rng_state: dict
+    early: dict  # best, best_epoch, wait, stopped
+    best_params: np.ndarray | None = None
+
+    def to_bytes(self) -> bytes:
+        arrays = {"params": self.params}
+        scalars = {}
+        for key, value in self.optimizer.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optimizer.{key}"] = value
+            else:
+                scalars[key] = value
+        if self.best_params is not None:
+            arrays["best_params"] = self.best_params
+        header = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "fingerprint": self.fingerprint,
+            "optimizer": scalars,
+            "rng_state": self.rng_state,
+            "early": self.early,
+        }
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Checkpoint:
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            header = json.loads(arrays.pop("header").tobytes())
+        except Exception as exc:  # zipfile, ValueError, KeyError, JSON errors: all mean "not a checkpoint"
+            raise ValueError(f"not a trainer checkpoint: {exc}") from exc
+        if header.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {header.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        optimizer: dict[str, np.ndarray | int] = dict(header["optimizer"])
+        for key in list(arrays):
+            if key.startswith("optimizer."):
+                optimizer[key.removeprefix("optimizer.")] = arrays.pop(key)
+        return cls(
+            epoch=header["epoch"],
+            fingerprint=header["fingerprint"],
+            params=arrays["params"],
+            optimizer=optimizer,
+            rng_state=header["rng_state"],
+            early=header["early"],
+            best_params=arrays.get("best_params"),
+        )
+
+
+@dataclass
+class FitResult:
+    """The trained network, the per-epoch history and the state to resume from."""
+
+    network: Network
+    history: list[EpochRecord]
+    checkpoint: Checkpoint
+    standardizer: Standardizer | None
+    classes: tuple[str, ...]
+    stop_reason: str  # "completed", "early_stopping" or "stopped" (on_epoch returned STOP)
+    best_epoch: int | None = None
+
+    @property
+    def final(self) -> EpochRecord | None:
+        return self.history[-1] if self.history else None
+
+
+# ---------------------------------------------------------------- early stopping
+class _EarlyStopper:
+    """Tracks the monitored metric; ``update`` says whether to stop."""
+
+    def __init__(self, spec: EarlyStopping | None):
+        self.spec = spec
+        self.maximize = spec is not None and spec.monitor.endswith("accuracy")
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.stopped = False
+        self.best_params: np.ndarray | None = None
+
+    def update(self, record: EpochRecord, flat: np.ndarray) -> bool:
+        if self.spec is None:
+            return False
+        value = getattr(record, self.spec.monitor)
+        delta = self.spec.min_delta
+        better = self.best is None or (
+            value > self.best + delta if self.maximize else value < self.best - delta
+        )
+        if better:
+            self.best, self.best_epoch, self.wait = value, record.epoch, 0
+            if self.spec.restore_best:
+                self.best_params = flat.copy()
+        else:
+            self.wait += 1
+        self.stopped = self.wait >= self.spec.patience
+        return self.stopped
+
+    def state(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "stopped": self.stopped}
+
+    def load(self, state: dict, best_params: np.ndarray | None) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.wait, self.stopped = state["wait"], state["stopped"]
+        self.best_params = None if best_params is None else best_params.copy()
+
+
+# -------------------------------------------------------------------------- fit
+def build_network(spec: TrainSpec, data: Dataset) -> Network:
+    """The untrained network a spec describes for ``data``, initialised from ``spec.seed``."""
+    n_outputs = _n_outputs(spec, data)
+    check_fits_data(spec, data.n_samples, data.n_features, n_outputs)
+    sizes = layer_sizes(spec, data.n_features, n_outputs)
+    init_rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[0])
+    if isinstance(spec.model, PerceptronModel):
+        return Network(sizes, [], "perceptron", init=spec.model.init, rng=init_rng, dtype=spec.dtype)
+    head = "identity_mse" if data.task == "regression" else (
+        "sigmoid_binary_cross_entropy" if data.n_classes == 2 else "softmax_cross_entropy"
+    )
+    activations = [layer.activation for layer in spec.model.hidden]
+    return Network(sizes, activations, head, init=spec.model.init, rng=init_rng, dtype=spec.dtype)
+
+
+def _n_outputs(spec: TrainSpec, data: Dataset) -> int:
+    if data.task == "regression":
+        if isinstance(spec.model, PerceptronModel):
+            raise SpecError("model.type", "a perceptron classifies; this dataset is a regression task")
+        if spec.loss == "cross_entropy":
+            raise SpecError("loss", "cross_entropy needs a classification dataset; this one is regression")
+    elif spec.loss == "mse":
+        raise SpecError("loss", "mse needs a regression dataset; this one is classification (use auto)")
+    return data.n_outputs
+
+
+def load_data(spec: TrainSpec) -> Dataset:
+    """The built-in dataset a spec names (an upload must be passed to ``fit`` as ``data``)."""
+    ds = spec.dataset
+    if not isinstance(ds, BuiltinData):
+        raise SpecError("dataset.upload", "an uploaded dataset must be loaded by the caller and passed as data")
+    try:
+        return datasets.load_builtin(ds.name, n_samples=ds.n_samples, noise=ds.noise, seed=spec.seed)
+    except datasets.DatasetError as exc:
+        raise SpecError("dataset", str(exc)) from exc
+
+
+def fit(
+    spec: TrainSpec | dict | str,
+    data: Dataset | None = None,
+    on_epoch: Callable[[EpochRecord], object] | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> FitResult:
+    """Train the network ``spec`` describes; see the module and README for the contract.
+
+    Parameters
+    ----------
+    spec : TrainSpec, or its dict or JSON text
+    data : Dataset, optional
+        The data to train on; by default the built-in dataset the spec names.
+        It is split (``dataset.test_fraction``) and standardised
+        (``dataset.standardize``) as the spec says, seeded by ``spec.seed``.
+    on_epoch : callable, optional
+        Called with an ``EpochRecord`` after every epoch; returning ``STOP``
+        ends training after that epoch.
+    checkpoint : Checkpoint, optional
+        Continue from this state (made by a run of the same spec); the result
+        equals, bit for bit, that of a run never interrupted.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        The spec is invalid.
+    SpecError
+        The spec does not fit the data (too many parameters, wrong loss, ...).
+    TrainingDiverged
+        The loss became NaN or infinite.
+    """
+    if not isinstance(spec, TrainSpec):
+        spec = TrainSpec.model_validate_json(spec) if isinstance(spec, str) else TrainSpec.model_validate(spec)
+    if data is None:
+        data = load_data(spec)
+    try:
+        split, scaler = datasets.prepare(
+            data, test_fraction=spec.dataset.held_out, seed=spec.seed, standardize=spec.dataset.standardize
+        )
+    except datasets.DatasetError as exc:
+        raise SpecError("dataset.test_fraction", str(exc)) from exc
+    train, val = split.train, split.val
+    net = build_network(spec, train)
+    opt = make_optimizer(spec.optimizer, net.flat, net.decay_mask)
+    shuffle_rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[1])
+    early = _EarlyStopper(spec.early_stopping)
+    start = 0
+    if checkpoint is not None:
+        start = _restore(checkpoint, spec, net, opt, shuffle_rng, early)
+
+    loop = _Loop(spec, net, opt, train, shuffle_rng)
+    history: list[EpochRecord] = []
+    stop_reason = "early_stopping" if early.stopped else "completed"
+    epoch = start
+    # Overflow is expected when a run diverges; _check_finite reports it as TrainingDiverged.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        while epoch < spec.epochs and not early.stopped:
+            epoch += 1
+            t0 = time.perf_counter()
+            lr = learning_rate(spec.optimizer.lr, spec.lr_schedule, epoch, spec.epochs)
+            train_loss, train_acc = loop.run_epoch(lr)
+            val_loss = val_acc = None
+            if val is not None:
+                val_loss, val_acc = net.evaluate(val.X, val.y)
+            _check_finite(epoch, train_loss, val_loss, net.flat)
+            w_norms, g_norms = net.layer_norms()
+            record = EpochRecord(
+                epoch, train_loss, val_loss, train_acc, val_acc, lr, time.perf_counter() - t0,
+                tuple(w_norms), tuple(g_norms),
+            )
+            early.update(record, net.flat)
+            history.append(record)
+            if on_epoch is not None:
+                live = replace(
+                    record,
+                    _flat=net.flat.copy(),
+                    _shapes=tuple(b.shape for b in net._blocks),
+                    _checkpoint=lambda epoch=epoch: _snapshot(epoch, spec, net, opt, shuffle_rng, early),
+                )
+                if on_epoch(live) is STOP:
+                    stop_reason = "stopped"
+                    break
+            if early.stopped:
+                stop_reason = "early_stopping"
+
+    final_state = _snapshot(epoch, spec, net, opt, shuffle_rng, early)
+    if early.best_params is not None and stop_reason != "stopped":
+        net.flat[...] = early.best_params
+    return FitResult(
+        network=net,
+        history=history,
+        checkpoint=final_state,
+        standardizer=scaler,
+        classes=data.classes,
+        stop_reason=stop_reason,
+        best_epoch=early.best_epoch,
+    )
+
+
+def _check_finite(epoch: int, train_loss: float, val_loss: float | None, flat: np.ndarray) -> None:
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(epoch, f"train loss is {train_loss}")
+    if val_loss is not None and not math.isfinite(val_loss):
+        raise TrainingDiverged(epoch, f"validation loss is {val_loss}")
+    if not np.isfinite(flat.sum()):
+        raise TrainingDiverged(epoch, "a weight is no longer finite")
+
+
+def _snapshot(
+    epoch: int, spec: TrainSpec, net: Network, opt: Optimizer, rng: np.random.Generator, early: _EarlyStopper
+) -> Checkpoint:
+    return Checkpoint(
+        epoch=epoch,
+        fingerprint=spec.fingerprint(),
+        params=net.flat.copy(),
+        optimizer=opt.state(),
+        rng_state=rng.bit_generator.state,
+        early=early.state(),
+        best_params=None if early.best_params is None else early.best_params.copy(),
+    )
+
+
+def _restore(
+    ckpt: Checkpoint, spec: TrainSpec, net: Network, opt: Optimizer, rng: np.random.Generator, early: _EarlyStopper
+) -> int:
+    if ckpt.fingerprint != spec.fingerprint():
+        raise SpecError("checkpoint", "this checkpoint was made by a different spec (only name, tags, notes, "
+                        "epochs and snapshot_every may change)")
+    if ckpt.params.shape != net.flat.shape:
+        raise SpecError("checkpoint", f"the checkpoint has {ckpt.params.size} parameters, the network {net.flat.size}")
+    net.flat[...] = ckpt.params
+    opt.load_state(ckpt.optimizer)
+    rng.bit_generator.state = ckpt.rng_state
+    early.load(ckpt.early, ckpt.best_params)
+    return ckpt.epoch
+
+
+class _Loop:
+    """One epoch of mini-batch training, with every buffer made up front."""
+
+    def __init__(self, spec: TrainSpec, net: Network, opt: Optimizer, train: Dataset, rng: np.random.Generator):
+        self.net, self.opt, self.rng = net, opt, rng
+        n = train.n_samples
+        self.n = n
+        self.batch = n if spec.batch_size is None else min(spec.batch_size, n)
+        self.shuffle = spec.shuffle and self.batch < n  # a full batch's order changes nothing
+        # Inputs with a trailing column of ones (the bias input), in the network's dtype.
+        self.X = np.ones((n, train.n_features + 1), dtype=net.dtype)
+        self.X[:, :-1] = train.X
+        self.T = net.head.targets(train.y, net.dtype)
+        self.classify = net.head.is_classifier
+        if self.batch == n:
+            net.load_batch(train.X.astype(net.dtype, copy=False), self.T)
+
+    def run_epoch(self, lr: float) -> tuple[float, float | None]:
+        net, opt, n, batch = self.net, self.opt, self.n, self.batch
+        if batch == n:
+            loss_sum, correct = net.backprop(net.workspace(n))
+            opt.step(net.grad_flat, lr)
+        else:
+            order = self.rng.permutation(n) if self.shuffle else None
+            loss_sum, correct = 0.0, 0
+            for start in range(0, n, batch):
+                stop = min(start + batch, n)
+                ws = net.workspace(stop - start)
+                if order is None:
+                    ws.x[...] = self.X[start:stop]
+                    ws.y[...] = self.T[start:stop]
+                else:
+                    idx = order[start:stop]
+                    np.take(self.X, idx, axis=0, out=ws.x, mode="clip")
+                    np.take(self.T, idx, axis=0, out=ws.y, mode="clip")
+                step_loss, step_correct = net.backprop(ws)
+                opt.step(net.grad_flat, lr)
+                loss_sum += step_loss
+                correct += step_correct
+        return loss_sum / n, (correct / n if self.classify else None)

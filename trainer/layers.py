@@ -1,0 +1,291 @@
+"""Activations and output heads as small in-place kernels, found by name.
+
+Layout.  The training kernels keep activations *feature-major*: a hidden
+layer's activations for a batch of ``n`` samples are an array of shape
+``(units + 1, n)`` whose last row is all ones, so that
+``W_aug.T @ A`` with ``W_aug = [[W], [b]]`` (shape ``(fan_in + 1, fan_out)``)
+computes ``X @ W + b`` in one matrix product and ``A @ delta.T`` gives the
+gradients of ``W`` and ``b`` in one product too.  Every kernel here works in
+place on such arrays, so a training step allocates nothing.
+
+Derivatives are written in terms of the activation's *output* ``a`` (as in
+scikit-learn's ``DERIVATIVES``), so the pre-activations need not be kept.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """Preallocated temporaries of one layer's shape ``(units, n)``."""
+
+    values: np.ndarray
+    mask: np.ndarray
+
+
+# --------------------------------------------------------------------------- hidden
+def _relu(a: np.ndarray, s: Scratch) -> None:
+    np.maximum(a, 0.0, out=a)
+
+
+def _relu_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+    np.greater(a, 0.0, out=s.mask)
+    np.multiply(delta, s.mask, out=delta)
+
+
+def _leaky_relu(a: np.ndarray, s: Scratch) -> None:
+    np.multiply(a, LEAKY_SLOPE, out=s.values)
+    np.maximum(a, s.values, out=a)
+
+
+def _leaky_relu_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+    # slope 1 where a > 0, LEAKY_SLOPE elsewhere
+    np.greater(a, 0.0, out=s.mask)
+    np.multiply(s.mask, 1.0 - LEAKY_SLOPE, out=s.values)
+    np.add(s.values, LEAKY_SLOPE, out=s.values)
+    delta *= s.values
+
+
+def _tanh(a: np.ndarray, s: Scratch) -> None:
+    np.tanh(a, out=a)
+
+
+def _tanh_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+    # d tanh = 1 - a**2
+    np.multiply(a, a, out=s.values)
+    np.subtract(1.0, s.values, out=s.values)
+    delta *= s.values
+
+
+def _sigmoid(a: np.ndarray, s: Scratch | None = None) -> None:
+    # sigmoid(z) = (1 + tanh(z / 2)) / 2: never overflows
+    a *= 0.5
+    np.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
+
+
+def _sigmoid_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+    # d sigmoid = a * (1 - a)
+    np.subtract(1.0, a, out=s.values)
+    np.multiply(s.values, a, out=s.values)
+    delta *= s.values
+
+
+def _identity(a: np.ndarray, s: Scratch) -> None:
+    pass
+
+
+def _identity_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Activation:
+    forward: Callable[[np.ndarray, Scratch], None]
+    backward: Callable[[np.ndarray, np.ndarray, Scratch], None]
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation(_relu, _relu_grad),
+    "leaky_relu": Activation(_leaky_relu, _leaky_relu_grad),
+    "tanh": Activation(_tanh, _tanh_grad),
+    "sigmoid": Activation(_sigmoid, _sigmoid_grad),
+    "identity": Activation(_identity, _identity_grad),
+}
+
+
+def activate(name: str, z: np.ndarray) -> np.ndarray:
+    """Apply a hidden activation to a fresh copy of ``z`` (any shape)."""
+    a = np.array(z, copy=True)
+    ACTIVATIONS[name].forward(a, Scratch(np.empty_like(a), np.empty(a.shape, dtype=bool)))
+    return a
+
+
+# ---------------------------------------------------------------------------- heads
+class Head(ABC):
+    """The output layer and its loss, for ``n_outputs`` output units.
+
+    ``targets`` turns labels into the array the kernels gather batches from;
+    ``loss_delta`` takes the output logits ``z`` of shape ``(n_outputs, n)``,
+    overwrites them with ``d loss / d z`` (already divided by ``n``) and
+    returns ``(sum of per-sample losses, number of correct predictions or 0)``.
+    """
+
+    name: str
+    is_classifier = True
+
+    def __init__(self, n_outputs: int):
+        self.n_outputs = n_outputs
+
+    def target_shape(self, n: int, dtype: np.dtype) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of the targets of ``n`` samples, as ``targets`` makes them."""
+        return (n,), np.dtype(dtype if self.n_outputs == 1 else np.int64)
+
+    def targets(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Labels as the kernels want them: int class indices (float 0/1 for one output)."""
+        if self.n_outputs == 1:
+            return np.ascontiguousarray(y, dtype=dtype)
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    @abstractmethod
+    def loss_delta(self, z: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[float, int]: ...
+
+    @abstractmethod
+    def proba(self, z: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape ``(n, n_classes)``, from logits of shape ``(n, n_outputs)``."""
+
+    def predict(self, z: np.ndarray) -> np.ndarray:
+        """Predictions from logits of shape ``(n, n_outputs)``."""
+        if self.n_outputs == 1:
+            return (z[:, 0] > 0.0).astype(np.int64)
+        return np.argmax(z, axis=1)
+
+    @abstractmethod
+    def losses(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per-sample losses for logits ``(n, n_outputs)`` (evaluation path)."""
+
+
+class SoftmaxCrossEntropy(Head):
+    """Softmax over ``k >= 3`` outputs with categorical cross-entropy.
+
+    ``loss = log(sum_j exp(z_j - m)) - (z_y - m)`` with ``m = max_j z_j``
+    (log-sum-exp, finite for any finite logits); ``d loss / d z = p - onehot(y)``.
+    """
+
+    name = "softmax_cross_entropy"
+
+    def loss_delta(self, z, y, rows):
+        n = z.shape[1]
+        z -= z.max(axis=0)
+        zy = z[y, rows]
+        np.exp(z, out=z)
+        total = z.sum(axis=0)
+        loss = float(np.log(total).sum() - zy.sum())
+        correct = int(np.count_nonzero(zy == 0.0))  # the true class holds the maximum
+        total *= n
+        z /= total
+        z[y, rows] -= 1.0 / n
+        return loss, correct
+
+    def proba(self, z):
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def losses(self, z, y):
+        z = z - z.max(axis=1, keepdims=True)
+        return np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
+
+
+class SigmoidBinaryCrossEntropy(Head):
+    """One sigmoid output for two classes, with binary cross-entropy.
+
+    ``loss = softplus(z) - y z = max(z, 0) + log1p(exp(-|z|)) - y z``;
+    ``d loss / d z = sigmoid(z) - y``.
+    """
+
+    name = "sigmoid_binary_cross_entropy"
+
+    def loss_delta(self, z, y, rows):
+        n = z.shape[1]
+        zr = z[0]
+        correct = int(np.count_nonzero((zr > 0.0) == (y > 0.5)))
+        loss = float(_softplus(zr).sum() - np.dot(zr, y))
+        _sigmoid(zr)
+        zr -= y
+        zr *= 1.0 / n
+        return loss, correct
+
+    def proba(self, z):
+        p1 = activate("sigmoid", z[:, 0])
+        return np.stack([1.0 - p1, p1], axis=1)
+
+    def losses(self, z, y):
+        return _softplus(z[:, 0]) - z[:, 0] * y
+
+
+class IdentityMSE(Head):
+    """Identity outputs with mean squared error over samples and outputs.
+
+    ``loss = mean_j (z_j - y_j)**2`` per sample; ``d loss / d z = 2 (z - y) / k``.
+    """
+
+    name = "identity_mse"
+    is_classifier = False
+
+    def target_shape(self, n, dtype):
+        return (n, self.n_outputs), np.dtype(dtype)
+
+    def targets(self, y, dtype):
+        y = np.asarray(y, dtype=dtype)
+        return np.ascontiguousarray(y.reshape(len(y), -1))
+
+    def loss_delta(self, z, y, rows):
+        k, n = z.shape
+        z -= y.T
+        flat = z.reshape(-1)
+        loss = float(np.dot(flat, flat)) / k
+        z *= 2.0 / (k * n)
+        return loss, 0
+
+    def proba(self, z):
+        raise TypeError("predict_proba applies to classification, not regression")
+
+    def predict(self, z):
+        return z
+
+    def losses(self, z, y):
+        d = z - y.reshape(len(y), -1)
+        return (d * d).mean(axis=1)
+
+
+class PerceptronRule(Head):
+    """Rosenblatt's step output.  The "loss" is the error rate (0-1 loss).
+
+    Two classes: one output, ``y_hat = 1 if z > 0 else 0`` and the gradient
+    ``-(y - y_hat) x``, so that plain SGD gives the rule ``w += lr (y - y_hat) x``.
+    More classes: ``y_hat = argmax z``; a mistake moves the true class's
+    weights towards ``x`` and the predicted class's away from it.
+    """
+
+    name = "perceptron"
+
+    def loss_delta(self, z, y, rows):
+        k, n = z.shape
+        if k == 1:
+            zr = z[0]
+            y_hat = zr > 0.0
+            np.subtract(y_hat, y, out=zr)  # -(y - y_hat)
+            errors = int(np.count_nonzero(zr))
+            zr *= 1.0 / n
+            return float(errors), n - errors
+        y_hat = z.argmax(axis=0)
+        errors = int(np.count_nonzero(y_hat != y))
+        z[...] = 0.0
+        z[y_hat, rows] = 1.0 / n
+        z[y, rows] -= 1.0 / n
+        return float(errors), n - errors
+
+    def proba(self, z):
+        raise TypeError("a perceptron gives labels, not probabilities; use predict")
+
+    def losses(self, z, y):
+        return (self.predict(z) != y).astype(np.float64)
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+
+
+HEADS: dict[str, type[Head]] = {
+    h.name: h for h in (SoftmaxCrossEntropy, SigmoidBinaryCrossEntropy, IdentityMSE, PerceptronRule)
+}

@@ -1,0 +1,214 @@
+"""``Network``: a multi-layer perceptron (or Rosenblatt's perceptron) in numpy.
+
+All parameters live in one flat array.  Layer ``l`` owns a block of shape
+``(fan_in + 1, fan_out)`` whose first ``fan_in`` rows are ``W_l`` and whose
+last row is ``b_l``; ``params`` holds views of those blocks, so
+``params = [W1, b1, W2, b2, ...]`` are the very arrays the network computes
+with, and an optimizer updates all of them with a handful of in-place
+operations on the flat array.  Gradients have the same layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .layers import ACTIVATIONS, HEADS, Head, Scratch
+
+INITS = ("xavier", "he", "normal", "zeros")
+NORMAL_INIT_STD = 0.1
+
+
+def _init_block(init: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    """Initial weights of shape ``(fan_in, fan_out)``, drawn in float64."""
+    if init == "xavier":  # Glorot & Bengio (2010), uniform
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-bound, bound, size=(fan_in, fan_out))
+    if init == "he":  # He et al. (2015), normal
+        return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+    if init == "normal":
+        return rng.normal(0.0, NORMAL_INIT_STD, size=(fan_in, fan_out))
+    if init == "zeros":
+        return np.zeros((fan_in, fan_out))
+    raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+
+
+@dataclass
+class Workspace:
+    """Preallocated buffers for batches of ``n`` rows (feature-major, see ``layers``)."""
+
+    n: int
+    x: np.ndarray  # (n, n_features + 1), last column ones: the batch, sample-major
+    y: np.ndarray  # the batch's targets
+    acts: list[np.ndarray]  # per hidden layer (units + 1, n), last row ones
+    deltas: list[np.ndarray]  # per layer (units, n); the last is the output's
+    scratch: list[Scratch]  # per hidden layer
+    rows: np.ndarray = field(repr=False)  # arange(n)
+
+
+class Network:
+    """A feed-forward network trained by backpropagation.
+
+    Parameters
+    ----------
+    sizes : list of int
+        ``[n_features, hidden_1, ..., n_outputs]``.
+    activations : list of str
+        One hidden activation per hidden layer (``len(sizes) - 2`` names).
+    head : str
+        The output and loss, a key of ``layers.HEADS``.
+    init : str
+        ``xavier``, ``he``, ``normal`` or ``zeros``; biases start at zero.
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    dtype : numpy dtype
+        ``float64`` or ``float32``.
+    """
+
+    def __init__(
+        self,
+        sizes: list[int],
+        activations: list[str],
+        head: str,
+        *,
+        init: str = "xavier",
+        rng: np.random.Generator | None = None,
+        dtype: type | np.dtype = np.float64,
+    ):
+        if len(activations) != len(sizes) - 2:
+            raise ValueError(f"{len(sizes) - 2} hidden layers need as many activations, got {len(activations)}")
+        unknown = [a for a in activations if a not in ACTIVATIONS]
+        if unknown:
+            raise ValueError(f"unknown activation {unknown[0]!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.sizes = list(sizes)
+        self.activations = list(activations)
+        self.head: Head = HEADS[head](sizes[-1])
+        self.dtype = np.dtype(dtype)
+        rng = rng if rng is not None else np.random.default_rng(0)
+
+        shapes = [(fan_in + 1, fan_out) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+        self.flat = np.empty(sum(a * b for a, b in shapes), dtype=self.dtype)
+        self.grad_flat = np.zeros_like(self.flat)
+        self._blocks = _carve(self.flat, shapes)
+        self._grad_blocks = _carve(self.grad_flat, shapes)
+        for block in self._blocks:
+            block[:-1] = _init_block(init, block.shape[0] - 1, block.shape[1], rng)
+            block[-1] = 0.0
+        self.params: list[np.ndarray] = [p for blk in self._blocks for p in (blk[:-1], blk[-1])]
+        self.grads: list[np.ndarray] = [g for blk in self._grad_blocks for g in (blk[:-1], blk[-1])]
+        #: 1.0 for every weight, 0.0 for every bias: weight decay spares biases.
+        self.decay_mask = np.zeros_like(self.flat)
+        for blk in _carve(self.decay_mask, shapes):
+            blk[:-1] = 1.0
+        self._workspaces: dict[int, Workspace] = {}
+
+    # ------------------------------------------------------------------ public
+    @property
+    def n_layers(self) -> int:
+        return len(self._blocks)
+
+    def set_params(self, values: list[np.ndarray]) -> None:
+        """Copy ``values`` (same order and shapes as ``params``) into the network."""
+        if len(values) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} arrays, got {len(values)}")
+        for p, v in zip(self.params, values):
+            if np.shape(v) != p.shape:
+                raise ValueError(f"shape {np.shape(v)} does not match {p.shape}")
+            p[...] = v
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Output-layer values before the head, shape ``(n_samples, n_outputs)``."""
+        a = np.asarray(X, dtype=self.dtype)
+        if a.ndim != 2 or a.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have shape (n_samples, {self.sizes[0]}), got {a.shape}")
+        for i, block in enumerate(self._blocks):
+            a = a @ block[:-1] + block[-1]
+            if i < len(self.activations):
+                ACTIVATIONS[self.activations[i]].forward(a, Scratch(np.empty_like(a), np.empty(a.shape, bool)))
+        return a
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class labels ``0..k-1`` (0/1 for two classes), or values for regression."""
+        return self.head.predict(self.decision_function(X))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of shape ``(n_samples, n_classes)``."""
+        return self.head.proba(self.decision_function(X))
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
+        """Mean loss and accuracy (None for regression) on ``(X, y)``."""
+        z = self.decision_function(X)
+        loss = float(self.head.losses(z, self.head.targets(y, self.dtype)).mean())
+        if not self.head.is_classifier:
+            return loss, None
+        return loss, float(np.mean(self.head.predict(z) == y))
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        """Batch-mean loss and its gradients, in the order and shapes of ``params``.
+
+        ``X`` has shape ``(n_samples, n_features)``; ``y`` holds class labels
+        ``0..k-1`` of shape ``(n_samples,)``, or regression targets.  The
+        gradients returned are fresh copies.
+        """
+        ws = self.load_batch(np.asarray(X, dtype=self.dtype), self.head.targets(np.asarray(y), self.dtype))
+        loss_sum, _ = self.backprop(ws)
+        return loss_sum / ws.n, [g.copy() for g in self.grads]
+
+    # ------------------------------------------------------------- training kernels
+    def workspace(self, n: int) -> Workspace:
+        """The buffers for batches of ``n`` rows, made once and reused."""
+        ws = self._workspaces.get(n)
+        if ws is None:
+            dt = self.dtype
+            x = np.ones((n, self.sizes[0] + 1), dtype=dt)
+            acts = [np.ones((units + 1, n), dtype=dt) for units in self.sizes[1:-1]]
+            deltas = [np.empty((units, n), dtype=dt) for units in self.sizes[1:]]
+            scratch = [Scratch(np.empty((u, n), dt), np.empty((u, n), bool)) for u in self.sizes[1:-1]]
+            y = np.empty(*self.head.target_shape(n, dt))
+            ws = Workspace(n, x, y, acts, deltas, scratch, np.arange(n))
+            self._workspaces[n] = ws
+        return ws
+
+    def load_batch(self, X: np.ndarray, targets: np.ndarray) -> Workspace:
+        """Copy a batch into its workspace (the slow path; ``fit`` gathers in place)."""
+        ws = self.workspace(len(X))
+        ws.x[:, :-1] = X
+        ws.y[...] = targets
+        return ws
+
+    def backprop(self, ws: Workspace) -> tuple[float, int]:
+        """Forward and backward pass over the batch in ``ws``.
+
+        Leaves the gradients of the batch-mean loss in ``grad_flat`` and
+        returns the summed loss and the number of correct predictions.
+        """
+        blocks, grads, deltas = self._blocks, self._grad_blocks, ws.deltas
+        last = len(blocks) - 1
+        inputs = [ws.x.T, *ws.acts]  # (fan_in + 1, n) each
+        for i in range(last):
+            a = ws.acts[i][:-1]
+            np.dot(blocks[i].T, inputs[i], out=a)
+            ACTIVATIONS[self.activations[i]].forward(a, ws.scratch[i])
+        np.dot(blocks[last].T, inputs[last], out=deltas[last])
+        loss_sum, correct = self.head.loss_delta(deltas[last], ws.y, ws.rows)
+        for i in range(last, -1, -1):
+            np.dot(inputs[i], deltas[i].T, out=grads[i])
+            if i:
+                np.dot(blocks[i][:-1], deltas[i], out=deltas[i - 1])
+                ACTIVATIONS[self.activations[i - 1]].backward(ws.acts[i - 1][:-1], deltas[i - 1], ws.scratch[i - 1])
+        return loss_sum, correct
+
+    def layer_norms(self) -> tuple[list[float], list[float]]:
+        """Frobenius norms of each layer's ``W`` and of its latest gradient."""
+        w = [float(np.linalg.norm(b[:-1])) for b in self._blocks]
+        g = [float(np.linalg.norm(b[:-1])) for b in self._grad_blocks]
+        return w, g
+
+
+def _carve(flat: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    blocks, start = [], 0
+    for rows, cols in shapes:
+        blocks.append(flat[start : start + rows * cols].reshape(rows, cols))
+        start += rows * cols
+    return blocks

@@ -1,0 +1,186 @@
+"""Optimizers and learning-rate schedules.
+
+An optimizer owns the flat parameter array of a ``Network`` and updates it in
+place with one verb, ``step(grad, lr)``; its state is a dict of arrays and
+numbers so a checkpoint can save and restore it exactly.  Weight decay adds
+``weight_decay * W`` to the gradient of every weight (not of the biases)
+before the update (L2 regularisation, as in ``torch.optim.SGD``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .spec import CosineSchedule, ExponentialSchedule, OptimizerSpec, ScheduleSpec, StepSchedule
+
+
+class Optimizer(ABC):
+    """Updates ``params`` (a flat array) in place from gradients of the same shape."""
+
+    def __init__(self, params: np.ndarray, decay_mask: np.ndarray, weight_decay: float):
+        self.params = params
+        self.decay = decay_mask * weight_decay if weight_decay else None
+        self._tmp = np.empty_like(params)
+
+    def step(self, grad: np.ndarray, lr: float) -> None:
+        """Apply one update with learning rate ``lr``.  ``grad`` may be overwritten."""
+        if self.decay is not None:
+            np.multiply(self.params, self.decay, out=self._tmp)
+            grad += self._tmp
+        self._update(grad, lr)
+
+    @abstractmethod
+    def _update(self, grad: np.ndarray, lr: float) -> None: ...
+
+    @abstractmethod
+    def state(self) -> dict[str, np.ndarray | int]:
+        """The optimizer's state, as arrays and ints (copies)."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, np.ndarray | int]) -> None: ...
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    ``v = momentum * v + g``; ``p -= lr * v``, or with Nesterov
+    ``p -= lr * (g + momentum * v)`` (the formulation of ``torch.optim.SGD``).
+    """
+
+    def __init__(self, params, decay_mask, *, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, decay_mask, weight_decay)
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.velocity = np.zeros_like(params)
+
+    def _update(self, grad, lr):
+        tmp = self._tmp
+        if self.momentum:
+            v = self.velocity
+            v *= self.momentum
+            v += grad
+            if self.nesterov:
+                np.multiply(v, self.momentum, out=tmp)
+                tmp += grad
+                tmp *= lr
+            else:
+                np.multiply(v, lr, out=tmp)
+        else:
+            np.multiply(grad, lr, out=tmp)
+        self.params -= tmp
+
+    def state(self):
+        return {"velocity": self.velocity.copy()}
+
+    def load_state(self, state):
+        self.velocity[...] = state["velocity"]
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015).
+
+    ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g**2``,
+    ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1**t)``
+    and ``v_hat = v / (1 - b2**t)``.
+
+    To save passes over the parameters it keeps ``m / (1 - b1)`` and
+    ``v / (1 - b2)`` and folds the constant factors into two scalars; the
+    update is the formula above, exactly up to rounding.
+    """
+
+    def __init__(self, params, decay_mask, *, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, decay_mask, weight_decay)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m = np.zeros_like(params)  # m / (1 - beta1)
+        self.v = np.zeros_like(params)  # v / (1 - beta2)
+        self.t = 0
+
+    def _update(self, grad, lr):
+        b1, b2, tmp = self.beta1, self.beta2, self._tmp
+        self.t += 1
+        self.m *= b1
+        self.m += grad
+        np.multiply(grad, grad, out=tmp)
+        self.v *= b2
+        self.v += tmp
+        # sqrt(v_hat) = c * sqrt(self.v), c = sqrt((1 - b2) / (1 - b2**t))
+        c = math.sqrt((1.0 - b2) / (1.0 - b2**self.t))
+        # lr * m_hat / (sqrt(v_hat) + eps) = s * self.m / (sqrt(self.v) + eps / c)
+        s = lr * (1.0 - b1) / (1.0 - b1**self.t) / c
+        np.sqrt(self.v, out=tmp)
+        tmp += self.eps / c
+        np.divide(self.m, tmp, out=tmp)
+        tmp *= s
+        self.params -= tmp
+
+    def state(self):
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": self.t}
+
+    def load_state(self, state):
+        self.m[...] = state["m"]
+        self.v[...] = state["v"]
+        self.t = int(state["t"])
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton, 2012): ``s = rho s + (1 - rho) g**2``; ``p -= lr g / (sqrt(s) + eps)``."""
+
+    def __init__(self, params, decay_mask, *, rho=0.9, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, decay_mask, weight_decay)
+        self.rho, self.eps = rho, eps
+        self.sq = np.zeros_like(params)
+
+    def _update(self, grad, lr):
+        tmp = self._tmp
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - self.rho
+        self.sq *= self.rho
+        self.sq += tmp
+        np.sqrt(self.sq, out=tmp)
+        tmp += self.eps
+        np.divide(grad, tmp, out=tmp)
+        tmp *= lr
+        self.params -= tmp
+
+    def state(self):
+        return {"sq": self.sq.copy()}
+
+    def load_state(self, state):
+        self.sq[...] = state["sq"]
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def make_optimizer(spec: OptimizerSpec, params: np.ndarray, decay_mask: np.ndarray) -> Optimizer:
+    """The optimizer a spec names, over a network's flat parameters."""
+    hyper = spec.model_dump(exclude={"name", "lr"})
+    return OPTIMIZERS[spec.name](params, decay_mask, **hyper)
+
+
+def _step(base: float, s: StepSchedule, k: int, epochs: int) -> float:
+    return base * s.gamma ** (k // s.step_size)
+
+
+def _exponential(base: float, s: ExponentialSchedule, k: int, epochs: int) -> float:
+    return base * s.gamma**k
+
+
+def _cosine(base: float, s: CosineSchedule, k: int, epochs: int) -> float:
+    t_max = s.t_max or epochs
+    if k >= t_max:
+        return s.min_lr
+    return s.min_lr + (base - s.min_lr) * (1.0 + math.cos(math.pi * k / t_max)) / 2.0
+
+
+SCHEDULES = {"step": _step, "exponential": _exponential, "cosine": _cosine}
+
+
+def learning_rate(base: float, schedule: ScheduleSpec | None, epoch: int, epochs: int) -> float:
+    """The learning rate of 1-based ``epoch`` under ``schedule`` (constant without one)."""
+    if schedule is None:
+        return base
+    return SCHEDULES[schedule.type](base, schedule, epoch - 1, epochs)
