@@ -22,18 +22,19 @@ def run(opt_cls, **hyper):
     opt = opt_cls(params, mask, **hyper)
     trajectory = []
     for g in grads:
-        opt.step(g.copy(), LR)
+        opt.step(g * opt.grad_scale(LR), LR)
         trajectory.append(params.copy())
     return start, mask, grads, trajectory
 
 
 def textbook_sgd(p, mask, grads, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """Sutskever et al. (2013): v = mu v - lr g; p += v, or p += mu v - lr g with Nesterov."""
     v = np.zeros_like(p)
     out = []
     for g in grads:
         g = g + weight_decay * mask * p
-        v = momentum * v + g
-        p = p - LR * ((g + momentum * v) if nesterov else v)
+        v = momentum * v - LR * g
+        p = p + (momentum * v - LR * g if nesterov else v)
         out.append(p)
     return out
 
@@ -90,6 +91,9 @@ def test_weight_decay_spares_biases():
     mask = np.array([1.0, 1.0, 0.0, 0.0])
     SGD(params, mask, weight_decay=0.5).step(np.zeros(4), 1.0)
     assert params.tolist() == [0.5, 0.5, 1.0, 1.0]
+    params = np.ones(4)
+    SGD(params, mask, weight_decay=0.5).step(np.zeros(4), 0.1)  # the decay is scaled by lr as well
+    assert params.tolist() == pytest.approx([0.95, 0.95, 1.0, 1.0])
 
 
 def test_state_round_trip_continues_identically():

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from .datasets import DatasetError, load_csv
 from .fit import EpochRecord, FitResult, TrainingDiverged, fit
-from .spec import SpecError, TrainSpec
+from .spec import SpecError, TrainSpec, field_errors
 
 
 class ProgressBar:
@@ -67,7 +67,8 @@ def save_weights(path: Path, result: FitResult) -> None:
     if result.standardizer is not None:
         arrays["mean"] = result.standardizer.mean
         arrays["scale"] = result.standardizer.scale
-    np.savez(path, **arrays)
+    with open(path, "wb") as f:  # a file object: numpy must not append ".npz" to the name
+        np.savez(f, **arrays)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    if args.out and not args.out.parent.is_dir():
+        print(f"error: --out: no directory {args.out.parent}", file=sys.stderr)
+        return 2
     try:
         spec = TrainSpec.model_validate_json(args.spec.read_bytes())
         data = load_csv(args.data, target=args.target, name=args.data.name) if args.data else None
@@ -90,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValidationError as exc:
         print(f"error: invalid spec {args.spec}:", file=sys.stderr)
-        for err in exc.errors():
-            print(f"  {'.'.join(map(str, err['loc'])) or '(spec)'}: {err['msg']}", file=sys.stderr)
+        for err in field_errors(exc):
+            print(f"  {err['field'] or '(spec)'}: {err['message']}", file=sys.stderr)
         return 2
     except (SpecError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -106,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"name": spec.name, "stop_reason": result.stop_reason, "best_epoch": result.best_epoch, **final}
     print(json.dumps(summary, indent=2))
     if args.out:
-        save_weights(args.out, result)
+        try:
+            save_weights(args.out, result)
+        except OSError as exc:
+            print(f"error: --out: {exc}", file=sys.stderr)
+            return 2
         print(f"weights saved to {args.out}", file=sys.stderr)
     return 0
 

@@ -254,6 +254,10 @@ def _n_outputs(spec: TrainSpec, data: Dataset) -> int:
             raise SpecError("model.type", "a perceptron classifies; this dataset is a regression task")
         if spec.loss == "cross_entropy":
             raise SpecError("loss", "cross_entropy needs a classification dataset; this one is regression")
+        es = spec.early_stopping
+        if es is not None and es.monitor.endswith("accuracy"):
+            raise SpecError("early_stopping.monitor", f"{es.monitor} needs a classification dataset; "
+                            "this one is regression (monitor a loss)")
     elif spec.loss == "mse":
         raise SpecError("loss", "mse needs a regression dataset; this one is classification (use auto)")
     return data.n_outputs
@@ -330,15 +334,14 @@ def fit(
             epoch += 1
             t0 = time.perf_counter()
             lr = learning_rate(spec.optimizer.lr, spec.lr_schedule, epoch, spec.epochs)
-            train_loss, train_acc = loop.run_epoch(lr)
+            train_loss, train_acc, g_norms = loop.run_epoch(lr)
             val_loss = val_acc = None
             if val is not None:
                 val_loss, val_acc = net.evaluate(val.X, val.y)
             _check_finite(epoch, train_loss, val_loss, net.flat)
-            w_norms, g_norms = net.layer_norms()
             record = EpochRecord(
                 epoch, train_loss, val_loss, train_acc, val_acc, lr, time.perf_counter() - t0,
-                tuple(w_norms), tuple(g_norms),
+                net.weight_norms(), g_norms,
             )
             early.update(record, net.flat)
             history.append(record)
@@ -423,27 +426,29 @@ class _Loop:
         self.classify = net.head.is_classifier
         if self.batch == n:
             net.load_batch(train.X.astype(net.dtype, copy=False), self.T)
+        starts = range(0, n, self.batch)
+        self.batches = [(i, min(i + self.batch, n), net.workspace(min(i + self.batch, n) - i)) for i in starts]
 
-    def run_epoch(self, lr: float) -> tuple[float, float | None]:
-        net, opt, n, batch = self.net, self.opt, self.n, self.batch
-        if batch == n:
-            loss_sum, correct = net.backprop(net.workspace(n))
-            opt.step(net.grad_flat, lr)
-        else:
-            order = self.rng.permutation(n) if self.shuffle else None
-            loss_sum, correct = 0.0, 0
-            for start in range(0, n, batch):
-                stop = min(start + batch, n)
-                ws = net.workspace(stop - start)
-                if order is None:
-                    ws.x[...] = self.X[start:stop]
-                    ws.y[...] = self.T[start:stop]
-                else:
-                    idx = order[start:stop]
-                    np.take(self.X, idx, axis=0, out=ws.x, mode="clip")
-                    np.take(self.T, idx, axis=0, out=ws.y, mode="clip")
-                step_loss, step_correct = net.backprop(ws)
-                opt.step(net.grad_flat, lr)
-                loss_sum += step_loss
-                correct += step_correct
-        return loss_sum / n, (correct / n if self.classify else None)
+    def run_epoch(self, lr: float) -> tuple[float, float | None, tuple[float, ...]]:
+        """Train one epoch; return the mean loss, the accuracy and the last batch's gradient norms."""
+        net, step, grad, n = self.net, self.opt.step, self.net.grad_flat, self.n
+        scale = self.opt.grad_scale(lr)
+        if self.batch == n:
+            loss_sum, correct = net.backprop(net.workspace(n), scale)
+            grad_norms = net.grad_norms(scale)
+            step(grad, lr)
+            return loss_sum / n, (correct / n if self.classify else None), grad_norms
+        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        take, X, T, backprop = np.take, self.X, self.T, net.backprop
+        loss_sum, correct = 0.0, 0
+        for start, stop, ws in self.batches:
+            idx = order[start:stop]
+            take(X, idx, axis=0, out=ws.x, mode="clip")
+            take(T, idx, axis=0, out=ws.y, mode="clip")
+            step_loss, step_correct = backprop(ws, scale)
+            if stop == n:  # the optimizer uses the gradient buffer as scratch: measure it first
+                grad_norms = net.grad_norms(scale)
+            step(grad, lr)
+            loss_sum += step_loss
+            correct += step_correct
+        return loss_sum / n, (correct / n if self.classify else None), grad_norms

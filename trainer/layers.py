@@ -116,8 +116,8 @@ class Head(ABC):
 
     ``targets`` turns labels into the array the kernels gather batches from;
     ``loss_delta`` takes the output logits ``z`` of shape ``(n_outputs, n)``,
-    overwrites them with ``d loss / d z`` (already divided by ``n``) and
-    returns ``(sum of per-sample losses, number of correct predictions or 0)``.
+    overwrites them with ``d (scale * mean loss) / d z`` and returns
+    ``(sum of per-sample losses, number of correct predictions or 0)``.
     """
 
     name: str
@@ -137,7 +137,9 @@ class Head(ABC):
         return np.ascontiguousarray(y, dtype=np.int64)
 
     @abstractmethod
-    def loss_delta(self, z: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[float, int]: ...
+    def loss_delta(
+        self, z: np.ndarray, y: np.ndarray, rows: np.ndarray, scale: float
+    ) -> tuple[float, int]: ...
 
     @abstractmethod
     def proba(self, z: np.ndarray) -> np.ndarray:
@@ -163,7 +165,7 @@ class SoftmaxCrossEntropy(Head):
 
     name = "softmax_cross_entropy"
 
-    def loss_delta(self, z, y, rows):
+    def loss_delta(self, z, y, rows, scale):
         n = z.shape[1]
         z -= z.max(axis=0)
         zy = z[y, rows]
@@ -171,9 +173,9 @@ class SoftmaxCrossEntropy(Head):
         total = z.sum(axis=0)
         loss = float(np.log(total).sum() - zy.sum())
         correct = int(np.count_nonzero(zy == 0.0))  # the true class holds the maximum
-        total *= n
+        total *= n / scale
         z /= total
-        z[y, rows] -= 1.0 / n
+        z[y, rows] -= scale / n
         return loss, correct
 
     def proba(self, z):
@@ -195,14 +197,14 @@ class SigmoidBinaryCrossEntropy(Head):
 
     name = "sigmoid_binary_cross_entropy"
 
-    def loss_delta(self, z, y, rows):
+    def loss_delta(self, z, y, rows, scale):
         n = z.shape[1]
         zr = z[0]
         correct = int(np.count_nonzero((zr > 0.0) == (y > 0.5)))
         loss = float(_softplus(zr).sum() - np.dot(zr, y))
         _sigmoid(zr)
         zr -= y
-        zr *= 1.0 / n
+        zr *= scale / n
         return loss, correct
 
     def proba(self, z):
@@ -229,12 +231,12 @@ class IdentityMSE(Head):
         y = np.asarray(y, dtype=dtype)
         return np.ascontiguousarray(y.reshape(len(y), -1))
 
-    def loss_delta(self, z, y, rows):
+    def loss_delta(self, z, y, rows, scale):
         k, n = z.shape
         z -= y.T
         flat = z.reshape(-1)
         loss = float(np.dot(flat, flat)) / k
-        z *= 2.0 / (k * n)
+        z *= 2.0 * scale / (k * n)
         return loss, 0
 
     def proba(self, z):
@@ -259,20 +261,20 @@ class PerceptronRule(Head):
 
     name = "perceptron"
 
-    def loss_delta(self, z, y, rows):
+    def loss_delta(self, z, y, rows, scale):
         k, n = z.shape
         if k == 1:
             zr = z[0]
             y_hat = zr > 0.0
             np.subtract(y_hat, y, out=zr)  # -(y - y_hat)
             errors = int(np.count_nonzero(zr))
-            zr *= 1.0 / n
+            zr *= scale / n
             return float(errors), n - errors
         y_hat = z.argmax(axis=0)
         errors = int(np.count_nonzero(y_hat != y))
         z[...] = 0.0
-        z[y_hat, rows] = 1.0 / n
-        z[y, rows] -= 1.0 / n
+        z[y_hat, rows] = scale / n
+        z[y, rows] -= scale / n
         return float(errors), n - errors
 
     def proba(self, z):

@@ -45,6 +45,9 @@ class Workspace:
     deltas: list[np.ndarray]  # per layer (units, n); the last is the output's
     scratch: list[Scratch]  # per hidden layer
     rows: np.ndarray = field(repr=False)  # arange(n)
+    # The passes as lists of (kernel arguments) made once, so a step only calls kernels.
+    forward: list[tuple] = field(default_factory=list, repr=False)
+    backward: list[tuple] = field(default_factory=list, repr=False)
 
 
 class Network:
@@ -167,8 +170,24 @@ class Network:
             scratch = [Scratch(np.empty((u, n), dt), np.empty((u, n), bool)) for u in self.sizes[1:-1]]
             y = np.empty(*self.head.target_shape(n, dt))
             ws = Workspace(n, x, y, acts, deltas, scratch, np.arange(n))
+            self._plan(ws)
             self._workspaces[n] = ws
         return ws
+
+    def _plan(self, ws: Workspace) -> None:
+        """Bind every view and kernel a step of ``ws`` uses, in the order it uses them."""
+        inputs = [ws.x.T, *ws.acts]  # (fan_in + 1, n) each: layer i's input with the bias row
+        kernels = [ACTIVATIONS[a] for a in self.activations]
+        for i, kernel in enumerate(kernels):
+            ws.forward.append((self._blocks[i].T, inputs[i], ws.acts[i][:-1], kernel.forward, ws.scratch[i]))
+        last = len(self._blocks) - 1
+        ws.forward.append((self._blocks[last].T, inputs[last], ws.deltas[last], None, None))
+        for i in range(last, -1, -1):
+            back = None
+            if i:
+                back = (self._blocks[i][:-1], ws.deltas[i - 1], kernels[i - 1].backward, ws.acts[i - 1][:-1],
+                        ws.scratch[i - 1])
+            ws.backward.append((inputs[i], ws.deltas[i].T, self._grad_blocks[i], ws.deltas[i], back))
 
     def load_batch(self, X: np.ndarray, targets: np.ndarray) -> Workspace:
         """Copy a batch into its workspace (the slow path; ``fit`` gathers in place)."""
@@ -177,33 +196,34 @@ class Network:
         ws.y[...] = targets
         return ws
 
-    def backprop(self, ws: Workspace) -> tuple[float, int]:
+    def backprop(self, ws: Workspace, scale: float = 1.0) -> tuple[float, int]:
         """Forward and backward pass over the batch in ``ws``.
 
-        Leaves the gradients of the batch-mean loss in ``grad_flat`` and
-        returns the summed loss and the number of correct predictions.
+        Leaves the gradients of ``scale`` times the batch-mean loss in
+        ``grad_flat`` and returns the summed loss and the number of correct
+        predictions.
         """
-        blocks, grads, deltas = self._blocks, self._grad_blocks, ws.deltas
-        last = len(blocks) - 1
-        inputs = [ws.x.T, *ws.acts]  # (fan_in + 1, n) each
-        for i in range(last):
-            a = ws.acts[i][:-1]
-            np.dot(blocks[i].T, inputs[i], out=a)
-            ACTIVATIONS[self.activations[i]].forward(a, ws.scratch[i])
-        np.dot(blocks[last].T, inputs[last], out=deltas[last])
-        loss_sum, correct = self.head.loss_delta(deltas[last], ws.y, ws.rows)
-        for i in range(last, -1, -1):
-            np.dot(inputs[i], deltas[i].T, out=grads[i])
-            if i:
-                np.dot(blocks[i][:-1], deltas[i], out=deltas[i - 1])
-                ACTIVATIONS[self.activations[i - 1]].backward(ws.acts[i - 1][:-1], deltas[i - 1], ws.scratch[i - 1])
+        dot = np.dot
+        for w_t, a_in, a_out, activate, scratch in ws.forward:
+            dot(w_t, a_in, out=a_out)  # z = W.T a + b, feature-major
+            if activate is not None:
+                activate(a_out, scratch)
+        loss_sum, correct = self.head.loss_delta(ws.deltas[-1], ws.y, ws.rows, scale)
+        for a_in, delta_t, grad, delta, back in ws.backward:
+            dot(a_in, delta_t, out=grad)  # [dW; db] = [a; 1] delta.T
+            if back is not None:
+                w, delta_in, derivative, a, scratch = back
+                dot(w, delta, out=delta_in)  # delta of the layer below, before its activation
+                derivative(a, delta_in, scratch)
         return loss_sum, correct
 
-    def layer_norms(self) -> tuple[list[float], list[float]]:
-        """Frobenius norms of each layer's ``W`` and of its latest gradient."""
-        w = [float(np.linalg.norm(b[:-1])) for b in self._blocks]
-        g = [float(np.linalg.norm(b[:-1])) for b in self._grad_blocks]
-        return w, g
+    def weight_norms(self) -> tuple[float, ...]:
+        """Frobenius norm of each layer's ``W``."""
+        return tuple(float(np.linalg.norm(b[:-1])) for b in self._blocks)
+
+    def grad_norms(self, scale: float = 1.0) -> tuple[float, ...]:
+        """Frobenius norm of each layer's ``dW`` from the latest ``backprop(ws, scale)``, before a step."""
+        return tuple(float(np.linalg.norm(b[:-1])) / scale for b in self._grad_blocks)
 
 
 def _carve(flat: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:

@@ -4,7 +4,7 @@ An optimizer owns the flat parameter array of a ``Network`` and updates it in
 place with one verb, ``step(grad, lr)``; its state is a dict of arrays and
 numbers so a checkpoint can save and restore it exactly.  Weight decay adds
 ``weight_decay * W`` to the gradient of every weight (not of the biases)
-before the update (L2 regularisation, as in ``torch.optim.SGD``).
+before the update (L2 regularisation).
 """
 
 from __future__ import annotations
@@ -18,17 +18,33 @@ from .spec import CosineSchedule, ExponentialSchedule, OptimizerSpec, ScheduleSp
 
 
 class Optimizer(ABC):
-    """Updates ``params`` (a flat array) in place from gradients of the same shape."""
+    """Updates ``params`` (a flat array) in place from gradients of the same shape.
+
+    ``grad_scale(lr)`` is the factor the caller multiplies the gradient by
+    before ``step`` (``Network.backprop(ws, scale=...)`` does it for free in
+    the output layer): 1 for most optimizers, ``lr`` for SGD, which then
+    needs one pass over the parameters less.
+    """
 
     def __init__(self, params: np.ndarray, decay_mask: np.ndarray, weight_decay: float):
         self.params = params
         self.decay = decay_mask * weight_decay if weight_decay else None
         self._tmp = np.empty_like(params)
+        self._decay_scaled: tuple[float, np.ndarray | None] = (1.0, self.decay)
+
+    def grad_scale(self, lr: float) -> float:
+        return 1.0
 
     def step(self, grad: np.ndarray, lr: float) -> None:
-        """Apply one update with learning rate ``lr``.  ``grad`` may be overwritten."""
+        """One update with learning rate ``lr`` from ``grad * grad_scale(lr)``.
+
+        ``grad`` is used as scratch space.
+        """
         if self.decay is not None:
-            np.multiply(self.params, self.decay, out=self._tmp)
+            scale = self.grad_scale(lr)
+            if self._decay_scaled[0] != scale:
+                self._decay_scaled = (scale, self.decay * scale)
+            np.multiply(self.params, self._decay_scaled[1], out=self._tmp)
             grad += self._tmp
         self._update(grad, lr)
 
@@ -46,31 +62,32 @@ class Optimizer(ABC):
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum.
 
-    ``v = momentum * v + g``; ``p -= lr * v``, or with Nesterov
-    ``p -= lr * (g + momentum * v)`` (the formulation of ``torch.optim.SGD``).
+    ``v = momentum * v - lr * g`` and ``p += v``, or with Nesterov
+    ``p += momentum * v - lr * g`` (Sutskever et al., 2013; the formulation
+    of scikit-learn and Keras).  Takes ``lr * g`` (``grad_scale(lr) == lr``)
+    and keeps ``u = -v``.
     """
 
     def __init__(self, params, decay_mask, *, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, decay_mask, weight_decay)
         self.momentum = momentum
         self.nesterov = nesterov
-        self.velocity = np.zeros_like(params)
+        self.velocity = np.zeros_like(params)  # u = -v
 
-    def _update(self, grad, lr):
-        tmp = self._tmp
+    def grad_scale(self, lr):
+        return lr
+
+    def _update(self, grad, lr):  # grad holds lr * g
         if self.momentum:
-            v = self.velocity
-            v *= self.momentum
-            v += grad
-            if self.nesterov:
-                np.multiply(v, self.momentum, out=tmp)
-                tmp += grad
-                tmp *= lr
-            else:
-                np.multiply(v, lr, out=tmp)
-        else:
-            np.multiply(grad, lr, out=tmp)
-        self.params -= tmp
+            u = self.velocity
+            u *= self.momentum
+            u += grad
+            if not self.nesterov:
+                self.params -= u
+                return
+            np.multiply(u, self.momentum, out=self._tmp)
+            grad += self._tmp
+        self.params -= grad
 
     def state(self):
         return {"velocity": self.velocity.copy()}
@@ -99,22 +116,23 @@ class Adam(Optimizer):
         self.t = 0
 
     def _update(self, grad, lr):
-        b1, b2, tmp = self.beta1, self.beta2, self._tmp
+        # ``grad`` doubles as the scratch array: four arrays in cache instead of five.
+        b1, b2, m, v = self.beta1, self.beta2, self.m, self.v
         self.t += 1
-        self.m *= b1
-        self.m += grad
-        np.multiply(grad, grad, out=tmp)
-        self.v *= b2
-        self.v += tmp
+        m *= b1
+        m += grad
+        np.multiply(grad, grad, out=grad)
+        v *= b2
+        v += grad
         # sqrt(v_hat) = c * sqrt(self.v), c = sqrt((1 - b2) / (1 - b2**t))
         c = math.sqrt((1.0 - b2) / (1.0 - b2**self.t))
         # lr * m_hat / (sqrt(v_hat) + eps) = s * self.m / (sqrt(self.v) + eps / c)
         s = lr * (1.0 - b1) / (1.0 - b1**self.t) / c
-        np.sqrt(self.v, out=tmp)
-        tmp += self.eps / c
-        np.divide(self.m, tmp, out=tmp)
-        tmp *= s
-        self.params -= tmp
+        np.sqrt(v, out=grad)
+        grad += self.eps / c
+        np.divide(m, grad, out=grad)
+        grad *= s
+        self.params -= grad
 
     def state(self):
         return {"m": self.m.copy(), "v": self.v.copy(), "t": self.t}
@@ -134,16 +152,16 @@ class RMSprop(Optimizer):
         self.sq = np.zeros_like(params)
 
     def _update(self, grad, lr):
-        tmp = self._tmp
+        tmp, sq = self._tmp, self.sq
         np.multiply(grad, grad, out=tmp)
         tmp *= 1.0 - self.rho
-        self.sq *= self.rho
-        self.sq += tmp
-        np.sqrt(self.sq, out=tmp)
+        sq *= self.rho
+        sq += tmp
+        np.sqrt(sq, out=tmp)
         tmp += self.eps
-        np.divide(grad, tmp, out=tmp)
-        tmp *= lr
-        self.params -= tmp
+        np.divide(grad, tmp, out=grad)
+        grad *= lr
+        self.params -= grad
 
     def state(self):
         return {"sq": self.sq.copy()}

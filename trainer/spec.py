@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from .datasets import BUILTIN_NAMES, MAX_SAMPLES
 
@@ -46,6 +46,31 @@ class SpecError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+#: Unions whose variant pydantic names in an error's location, after the field.
+_VARIANT_TAGS = {
+    "dataset": {"builtin", "upload"},
+    "model": {"mlp", "perceptron"},
+    "optimizer": {"sgd", "adam", "rmsprop"},
+    "lr_schedule": {"step", "exponential", "cosine"},
+}
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """A ``ValidationError`` as ``[{"field": "optimizer.lr", "message": ...}]``.
+
+    Field paths are the spec's JSON paths (``model.hidden.0.units``), without
+    the name of the union variant pydantic puts in its locations.
+    """
+    out = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        if len(loc) > 1 and loc[1] in _VARIANT_TAGS.get(str(loc[0]), ()):
+            del loc[1]
+        message = err["msg"].removeprefix("Value error, ")
+        out.append({"field": ".".join(str(part) for part in loc), "message": message})
+    return out
 
 
 class _Strict(BaseModel):
@@ -252,9 +277,12 @@ class TrainSpec(_Strict):
 
         Two specs with the same fingerprint train identically epoch by epoch;
         ``name``, ``tags``, ``notes``, ``epochs`` and ``snapshot_every`` do not
-        count, so a checkpoint can be resumed with more epochs.
+        count, so a checkpoint can be resumed with more epochs (unless a
+        cosine schedule takes its period from ``epochs``).
         """
         data = self.model_dump(mode="json", exclude={"name", "tags", "notes", "epochs", "snapshot_every"})
+        if isinstance(self.lr_schedule, CosineSchedule) and self.lr_schedule.t_max is None:
+            data["lr_schedule"]["t_max"] = self.epochs  # then epochs shapes every epoch's lr
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
