@@ -174,7 +174,8 @@ def test_same_spec_same_result_bit_for_bit(optimizer):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("stop_at", [1, 17])
 def test_stop_and_resume_is_bit_identical(stop_at, dtype):
-    s = spec(dataset={"name": "circles", "test_fraction": 0.25}, model={"hidden": [{"units": 12, "activation": "tanh"}]},
+    s = spec(dataset={"name": "circles", "test_fraction": 0.25},
+             model={"hidden": [{"units": 12, "activation": "tanh"}]},
              optimizer={"name": "adam", "lr": 0.01}, lr_schedule={"type": "cosine"}, epochs=40, batch_size=10,
              dtype=dtype, seed=11, early_stopping={"monitor": "val_loss", "patience": 1000})
     straight = fit(s)

@@ -126,7 +126,8 @@ def test_make_optimizer_from_spec():
 def test_schedules():
     def spec(schedule):
         return TrainSpec.model_validate(
-            {"dataset": {"name": "xor"}, "optimizer": {"name": "sgd", "lr": 0.1}, "epochs": 100, "lr_schedule": schedule}
+            {"dataset": {"name": "xor"}, "optimizer": {"name": "sgd", "lr": 0.1}, "epochs": 100,
+             "lr_schedule": schedule}
         ).lr_schedule
 
     assert learning_rate(0.1, None, 50, 100) == 0.1

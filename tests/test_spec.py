@@ -33,8 +33,8 @@ from trainer.spec import (
     TrainSpec,
     UploadData,
     check_fits_data,
-    field_errors,
     count_parameters,
+    field_errors,
     layer_sizes,
 )
 

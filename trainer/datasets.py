@@ -875,7 +875,7 @@ def train_val_split(ds: Dataset, test_fraction: float, seed: int) -> Split:
     if n < 1:
         raise DatasetError("cannot split a dataset with no rows")
     if f == 0.0:
-        return Split(train=ds.subset(np.arange(n)), val=None)
+        return Split(train=ds, val=None)  # no copy: a Dataset's arrays are not written to
 
     if ds.task == "classification":
         counts = np.bincount(ds.y, minlength=ds.n_classes)

@@ -23,7 +23,6 @@ from .optimizers import Optimizer, learning_rate, make_optimizer
 from .spec import (
     BuiltinData,
     EarlyStopping,
-    MLPModel,
     PerceptronModel,
     SpecError,
     TrainSpec,
@@ -315,61 +314,98 @@ def fit(
         )
     except datasets.DatasetError as exc:
         raise SpecError("dataset.test_fraction", str(exc)) from exc
-    train, val = split.train, split.val
-    net = build_network(spec, train)
-    opt = make_optimizer(spec.optimizer, net.flat, net.decay_mask)
-    shuffle_rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[1])
-    early = _EarlyStopper(spec.early_stopping)
-    start = 0
-    if checkpoint is not None:
-        start = _restore(checkpoint, spec, net, opt, shuffle_rng, early)
+    run = _Run(spec, split.train, split.val)
+    epoch = 0 if checkpoint is None else run.restore(checkpoint)
 
-    loop = _Loop(spec, net, opt, train, shuffle_rng)
     history: list[EpochRecord] = []
-    stop_reason = "early_stopping" if early.stopped else "completed"
-    epoch = start
-    # Overflow is expected when a run diverges; _check_finite reports it as TrainingDiverged.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        while epoch < spec.epochs and not early.stopped:
-            epoch += 1
-            t0 = time.perf_counter()
-            lr = learning_rate(spec.optimizer.lr, spec.lr_schedule, epoch, spec.epochs)
-            train_loss, train_acc, g_norms = loop.run_epoch(lr)
-            val_loss = val_acc = None
-            if val is not None:
-                val_loss, val_acc = net.evaluate(val.X, val.y)
-            _check_finite(epoch, train_loss, val_loss, net.flat)
-            record = EpochRecord(
-                epoch, train_loss, val_loss, train_acc, val_acc, lr, time.perf_counter() - t0,
-                net.weight_norms(), g_norms,
-            )
-            early.update(record, net.flat)
-            history.append(record)
-            if on_epoch is not None:
-                live = replace(
-                    record,
-                    _flat=net.flat.copy(),
-                    _shapes=tuple(b.shape for b in net._blocks),
-                    _checkpoint=lambda epoch=epoch: _snapshot(epoch, spec, net, opt, shuffle_rng, early),
-                )
-                if on_epoch(live) is STOP:
-                    stop_reason = "stopped"
-                    break
-            if early.stopped:
-                stop_reason = "early_stopping"
+    stop_reason = "completed"
+    while epoch < spec.epochs and not run.early.stopped:
+        epoch += 1
+        record = run.train_epoch(epoch)
+        history.append(record)
+        if on_epoch is not None and on_epoch(run.live(record)) is STOP:
+            stop_reason = "stopped"
+            break
+    if run.early.stopped and stop_reason != "stopped":
+        stop_reason = "early_stopping"
 
-    final_state = _snapshot(epoch, spec, net, opt, shuffle_rng, early)
-    if early.best_params is not None and stop_reason != "stopped":
-        net.flat[...] = early.best_params
+    final_state = run.snapshot(epoch)
+    if run.early.best_params is not None and stop_reason != "stopped":
+        run.net.flat[...] = run.early.best_params
     return FitResult(
-        network=net,
+        network=run.net,
         history=history,
         checkpoint=final_state,
         standardizer=scaler,
         classes=data.classes,
         stop_reason=stop_reason,
-        best_epoch=early.best_epoch,
+        best_epoch=run.early.best_epoch,
     )
+
+
+class _Run:
+    """A network, its optimizer, its shuffling and its early stopping: one training run's state."""
+
+    def __init__(self, spec: TrainSpec, train: Dataset, val: Dataset | None):
+        self.spec, self.val = spec, val
+        self.net = net = build_network(spec, train)
+        self.opt = make_optimizer(spec.optimizer, net.flat, net.decay_mask)
+        self.rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[1])
+        self.early = _EarlyStopper(spec.early_stopping)
+        self.loop = _Loop(spec, net, self.opt, train, self.rng)
+
+    def train_epoch(self, epoch: int) -> EpochRecord:
+        spec, net = self.spec, self.net
+        t0 = time.perf_counter()
+        lr = learning_rate(spec.optimizer.lr, spec.lr_schedule, epoch, spec.epochs)
+        # Overflow is expected when a run diverges; _check_finite reports it as TrainingDiverged.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            train_loss, train_acc, grad_norms = self.loop.run_epoch(lr)
+            val_loss = val_acc = None
+            if self.val is not None:
+                val_loss, val_acc = net.evaluate(self.val.X, self.val.y)
+            _check_finite(epoch, train_loss, val_loss, net.flat)
+        record = EpochRecord(
+            epoch, train_loss, val_loss, train_acc, val_acc, lr, time.perf_counter() - t0,
+            net.weight_norms(), grad_norms,
+        )
+        self.early.update(record, net.flat)
+        return record
+
+    def live(self, record: EpochRecord) -> EpochRecord:
+        """``record`` with this moment's weights and a way to checkpoint it, for ``on_epoch``."""
+        return replace(
+            record,
+            _flat=self.net.flat.copy(),
+            _shapes=self.net.block_shapes,
+            _checkpoint=lambda: self.snapshot(record.epoch),
+        )
+
+    def snapshot(self, epoch: int) -> Checkpoint:
+        early = self.early
+        return Checkpoint(
+            epoch=epoch,
+            fingerprint=self.spec.fingerprint(),
+            params=self.net.flat.copy(),
+            optimizer=self.opt.state(),
+            rng_state=self.rng.bit_generator.state,
+            early=early.state(),
+            best_params=None if early.best_params is None else early.best_params.copy(),
+        )
+
+    def restore(self, ckpt: Checkpoint) -> int:
+        """Load ``ckpt``; return the epoch it was taken after."""
+        if ckpt.fingerprint != self.spec.fingerprint():
+            raise SpecError("checkpoint", "this checkpoint was made by a different spec (only name, tags, "
+                            "notes, epochs and snapshot_every may change)")
+        flat = self.net.flat
+        if ckpt.params.shape != flat.shape:
+            raise SpecError("checkpoint", f"the checkpoint has {ckpt.params.size} parameters, the network {flat.size}")
+        flat[...] = ckpt.params
+        self.opt.load_state(ckpt.optimizer)
+        self.rng.bit_generator.state = ckpt.rng_state
+        self.early.load(ckpt.early, ckpt.best_params)
+        return ckpt.epoch
 
 
 def _check_finite(epoch: int, train_loss: float, val_loss: float | None, flat: np.ndarray) -> None:
@@ -377,37 +413,8 @@ def _check_finite(epoch: int, train_loss: float, val_loss: float | None, flat: n
         raise TrainingDiverged(epoch, f"train loss is {train_loss}")
     if val_loss is not None and not math.isfinite(val_loss):
         raise TrainingDiverged(epoch, f"validation loss is {val_loss}")
-    if not np.isfinite(flat.sum()):
+    if not math.isfinite(flat.sum()):
         raise TrainingDiverged(epoch, "a weight is no longer finite")
-
-
-def _snapshot(
-    epoch: int, spec: TrainSpec, net: Network, opt: Optimizer, rng: np.random.Generator, early: _EarlyStopper
-) -> Checkpoint:
-    return Checkpoint(
-        epoch=epoch,
-        fingerprint=spec.fingerprint(),
-        params=net.flat.copy(),
-        optimizer=opt.state(),
-        rng_state=rng.bit_generator.state,
-        early=early.state(),
-        best_params=None if early.best_params is None else early.best_params.copy(),
-    )
-
-
-def _restore(
-    ckpt: Checkpoint, spec: TrainSpec, net: Network, opt: Optimizer, rng: np.random.Generator, early: _EarlyStopper
-) -> int:
-    if ckpt.fingerprint != spec.fingerprint():
-        raise SpecError("checkpoint", "this checkpoint was made by a different spec (only name, tags, notes, "
-                        "epochs and snapshot_every may change)")
-    if ckpt.params.shape != net.flat.shape:
-        raise SpecError("checkpoint", f"the checkpoint has {ckpt.params.size} parameters, the network {net.flat.size}")
-    net.flat[...] = ckpt.params
-    opt.load_state(ckpt.optimizer)
-    rng.bit_generator.state = ckpt.rng_state
-    early.load(ckpt.early, ckpt.best_params)
-    return ckpt.epoch
 
 
 class _Loop:
@@ -419,13 +426,11 @@ class _Loop:
         self.n = n
         self.batch = n if spec.batch_size is None else min(spec.batch_size, n)
         self.shuffle = spec.shuffle and self.batch < n  # a full batch's order changes nothing
-        # Inputs with a trailing column of ones (the bias input), in the network's dtype.
-        self.X = np.ones((n, train.n_features + 1), dtype=net.dtype)
-        self.X[:, :-1] = train.X
+        self.X = np.ascontiguousarray(train.X, dtype=net.dtype)  # a copy only for float32
         self.T = net.head.targets(train.y, net.dtype)
         self.classify = net.head.is_classifier
         if self.batch == n:
-            net.load_batch(train.X.astype(net.dtype, copy=False), self.T)
+            net.load_batch(self.X, self.T)
         starts = range(0, n, self.batch)
         self.batches = [(i, min(i + self.batch, n), net.workspace(min(i + self.batch, n) - i)) for i in starts]
 

@@ -10,6 +10,7 @@ operations on the flat array.  Gradients have the same layout.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +40,7 @@ class Workspace:
     """Preallocated buffers for batches of ``n`` rows (feature-major, see ``layers``)."""
 
     n: int
-    x: np.ndarray  # (n, n_features + 1), last column ones: the batch, sample-major
+    x: np.ndarray  # (n, n_features): the batch, sample-major
     y: np.ndarray  # the batch's targets
     acts: list[np.ndarray]  # per hidden layer (units + 1, n), last row ones
     deltas: list[np.ndarray]  # per layer (units, n); the last is the output's
@@ -99,6 +100,9 @@ class Network:
             block[:-1] = _init_block(init, block.shape[0] - 1, block.shape[1], rng)
             block[-1] = 0.0
         self.params: list[np.ndarray] = [p for blk in self._blocks for p in (blk[:-1], blk[-1])]
+        # Each W is the leading, contiguous part of its block: flat views make its norm one dot product.
+        self._w_flat = [b[:-1].reshape(-1) for b in self._blocks]
+        self._dw_flat = [b[:-1].reshape(-1) for b in self._grad_blocks]
         self.grads: list[np.ndarray] = [g for blk in self._grad_blocks for g in (blk[:-1], blk[-1])]
         #: 1.0 for every weight, 0.0 for every bias: weight decay spares biases.
         self.decay_mask = np.zeros_like(self.flat)
@@ -110,6 +114,11 @@ class Network:
     @property
     def n_layers(self) -> int:
         return len(self._blocks)
+
+    @property
+    def block_shapes(self) -> tuple[tuple[int, int], ...]:
+        """``(fan_in + 1, fan_out)`` of each layer's block ``[[W], [b]]`` in ``flat``."""
+        return tuple(b.shape for b in self._blocks)
 
     def set_params(self, values: list[np.ndarray]) -> None:
         """Copy ``values`` (same order and shapes as ``params``) into the network."""
@@ -164,7 +173,7 @@ class Network:
         ws = self._workspaces.get(n)
         if ws is None:
             dt = self.dtype
-            x = np.ones((n, self.sizes[0] + 1), dtype=dt)
+            x = np.empty((n, self.sizes[0]), dtype=dt)
             acts = [np.ones((units + 1, n), dtype=dt) for units in self.sizes[1:-1]]
             deltas = [np.empty((units, n), dtype=dt) for units in self.sizes[1:]]
             scratch = [Scratch(np.empty((u, n), dt), np.empty((u, n), bool)) for u in self.sizes[1:-1]]
@@ -175,24 +184,37 @@ class Network:
         return ws
 
     def _plan(self, ws: Workspace) -> None:
-        """Bind every view and kernel a step of ``ws`` uses, in the order it uses them."""
-        inputs = [ws.x.T, *ws.acts]  # (fan_in + 1, n) each: layer i's input with the bias row
+        """Bind every view and kernel a step of ``ws`` uses, in the order it uses them.
+
+        Hidden activations carry a row of ones, so layers after the first
+        get their bias inside the matrix product.  The first layer reads the
+        batch as gathered, without a column of ones (which would cost a copy
+        of the whole training set), and adds and sums its bias explicitly.
+        """
+        blocks, grads, last = self._blocks, self._grad_blocks, len(self._blocks) - 1
         kernels = [ACTIVATIONS[a] for a in self.activations]
-        for i, kernel in enumerate(kernels):
-            ws.forward.append((self._blocks[i].T, inputs[i], ws.acts[i][:-1], kernel.forward, ws.scratch[i]))
-        last = len(self._blocks) - 1
-        ws.forward.append((self._blocks[last].T, inputs[last], ws.deltas[last], None, None))
+        inputs = [ws.x.T, *ws.acts]  # layer i's input, (fan_in [+ 1], n)
+        outputs = [a[:-1] for a in ws.acts] + [ws.deltas[last]]
+        for i in range(last + 1):
+            first = i == 0
+            w_t = blocks[i][:-1].T if first else blocks[i].T
+            bias = blocks[i][-1][:, None] if first else None
+            activate, scratch = (kernels[i].forward, ws.scratch[i]) if i < last else (None, None)
+            ws.forward.append((w_t, inputs[i], outputs[i], bias, activate, scratch))
         for i in range(last, -1, -1):
+            first = i == 0
+            grad = grads[i][:-1] if first else grads[i]
+            bias_grad = grads[i][-1] if first else None
             back = None
-            if i:
-                back = (self._blocks[i][:-1], ws.deltas[i - 1], kernels[i - 1].backward, ws.acts[i - 1][:-1],
+            if not first:
+                back = (blocks[i][:-1], ws.deltas[i - 1], kernels[i - 1].backward, ws.acts[i - 1][:-1],
                         ws.scratch[i - 1])
-            ws.backward.append((inputs[i], ws.deltas[i].T, self._grad_blocks[i], ws.deltas[i], back))
+            ws.backward.append((inputs[i], ws.deltas[i].T, grad, bias_grad, ws.deltas[i], back))
 
     def load_batch(self, X: np.ndarray, targets: np.ndarray) -> Workspace:
         """Copy a batch into its workspace (the slow path; ``fit`` gathers in place)."""
         ws = self.workspace(len(X))
-        ws.x[:, :-1] = X
+        ws.x[...] = X
         ws.y[...] = targets
         return ws
 
@@ -204,13 +226,17 @@ class Network:
         predictions.
         """
         dot = np.dot
-        for w_t, a_in, a_out, activate, scratch in ws.forward:
+        for w_t, a_in, a_out, bias, activate, scratch in ws.forward:
             dot(w_t, a_in, out=a_out)  # z = W.T a + b, feature-major
+            if bias is not None:
+                a_out += bias
             if activate is not None:
                 activate(a_out, scratch)
         loss_sum, correct = self.head.loss_delta(ws.deltas[-1], ws.y, ws.rows, scale)
-        for a_in, delta_t, grad, delta, back in ws.backward:
+        for a_in, delta_t, grad, bias_grad, delta, back in ws.backward:
             dot(a_in, delta_t, out=grad)  # [dW; db] = [a; 1] delta.T
+            if bias_grad is not None:
+                np.sum(delta, axis=1, out=bias_grad)
             if back is not None:
                 w, delta_in, derivative, a, scratch = back
                 dot(w, delta, out=delta_in)  # delta of the layer below, before its activation
@@ -219,11 +245,11 @@ class Network:
 
     def weight_norms(self) -> tuple[float, ...]:
         """Frobenius norm of each layer's ``W``."""
-        return tuple(float(np.linalg.norm(b[:-1])) for b in self._blocks)
+        return tuple(math.sqrt(np.dot(w, w)) for w in self._w_flat)
 
     def grad_norms(self, scale: float = 1.0) -> tuple[float, ...]:
         """Frobenius norm of each layer's ``dW`` from the latest ``backprop(ws, scale)``, before a step."""
-        return tuple(float(np.linalg.norm(b[:-1])) / scale for b in self._grad_blocks)
+        return tuple(math.sqrt(np.dot(g, g)) / scale for g in self._dw_flat)
 
 
 def _carve(flat: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
