@@ -14,6 +14,7 @@ scikit-learn's ``DERIVATIVES``), so the pre-activations need not be kept.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
@@ -23,49 +24,41 @@ import numpy as np
 LEAKY_SLOPE = 0.01
 
 
-@dataclass(frozen=True)
-class Scratch:
-    """Preallocated temporaries of one layer's shape ``(units, n)``."""
-
-    values: np.ndarray
-    mask: np.ndarray
-
-
-# --------------------------------------------------------------------------- hidden
-def _relu(a: np.ndarray, s: Scratch) -> None:
+# Each kernel gets ``s``, a preallocated float array of the layer's shape, as scratch space.
+def _relu(a: np.ndarray, s: np.ndarray) -> None:
     np.maximum(a, 0.0, out=a)
 
 
-def _relu_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
-    np.greater(a, 0.0, out=s.mask)
-    np.multiply(delta, s.mask, out=delta)
+def _relu_grad(a: np.ndarray, delta: np.ndarray, s: np.ndarray) -> None:
+    np.greater(a, 0.0, out=s)  # 1.0 where active: a float mask multiplies faster than a bool one
+    delta *= s
 
 
-def _leaky_relu(a: np.ndarray, s: Scratch) -> None:
-    np.multiply(a, LEAKY_SLOPE, out=s.values)
-    np.maximum(a, s.values, out=a)
+def _leaky_relu(a: np.ndarray, s: np.ndarray) -> None:
+    np.multiply(a, LEAKY_SLOPE, out=s)
+    np.maximum(a, s, out=a)
 
 
-def _leaky_relu_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+def _leaky_relu_grad(a: np.ndarray, delta: np.ndarray, s: np.ndarray) -> None:
     # slope 1 where a > 0, LEAKY_SLOPE elsewhere
-    np.greater(a, 0.0, out=s.mask)
-    np.multiply(s.mask, 1.0 - LEAKY_SLOPE, out=s.values)
-    np.add(s.values, LEAKY_SLOPE, out=s.values)
-    delta *= s.values
+    np.greater(a, 0.0, out=s)
+    s *= 1.0 - LEAKY_SLOPE
+    s += LEAKY_SLOPE
+    delta *= s
 
 
-def _tanh(a: np.ndarray, s: Scratch) -> None:
+def _tanh(a: np.ndarray, s: np.ndarray) -> None:
     np.tanh(a, out=a)
 
 
-def _tanh_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+def _tanh_grad(a: np.ndarray, delta: np.ndarray, s: np.ndarray) -> None:
     # d tanh = 1 - a**2
-    np.multiply(a, a, out=s.values)
-    np.subtract(1.0, s.values, out=s.values)
-    delta *= s.values
+    np.multiply(a, a, out=s)
+    np.subtract(1.0, s, out=s)
+    delta *= s
 
 
-def _sigmoid(a: np.ndarray, s: Scratch | None = None) -> None:
+def _sigmoid(a: np.ndarray, s: np.ndarray | None = None) -> None:
     # sigmoid(z) = (1 + tanh(z / 2)) / 2: never overflows
     a *= 0.5
     np.tanh(a, out=a)
@@ -73,25 +66,25 @@ def _sigmoid(a: np.ndarray, s: Scratch | None = None) -> None:
     a += 0.5
 
 
-def _sigmoid_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+def _sigmoid_grad(a: np.ndarray, delta: np.ndarray, s: np.ndarray) -> None:
     # d sigmoid = a * (1 - a)
-    np.subtract(1.0, a, out=s.values)
-    np.multiply(s.values, a, out=s.values)
-    delta *= s.values
+    np.subtract(1.0, a, out=s)
+    s *= a
+    delta *= s
 
 
-def _identity(a: np.ndarray, s: Scratch) -> None:
+def _identity(a: np.ndarray, s: np.ndarray) -> None:
     pass
 
 
-def _identity_grad(a: np.ndarray, delta: np.ndarray, s: Scratch) -> None:
+def _identity_grad(a: np.ndarray, delta: np.ndarray, s: np.ndarray) -> None:
     pass
 
 
 @dataclass(frozen=True)
 class Activation:
-    forward: Callable[[np.ndarray, Scratch], None]
-    backward: Callable[[np.ndarray, np.ndarray, Scratch], None]
+    forward: Callable[[np.ndarray, np.ndarray], None]  # (a, scratch): a = f(a) in place
+    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # (a, delta, scratch): delta *= f'(z)
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -106,7 +99,7 @@ ACTIVATIONS: dict[str, Activation] = {
 def activate(name: str, z: np.ndarray) -> np.ndarray:
     """Apply a hidden activation to a fresh copy of ``z`` (any shape)."""
     a = np.array(z, copy=True)
-    ACTIVATIONS[name].forward(a, Scratch(np.empty_like(a), np.empty(a.shape, dtype=bool)))
+    ACTIVATIONS[name].forward(a, np.empty_like(a))
     return a
 
 
@@ -166,16 +159,18 @@ class SoftmaxCrossEntropy(Head):
     name = "softmax_cross_entropy"
 
     def loss_delta(self, z, y, rows, scale):
-        n = z.shape[1]
+        k, n = z.shape
+        at_y = y * n + rows  # flat positions of the true classes: flat indexing is the fast kind
+        flat = z.reshape(-1)
         z -= z.max(axis=0)
-        zy = z[y, rows]
+        zy = flat[at_y]
         np.exp(z, out=z)
-        total = z.sum(axis=0)
+        total = np.dot(_ones(k, z.dtype), z)
         loss = float(np.log(total).sum() - zy.sum())
-        correct = int(np.count_nonzero(zy == 0.0))  # the true class holds the maximum
+        correct = n - np.count_nonzero(zy)  # right where the true class holds the maximum, 0
         total *= n / scale
         z /= total
-        z[y, rows] -= scale / n
+        flat[at_y] -= scale / n
         return loss, correct
 
     def proba(self, z):
@@ -282,6 +277,13 @@ class PerceptronRule(Head):
 
     def losses(self, z, y):
         return (self.predict(z) != y).astype(np.float64)
+
+
+@functools.cache
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones(n, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:

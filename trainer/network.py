@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layers import ACTIVATIONS, HEADS, Head, Scratch
+from .layers import ACTIVATIONS, HEADS, Head
 
 INITS = ("xavier", "he", "normal", "zeros")
 NORMAL_INIT_STD = 0.1
@@ -44,8 +44,9 @@ class Workspace:
     y: np.ndarray  # the batch's targets
     acts: list[np.ndarray]  # per hidden layer (units + 1, n), last row ones
     deltas: list[np.ndarray]  # per layer (units, n); the last is the output's
-    scratch: list[Scratch]  # per hidden layer
+    scratch: list[np.ndarray]  # per hidden layer (units, n)
     rows: np.ndarray = field(repr=False)  # arange(n)
+    ones: np.ndarray = field(repr=False)  # n ones
     # The passes as lists of (kernel arguments) made once, so a step only calls kernels.
     forward: list[tuple] = field(default_factory=list, repr=False)
     backward: list[tuple] = field(default_factory=list, repr=False)
@@ -137,7 +138,7 @@ class Network:
         for i, block in enumerate(self._blocks):
             a = a @ block[:-1] + block[-1]
             if i < len(self.activations):
-                ACTIVATIONS[self.activations[i]].forward(a, Scratch(np.empty_like(a), np.empty(a.shape, bool)))
+                ACTIVATIONS[self.activations[i]].forward(a, np.empty_like(a))
         return a
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -176,9 +177,9 @@ class Network:
             x = np.empty((n, self.sizes[0]), dtype=dt)
             acts = [np.ones((units + 1, n), dtype=dt) for units in self.sizes[1:-1]]
             deltas = [np.empty((units, n), dtype=dt) for units in self.sizes[1:]]
-            scratch = [Scratch(np.empty((u, n), dt), np.empty((u, n), bool)) for u in self.sizes[1:-1]]
+            scratch = [np.empty((u, n), dt) for u in self.sizes[1:-1]]
             y = np.empty(*self.head.target_shape(n, dt))
-            ws = Workspace(n, x, y, acts, deltas, scratch, np.arange(n))
+            ws = Workspace(n, x, y, acts, deltas, scratch, np.arange(n), np.ones(n, dtype=dt))
             self._plan(ws)
             self._workspaces[n] = ws
         return ws
@@ -236,7 +237,7 @@ class Network:
         for a_in, delta_t, grad, bias_grad, delta, back in ws.backward:
             dot(a_in, delta_t, out=grad)  # [dW; db] = [a; 1] delta.T
             if bias_grad is not None:
-                np.sum(delta, axis=1, out=bias_grad)
+                dot(delta, ws.ones, out=bias_grad)  # db = delta summed over the batch
             if back is not None:
                 w, delta_in, derivative, a, scratch = back
                 dot(w, delta, out=delta_in)  # delta of the layer below, before its activation
