@@ -147,6 +147,16 @@ def test_float32_trains_in_float32():
     assert result.network.predict(GATE_INPUTS).tolist() == [0, 1, 1, 0]
 
 
+def test_learning_rate_of_zero_keeps_gradient_norms_and_weights():
+    """A cosine schedule with t_max < epochs ends at min_lr 0: SGD then stands still (no momentum)."""
+    records = []
+    fit(xor_mlp(epochs=6, optimizer={"name": "sgd", "lr": 0.5},
+                lr_schedule={"type": "cosine", "t_max": 3, "min_lr": 0.0}), on_epoch=records.append)
+    assert [r.lr for r in records][3:] == [0.0, 0.0, 0.0]
+    assert all(g > 0 for r in records for g in r.grad_norms)
+    assert all(np.array_equal(a, b) for a, b in zip(records[3].weights, records[5].weights))
+
+
 def test_schedule_sets_each_epochs_lr():
     lrs = [r.lr for r in fit(xor_mlp(epochs=5, lr_schedule={"type": "exponential", "gamma": 0.5})).history]
     assert lrs == pytest.approx([0.5, 0.25, 0.125, 0.0625, 0.03125])

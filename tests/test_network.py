@@ -95,6 +95,16 @@ def test_params_are_the_arrays_the_network_computes_with():
     assert np.allclose(after.sum(axis=1), 1.0)
 
 
+def test_set_params_loads_saved_weights():
+    a = Network([3, 4, 3], ["relu"], "softmax_cross_entropy", rng=np.random.default_rng(0))
+    b = Network([3, 4, 3], ["relu"], "softmax_cross_entropy", rng=np.random.default_rng(1))
+    X = np.random.default_rng(2).normal(size=(5, 3))
+    b.set_params([p.copy() for p in a.params])
+    assert np.array_equal(a.decision_function(X), b.decision_function(X))
+    with pytest.raises(ValueError, match="shape"):
+        b.set_params([np.zeros((4, 3)), *a.params[1:]])
+
+
 def test_predict_shapes_and_binary_labels():
     rng = np.random.default_rng(0)
     net = Network([2, 3, 1], ["relu"], "sigmoid_binary_cross_entropy", rng=rng)

@@ -101,10 +101,10 @@ class Network:
             block[:-1] = _init_block(init, block.shape[0] - 1, block.shape[1], rng)
             block[-1] = 0.0
         self.params: list[np.ndarray] = [p for blk in self._blocks for p in (blk[:-1], blk[-1])]
+        self.grads: list[np.ndarray] = [g for blk in self._grad_blocks for g in (blk[:-1], blk[-1])]
         # Each W is the leading, contiguous part of its block: flat views make its norm one dot product.
         self._w_flat = [b[:-1].reshape(-1) for b in self._blocks]
         self._dw_flat = [b[:-1].reshape(-1) for b in self._grad_blocks]
-        self.grads: list[np.ndarray] = [g for blk in self._grad_blocks for g in (blk[:-1], blk[-1])]
         #: 1.0 for every weight, 0.0 for every bias: weight decay spares biases.
         self.decay_mask = np.zeros_like(self.flat)
         for blk in _carve(self.decay_mask, shapes):

@@ -75,9 +75,11 @@ class SGD(Optimizer):
         self.velocity = np.zeros_like(params)  # u = -v
 
     def grad_scale(self, lr):
-        return lr
+        return lr if lr > 0.0 else 1.0  # a schedule may reach 0; gradient norms must stay measurable
 
     def _update(self, grad, lr):  # grad holds lr * g
+        if lr == 0.0:
+            grad[...] = 0.0
         if self.momentum:
             u = self.velocity
             u *= self.momentum
