@@ -1,0 +1,97 @@
+"""Engines and sessions, made when the caller asks (never at import time).
+
+SQLite (local mode) gets, on every new connection, ``PRAGMA foreign_keys=ON``
+(so ``ON DELETE CASCADE`` works), ``journal_mode=WAL`` (readers and one writer
+at once) and a ``busy_timeout``; every transaction starts with ``BEGIN
+IMMEDIATE``, so a transaction that reads and then writes waits for the write
+lock instead of failing with "database is locked" when another process wrote
+in between (the sqlite3 module's own transaction handling is switched off, as
+SQLAlchemy's SQLite documentation describes).  Keep transactions short: on
+SQLite one open transaction holds up every other.
+
+PostgreSQL gets ``pool_pre_ping`` so a restarted server costs no failed
+request; a plain ``postgresql://`` URL means the psycopg 3 driver.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+#: How long a SQLite connection waits for another's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_POSTGRES_DRIVERNAMES = {"postgresql", "postgres"}
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url``; a driverless PostgreSQL URL gets the psycopg 3 driver that Trainyard installs."""
+    url = make_url(url)
+    if url.drivername in _POSTGRES_DRIVERNAMES:
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """Make an engine for ``url`` with the settings above.
+
+    Parameters
+    ----------
+    url : str or URL
+        A SQLAlchemy database URL.
+    sqlite_foreign_keys : bool, default True
+        Whether SQLite enforces foreign keys.  Migrations turn it off: Alembic's
+        batch mode recreates a table by dropping it, which with foreign keys on
+        would cascade the drop's implicit ``DELETE`` to every referencing row.
+    **kwargs
+        Passed on to :func:`sqlalchemy.create_engine`.
+
+    For a SQLite file database, the file's folder is made if it is missing.
+    """
+    url = normalize_url(url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, foreign_keys=sqlite_foreign_keys, **kwargs)
+    if backend == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to ``engine``; objects stay readable after commit (``expire_on_commit=False``)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def _sqlite_is_file(url: URL) -> bool:
+    return bool(url.database) and url.database != ":memory:" and not url.database.startswith("file:")
+
+
+def _sqlite_engine(url: URL, *, foreign_keys: bool, **kwargs: Any) -> Engine:
+    if _sqlite_is_file(url):
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+    pragmas = (
+        f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}",
+        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        "PRAGMA journal_mode=WAL",
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the sqlite3 module emits no BEGIN of its own
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
