@@ -88,3 +88,10 @@ def test_every_setting_is_documented():
     }
     assert all(row.default and row.meaning for row in SETTINGS_DOC)
     assert all(row.variable.startswith(config.PREFIX) for row in SETTINGS_DOC)
+
+
+def test_readme_lists_every_setting():
+    """The README's table of settings cannot drift from the code."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for doc in SETTINGS_DOC:
+        assert f"| `{doc.variable}` |" in readme, doc.variable
