@@ -1,12 +1,11 @@
 """Activations and output heads as small in-place kernels, found by name.
 
-Layout.  The training kernels keep activations *feature-major*: a hidden
-layer's activations for a batch of ``n`` samples are an array of shape
-``(units + 1, n)`` whose last row is all ones, so that
-``W_aug.T @ A`` with ``W_aug = [[W], [b]]`` (shape ``(fan_in + 1, fan_out)``)
-computes ``X @ W + b`` in one matrix product and ``A @ delta.T`` gives the
-gradients of ``W`` and ``b`` in one product too.  Every kernel here works in
-place on such arrays, so a training step allocates nothing.
+Layout.  The training kernels keep activations *feature-major*, an array of
+shape ``(units, n)`` for a batch of ``n`` samples (``Network`` adds a row of
+ones below each hidden layer's so the next layer's bias rides in its matrix
+product).  Every kernel here works in place on such arrays, and the output
+heads take logits of shape ``(n_outputs, n)``, so a training step allocates
+next to nothing.
 
 Derivatives are written in terms of the activation's *output* ``a`` (as in
 scikit-learn's ``DERIVATIVES``), so the pre-activations need not be kept.

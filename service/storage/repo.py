@@ -131,7 +131,7 @@ def _insert(session: Session, table: Table) -> Any:
     try:
         return _DIALECT_INSERTS[dialect](table)
     except KeyError:
-        raise NotImplementedError(f"storage supports {', '.join(_DIALECT_INSERTS)}, not {dialect}") from None
+        raise ValueError(f"storage supports {', '.join(_DIALECT_INSERTS)}, not {dialect}") from None
 
 
 def _reload(session: Session, run_id: str) -> Run | None:
