@@ -79,7 +79,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("spec", JSON, nullable=False),
-        sa.Column("seed", sa.Integer(), nullable=False),
+        sa.Column("seed", sa.BigInteger(), nullable=False),
         sa.Column("sweep_id", sa.String(32), nullable=True),
         sa.Column("tags", JSON, nullable=False),
         sa.Column("notes", sa.Text(), nullable=False),

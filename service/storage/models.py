@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Double,
@@ -167,7 +168,7 @@ class Run(Base):
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     spec: Mapped[dict[str, Any]]
-    seed: Mapped[int]
+    seed: Mapped[int] = mapped_column(BigInteger)  # a spec's seed goes up to 2**32 - 1
     sweep_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("sweeps.id", ondelete="SET NULL"))
     tags: Mapped[list[str]] = mapped_column(default=list)
     notes: Mapped[str] = mapped_column(default="")

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -537,38 +538,46 @@ def _decode_cursor(cursor: str, sort: str, key: str) -> tuple[Any, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         made_for, value, run_id = json.loads(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        raise ValueError("invalid cursor: pass the 'next' value of the previous page unchanged") from None
+        raise _INVALID_CURSOR from None
     if made_for != sort:
         raise ValueError(f"this cursor belongs to sort={made_for!r}, not sort={sort!r}")
-    if not isinstance(run_id, str):
-        raise ValueError("invalid cursor: pass the 'next' value of the previous page unchanged")
+    if not (isinstance(run_id, str) and _RUN_ID.fullmatch(run_id)):
+        raise _INVALID_CURSOR
     return _cursor_value(key, value), run_id
 
 
+_INVALID_CURSOR = ValueError("invalid cursor: pass the 'next' value of the previous page unchanged")
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_INT32 = 2**31 - 1
+
+
 def _cursor_value(key: str, value: Any) -> Any:
-    """The cursor's sort value checked against the column's type."""
-    invalid = ValueError("invalid cursor: pass the 'next' value of the previous page unchanged")
+    """The cursor's sort value, checked against what its column can hold (a crafted cursor is a ValueError)."""
     if value is None:
         if key not in _NULLABLE_SORTS:
-            raise invalid
+            raise _INVALID_CURSOR
         return None
     if key == "created_at":
         try:
             moment = dt.datetime.fromisoformat(value)
-        except (TypeError, ValueError):
-            raise invalid from None
-        if moment.tzinfo is None:
-            raise invalid
-        return moment
+            if moment.tzinfo is None:  # a naive time would be read as local time
+                raise _INVALID_CURSOR
+            return moment.astimezone(dt.timezone.utc)
+        except (TypeError, ValueError, OverflowError):
+            raise _INVALID_CURSOR from None
     if key in ("name", "status"):
-        expected: tuple[type, ...] = (str,)
-    elif key in ("epochs_done", "best_epoch"):
-        expected = (int,)
-    else:
-        expected = (int, float)
-    if isinstance(value, bool) or not isinstance(value, expected):
-        raise invalid
-    return value
+        if not isinstance(value, str) or "\x00" in value or len(value) > MAX_NAME_LENGTH:
+            raise _INVALID_CURSOR
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _INVALID_CURSOR
+    if key in ("epochs_done", "best_epoch"):
+        if not isinstance(value, int) or abs(value) > _INT32:
+            raise _INVALID_CURSOR
+        return value
+    if not math.isfinite(value) or abs(value) > 1e308:
+        raise _INVALID_CURSOR
+    return float(value)
 
 
 # --------------------------------------------------------------------------- epochs

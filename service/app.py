@@ -1,0 +1,65 @@
+"""The Flask application factory.
+
+``create_app(settings)`` builds everything from the settings when called
+(nothing at import time): the engine and session factory, the run queue, the
+error handlers and the API.  It refuses to start against a database whose
+schema is behind the code's, with an error naming ``trainyard db upgrade``.
+Each request opens its own transaction (``service.context.transaction``).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from service.api import health, runs
+from service.api.requests import IdConverter
+from service.config import Settings
+from service.context import Services, install
+from service.errors import register_error_handlers
+from service.queue import CeleryQueue, RunQueue
+from service.storage.db import make_engine, make_sessionmaker
+from service.storage.migrate import check_schema
+
+#: Largest request body: specs and run changes are small JSON documents.
+MAX_CONTENT_LENGTH = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, *, queue: RunQueue | None = None) -> Flask:
+    """A Flask app serving the API for ``settings`` (default: ``Settings.from_env()``).
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        The configuration; read from the environment when not given.
+    queue : RunQueue, optional
+        Where created runs are sent; default a :class:`~service.queue.CeleryQueue` on ``settings.broker_url``.
+
+    Raises
+    ------
+    service.storage.migrate.SchemaBehind
+        If the database's schema is older than the code's (the message says to run ``trainyard db upgrade``).
+    service.storage.migrate.SchemaError
+        If it was migrated by a newer version of Trainyard.
+    """
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH, SECRET_KEY=settings.secret_key)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    services = Services(
+        settings=settings,
+        engine=engine,
+        Session=make_sessionmaker(engine),
+        queue=queue if queue is not None else CeleryQueue(settings.broker_url),
+    )
+    install(app, services)
+    register_error_handlers(app)
+    app.url_map.converters["id"] = IdConverter
+    app.register_blueprint(health.bp)
+    app.register_blueprint(runs.bp)
+    return app
