@@ -1,13 +1,30 @@
-"""Shared test configuration.
+"""Shared test configuration and the database fixtures of the service's tests.
 
 Tests that need a server skip with a reason on a machine without it; under
 ``CI=true`` every server is there, so a skip means something is broken and
 fails the run.
+
+``database_url`` is an empty database: a SQLite file in ``tmp_path``, or a
+PostgreSQL database created for the test (``trainyard_t_<random>``) and
+dropped after it.  The PostgreSQL server is ``TRAINYARD_TEST_POSTGRES_URL``
+(default: ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``, an
+administrative database used only to create and drop the test's own
+databases).  ``url`` is the same database migrated to head: the schema always
+comes from the migrations.
 """
 
+from __future__ import annotations
+
 import os
+import secrets
+from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from service.storage.migrate import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -19,3 +36,54 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if IN_CI and skipped and exitstatus == 0:
         reporter.write_line(f"CI=true: {skipped} test(s) skipped; in CI every test must run", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_admin_url() -> str:
+    return os.environ.get("TRAINYARD_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """An autocommit engine on the server's administrative database; skips when the server is unreachable."""
+    url = make_url(_postgres_admin_url())
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        shown = url.render_as_string(hide_password=True)
+        pytest.skip(f"PostgreSQL not reachable at {shown}: {exc.orig or exc}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_database(postgres_admin: Engine) -> Iterator[str]:
+    """The URL of a database created for this test alone, dropped (connections and all) after it."""
+    name = f"trainyard_t_{secrets.token_hex(6)}"
+    with postgres_admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with postgres_admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty database: a SQLite file in ``tmp_path`` or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'trainyard.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+def url(database_url: str) -> str:
+    """The test's database, migrated to head."""
+    upgrade(database_url)
+    return database_url

@@ -1,7 +1,6 @@
 """Fixtures of the API tests: a fresh database per test (SQLite and PostgreSQL), a real queue on Redis, an app.
 
-The database fixtures follow ``tests/storage/conftest.py`` (copied in short:
-without ``__init__`` files its fixtures are not visible here).  The queue is a
+The database fixtures (``database_url``, ``url``) are in ``tests/conftest.py``.  The queue is a
 real :class:`~service.queue.CeleryQueue` on Redis (``TRAINYARD_TEST_REDIS_URL``,
 default ``redis://127.0.0.1:6379/0``), sending to a queue named for the test
 alone; ``sent()`` reads the messages off that Redis list, and the test's keys
@@ -23,9 +22,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
@@ -33,10 +30,8 @@ from service.app import create_app
 from service.config import Settings
 from service.queue import CeleryQueue
 from service.storage import repo
-from service.storage.migrate import upgrade
 from service.storage.models import Run
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 #: A small valid spec.
@@ -54,49 +49,6 @@ SPEC: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- databases
-
-
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[Engine]:
-    """An autocommit engine on the server's administrative database; skips when the server is unreachable."""
-    url = make_url(os.environ.get("TRAINYARD_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL)
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        engine.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {url.render_as_string(hide_password=True)}: {exc.orig or exc}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_database(postgres_admin: Engine) -> Iterator[str]:
-    """The URL of a database created for this test alone, dropped after it."""
-    name = f"trainyard_t_{secrets.token_hex(6)}"
-    with postgres_admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with postgres_admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """An empty database: a SQLite file in ``tmp_path`` or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'trainyard.db'}"
-    return request.getfixturevalue("postgres_database")
-
-
-@pytest.fixture
-def url(database_url: str) -> str:
-    """The test's database, migrated to head."""
-    upgrade(database_url)
-    return database_url
 
 
 # --------------------------------------------------------------------------- queue
