@@ -1,0 +1,168 @@
+"""The datasets API under ``/api``: upload a CSV, list the built-in and uploaded datasets, read one upload.
+
+An upload is ``multipart/form-data`` with the CSV in the field ``file`` and the
+optional fields ``name``, ``target`` and ``task``.  It is validated by the
+trainer's own CSV loader (:func:`trainer.load_csv`), so a file the API accepts
+is one the worker can train on; a refused upload writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+import re
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from service.api.schemas import iso
+from service.auth import requires
+from service.context import transaction
+from service.errors import ApiError, invalid_field, not_found
+from service.storage import repo
+from service.storage.models import MAX_NAME_LENGTH, Dataset
+from trainer import DatasetError, load_csv
+from trainer.datasets import builtin_info
+
+bp = Blueprint("datasets", __name__, url_prefix="/api")
+
+#: Largest upload (the whole multipart body), above the app's 1 MiB limit for JSON bodies.
+UPLOAD_LIMIT = 16 * 1024 * 1024
+
+#: Values of the form field ``task``.
+TASKS = ("auto", "classification", "regression")
+
+#: A loader message about the target column rather than the file's cells (names in quotes removed first).
+_TARGET_PROBLEM = re.compile(r"target column|target cell|regression target")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def dataset_json(dataset: Dataset) -> dict[str, Any]:
+    """An uploaded dataset as the API shows it (never its content)."""
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "filename": dataset.filename,
+        "target": dataset.target,
+        "task": dataset.task,
+        "n_samples": dataset.n_samples,
+        "n_features": dataset.n_features,
+        "classes": dataset.classes,
+        "size_bytes": dataset.size_bytes,
+        "sha256": dataset.sha256,
+        "created_at": iso(dataset.created_at),
+    }
+
+
+def _text_field(name: str) -> str | None:
+    """The form field ``name``, or None when absent; 422 when empty, too long or holding a NUL character."""
+    value = request.form.get(name)
+    if value is None:
+        return None
+    if not value.strip() or "\x00" in value or len(value) > MAX_NAME_LENGTH:
+        raise invalid_field(name, f"must be 1 to {MAX_NAME_LENGTH} characters without NUL characters")
+    return value
+
+
+def _upload() -> FileStorage:
+    """The file part ``file`` of a multipart body: 415 for another body, 413 over the limit, 400 when missing."""
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", "send the CSV as multipart/form-data in the field 'file'")
+    request.max_content_length = UPLOAD_LIMIT
+    try:
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:
+        message = f"the upload is larger than {UPLOAD_LIMIT // (1024 * 1024)} MiB"
+        raise ApiError(413, "too_large", f"file: {message}", [{"field": "file", "message": message}]) from None
+    if upload is None:
+        message = "a file part is required"
+        raise ApiError(400, "missing_field", f"file: {message}", [{"field": "file", "message": message}])
+    return upload
+
+
+def _filename(upload: FileStorage) -> str:
+    """The upload's file name without directories; 422 when it is too long or holds a NUL character."""
+    filename = posixpath.basename((upload.filename or "").replace("\\", "/"))
+    if "\x00" in filename or len(filename) > MAX_NAME_LENGTH:
+        raise invalid_field("file", f"the file name must be at most {MAX_NAME_LENGTH} characters without NUL")
+    return filename
+
+
+def _load_error(exc: DatasetError) -> ApiError:
+    """A 422 with the loader's message, naming ``target`` when the target column is at fault, else ``file``."""
+    message = str(exc)
+    field = "target" if _TARGET_PROBLEM.search(_QUOTED.sub("", message)) else "file"
+    return invalid_field(field, message)
+
+
+def _last_column(content: bytes) -> str:
+    """The name of the last column of a CSV the loader has accepted (its default target)."""
+    reader = csv.reader(io.StringIO(content.decode("utf-8-sig"), newline=""), strict=True, skipinitialspace=True)
+    header = next(row for row in reader if "".join(row).strip())
+    return header[-1].strip()
+
+
+def _validated(content: bytes, target: str | None, task: str, name: str) -> dict[str, Any]:
+    """``repo.create_dataset``'s description of ``content`` as the trainer loads it; 422 when it cannot."""
+    if not content:
+        raise invalid_field("file", "the file is empty")
+    if b"\x00" in content:
+        raise invalid_field("file", "the file holds NUL bytes: it is not a CSV text file")
+    try:
+        dataset = load_csv(content, target=target, task=task, name=name)  # type: ignore[arg-type]
+    except DatasetError as exc:
+        raise _load_error(exc) from None
+    target_name = target.strip() if target is not None else _last_column(content)
+    if len(target_name) > MAX_NAME_LENGTH:
+        raise invalid_field("target", f"the target column's name is longer than {MAX_NAME_LENGTH} characters")
+    return {
+        "target": target_name,
+        "task": dataset.task,
+        "n_samples": dataset.n_samples,
+        "n_features": dataset.n_features,
+        "classes": list(dataset.classes) if dataset.task == "classification" else None,
+    }
+
+
+@bp.post("/datasets")
+@requires("write")
+def create_dataset() -> tuple[Response, int, dict[str, str]]:
+    upload = _upload()
+    filename = _filename(upload)
+    stem = posixpath.splitext(filename)[0]
+    name = _text_field("name") or (stem if stem.strip() else "upload")
+    target = _text_field("target")
+    task = request.form.get("task", "auto")
+    if task not in TASKS:
+        raise invalid_field("task", f"must be one of {', '.join(TASKS)}")
+    try:
+        content = upload.read()
+    finally:
+        upload.close()
+    described = _validated(content, target, task, name)
+    with transaction() as s:
+        dataset = repo.create_dataset(session=s, name=name, filename=filename, content=content, **described)
+        body = dataset_json(dataset)
+    return jsonify(body), 201, {"Location": url_for(".get_dataset", dataset_id=body["id"])}
+
+
+@bp.get("/datasets")
+@requires("read")
+def list_datasets() -> Response:
+    with transaction() as s:
+        uploads = [dataset_json(dataset) for dataset in repo.list_datasets(session=s)]
+    return jsonify(builtin=builtin_info(), uploads=uploads)
+
+
+@bp.get("/datasets/<id:dataset_id>")
+@requires("read")
+def get_dataset(dataset_id: str) -> Response:
+    with transaction() as s:
+        dataset = repo.get_dataset(session=s, dataset_id=dataset_id)
+        if dataset is None:
+            raise not_found(f"no dataset {dataset_id}")
+        body = dataset_json(dataset)
+    return jsonify(body)
