@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service.api import datasets, health, runs
+from service.api import compare, datasets, health, runs
 from service.api.requests import IdConverter
 from service.config import Settings
 from service.context import Services, install
@@ -63,4 +63,5 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
     app.register_blueprint(health.bp)
     app.register_blueprint(runs.bp)
     app.register_blueprint(datasets.bp)
+    app.register_blueprint(compare.bp)
     return app

@@ -19,6 +19,10 @@ ENDPOINTS = [
     ("POST", f"/api/runs/{RUN}/cancel", None, "write"),
     ("GET", f"/api/runs/{RUN}/epochs", None, "read"),
     ("GET", f"/api/runs/{RUN}/weights", None, "read"),
+    ("POST", "/api/datasets", None, "write"),
+    ("GET", "/api/datasets", None, "read"),
+    ("GET", f"/api/datasets/{RUN}", None, "read"),
+    ("GET", f"/api/compare?runs={RUN}", None, "read"),
 ]
 
 
@@ -34,7 +38,7 @@ def test_every_api_route_declares_a_scope(app):
 
 
 def test_every_api_endpoint_is_listed_here(app):
-    listed = {(method, path.replace(RUN, "<id>")) for method, path, _, _ in ENDPOINTS}
+    listed = {(method, path.replace(RUN, "<id>").partition("?")[0]) for method, path, _, _ in ENDPOINTS}
     routed = {
         (method, re.sub("<[^>]+>", "<id>", rule.rule))
         for rule in app.url_map.iter_rules()

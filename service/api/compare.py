@@ -1,0 +1,124 @@
+"""Comparing runs: ``GET /api/compare?runs=a,b,c[&fields=...][&max_points=K]``.
+
+The response holds the runs (in the order asked), their parameters split
+into those that differ and those all runs share, and each run's curves,
+downsampled on the server so a spike stays visible::
+
+    {"runs": [...],
+     "params": {"differ": {"optimizer.lr": [0.1, 0.5]}, "same": {"dataset.name": "xor"}},
+     "curves": {"<run id>": [{"epoch": 1, "train_loss": ...}, ...]}}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.api.requests import int_param, list_param, str_param
+from service.api.runs import MAX_POINTS
+from service.api.schemas import run_json
+from service.auth import requires
+from service.context import transaction
+from service.errors import ApiError, invalid_parameter
+from service.storage import repo
+from service.storage.models import Run
+
+bp = Blueprint("compare", __name__, url_prefix="/api")
+
+#: Most runs one comparison takes.
+MAX_RUNS = 100
+
+#: The curves returned when ``fields`` is not given.
+DEFAULT_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+
+#: Points per curve when ``max_points`` is not given.
+DEFAULT_MAX_POINTS = 1000
+
+#: Top-level spec keys that describe a run rather than configure it: not compared.
+UNCOMPARED_KEYS = frozenset(("name", "tags", "notes"))
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _run_ids() -> list[str]:
+    """The ``runs`` parameter: 1 to :data:`MAX_RUNS` distinct ids; 400 naming ``runs`` otherwise."""
+    value = str_param("runs")
+    if value is None:
+        raise invalid_parameter("runs", "is required: a comma-separated list of run ids")
+    ids = value.split(",")
+    if "" in ids:
+        raise invalid_parameter("runs", "must be run ids separated by single commas, without empty items")
+    if len(ids) > MAX_RUNS:
+        raise invalid_parameter("runs", f"at most {MAX_RUNS} runs can be compared, not {len(ids)}")
+    repeated = sorted({run_id for run_id in ids if ids.count(run_id) > 1})
+    if repeated:
+        raise invalid_parameter("runs", f"each run may be named once; repeated: {', '.join(repeated)}")
+    return ids
+
+
+def _runs_or_404(s: Session, run_ids: Sequence[str]) -> list[Run]:
+    """The runs in the order asked, loaded in one query; 404 naming every id that is not a run."""
+    wanted = [run_id for run_id in run_ids if _RUN_ID.fullmatch(run_id)]
+    found = {run.id: run for run in s.scalars(select(Run).where(Run.id.in_(wanted)))} if wanted else {}
+    missing = [run_id for run_id in run_ids if run_id not in found]
+    if missing:
+        message = f"no run {', '.join(missing)}"
+        raise ApiError(404, "not_found", message, [{"field": "runs", "message": message}])
+    return [found[run_id] for run_id in run_ids]
+
+
+def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The leaves of a JSON value as ``(dotted path, value)``; lists by index, empty lists and objects as leaves."""
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            yield from flatten(item, f"{prefix}{key}.")
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            yield from flatten(item, f"{prefix}{index}.")
+    else:
+        yield prefix[:-1], value
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """JSON equality: ``True`` is not ``1``."""
+    return (type(a) is bool) == (type(b) is bool) and a == b
+
+
+def compare_params(specs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Split the specs' dotted paths (not :data:`UNCOMPARED_KEYS`) into ``same`` and ``differ``.
+
+    A path with one value in every spec goes into ``same`` (path → value);
+    any other into ``differ`` (path → one value per spec, None where a spec
+    lacks the path).  Paths come in the order they first appear.
+    """
+    flat = [dict(flatten({key: item for key, item in spec.items() if key not in UNCOMPARED_KEYS})) for spec in specs]
+    paths = dict.fromkeys(path for leaves in flat for path in leaves)
+    same: dict[str, Any] = {}
+    differ: dict[str, list[Any]] = {}
+    for path in paths:
+        first = flat[0].get(path)
+        if all(path in leaves and _equal(leaves[path], first) for leaves in flat):
+            same[path] = first
+        else:
+            differ[path] = [leaves.get(path) for leaves in flat]
+    return {"differ": differ, "same": same}
+
+
+@bp.get("/compare")
+@requires("read")
+def compare() -> Response:
+    run_ids = _run_ids()
+    fields = list_param("fields", repo.EPOCH_METRICS) or list(DEFAULT_FIELDS)
+    max_points = int_param("max_points", minimum=2, maximum=MAX_POINTS) or DEFAULT_MAX_POINTS
+    with transaction() as s:
+        runs = _runs_or_404(s, run_ids)
+        curves = {
+            run.id: repo.get_epochs(session=s, run_id=run.id, fields=fields, max_points=max_points) for run in runs
+        }
+        shown = [run_json(run) for run in runs]
+    return jsonify(runs=shown, params=compare_params([run["spec"] for run in shown]), curves=curves)
