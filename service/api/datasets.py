@@ -18,12 +18,12 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from service.api.schemas import iso
+from service.api.schemas import dataset_json
 from service.auth import requires
 from service.context import transaction
 from service.errors import ApiError, invalid_field, not_found
 from service.storage import repo
-from service.storage.models import MAX_NAME_LENGTH, Dataset
+from service.storage.models import MAX_NAME_LENGTH
 from trainer import DatasetError, load_csv
 from trainer.datasets import builtin_info
 
@@ -38,23 +38,6 @@ TASKS = ("auto", "classification", "regression")
 #: A loader message about the target column rather than the file's cells (names in quotes removed first).
 _TARGET_PROBLEM = re.compile(r"target column|target cell|regression target")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-
-
-def dataset_json(dataset: Dataset) -> dict[str, Any]:
-    """An uploaded dataset as the API shows it (never its content)."""
-    return {
-        "id": dataset.id,
-        "name": dataset.name,
-        "filename": dataset.filename,
-        "target": dataset.target,
-        "task": dataset.task,
-        "n_samples": dataset.n_samples,
-        "n_features": dataset.n_features,
-        "classes": dataset.classes,
-        "size_bytes": dataset.size_bytes,
-        "sha256": dataset.sha256,
-        "created_at": iso(dataset.created_at),
-    }
 
 
 def _text_field(name: str) -> str | None:

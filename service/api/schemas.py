@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.storage.models import Run
+from service.storage.models import Dataset, Run
 from trainer.spec import MAX_NAME_LENGTH, MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, TrainSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
@@ -90,3 +90,20 @@ def weights_layers(data: bytes) -> list[dict[str, list[Any]]]:
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         count = sum(1 for name in arrays.files if name.startswith("W"))
         return [{"W": _finite_list(arrays[f"W{i}"]), "b": _finite_list(arrays[f"b{i}"])} for i in range(1, count + 1)]
+
+
+def dataset_json(dataset: Dataset) -> dict[str, Any]:
+    """An uploaded dataset as the API shows it (never its content)."""
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "filename": dataset.filename,
+        "target": dataset.target,
+        "task": dataset.task,
+        "n_samples": dataset.n_samples,
+        "n_features": dataset.n_features,
+        "classes": dataset.classes,
+        "size_bytes": dataset.size_bytes,
+        "sha256": dataset.sha256,
+        "created_at": iso(dataset.created_at),
+    }
