@@ -1,0 +1,172 @@
+"""The Python client against the real API over HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from service.client import ApiError, Client, ClientError, Unreachable
+
+
+def test_health_and_ready(client):
+    assert client.health() == {"status": "ok"}
+    assert client.ready() == {"database": "ok", "broker": "ok"}
+
+
+def test_submit_read_update_delete(client, spec):
+    run = client.submit(spec)
+    assert run["status"] == "queued" and run["name"] == "xor-tanh" and run["epochs_total"] == 30
+    assert client.run(run["id"]) == run
+    changed = client.update(run["id"], name="renamed", tags=["a", "b"], notes="why")
+    assert (changed["name"], changed["tags"], changed["notes"]) == ("renamed", ["a", "b"], "why")
+    client.delete(run["id"])
+    with pytest.raises(ApiError) as missing:
+        client.run(run["id"])
+    assert (missing.value.status, missing.value.code) == (404, "not_found")
+    assert run["id"] in missing.value.message
+
+
+def test_runs_iterates_every_page_with_filters(client, spec):
+    ids = [client.submit(spec | {"name": f"run-{i}"})["id"] for i in range(5)]
+    client.submit(spec | {"name": "other", "tags": ["elsewhere"]})
+    assert [run["id"] for run in client.runs(tag="cli-test", page_size=2)] == ids[::-1]
+    assert [run["name"] for run in client.runs(q="run-", sort="name", page_size=3)] == [f"run-{i}" for i in range(5)]
+    assert [run["name"] for run in client.runs(status="queued", tag="elsewhere")] == ["other"]
+    assert list(client.runs(status="succeeded")) == []
+
+
+def test_epochs_weights_and_follow_of_a_trained_run(client, spec, train):
+    run = client.submit(spec)
+    train(run["id"])
+    epochs = client.epochs(run["id"])
+    assert [e["epoch"] for e in epochs] == list(range(1, 31))
+    assert set(epochs[0]) >= {"train_loss", "lr", "weight_norms", "grad_norms"}
+    assert [e["epoch"] for e in client.epochs(run["id"], since=25, fields=["train_loss"])] == [26, 27, 28, 29, 30]
+    assert set(client.epochs(run["id"], fields=["train_loss"])[0]) == {"epoch", "train_loss"}
+    assert len(client.epochs(run["id"], max_points=6)) <= 6
+
+    last = client.weights(run["id"])
+    assert last["epoch"] == 30 and len(last["layers"]) == 2
+    assert np.asarray(last["layers"][0]["W"]).shape == (2, 8)
+    npz = client.weights(run["id"], epoch=3, format="npz")
+    with np.load(io.BytesIO(npz), allow_pickle=False) as arrays:
+        assert sorted(arrays.files) == ["W1", "W2", "b1", "b2"]
+    assert not np.array_equal(np.load(io.BytesIO(npz))["W1"], np.asarray(last["layers"][0]["W"]))
+
+    steps = list(client.follow(run["id"], interval=0.01))
+    assert len(steps) == 1  # already finished: one look, every epoch
+    finished, followed = steps[0]
+    assert finished["status"] == "succeeded" and len(followed) == 30
+    assert set(followed[0]) == {"epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"}
+
+
+def test_cancel_and_cancelling_a_finished_run(client, spec, train):
+    queued = client.submit(spec)
+    cancelled = client.cancel(queued["id"])
+    assert cancelled["cancel_requested"] is True
+    done = client.submit(spec)
+    train(done["id"])
+    with pytest.raises(ApiError) as conflict:
+        client.cancel(done["id"])
+    assert (conflict.value.status, conflict.value.code) == (409, "already_finished")
+
+
+def test_compare(client, spec, train):
+    a = client.submit(spec)
+    b = client.submit(spec | {"optimizer": {"name": "adam", "lr": 0.05}})
+    train(a["id"])
+    result = client.compare([a["id"], b["id"]], fields=["train_loss"], max_points=10)
+    assert [run["id"] for run in result["runs"]] == [a["id"], b["id"]]
+    assert result["params"]["differ"]["optimizer.name"] == ["sgd", "adam"]
+    curves = result["curves"]
+    assert 2 <= len(curves[a["id"]]["epoch"]) <= 10 and curves[b["id"]]["epoch"] == []
+    with pytest.raises(ApiError) as missing:
+        client.compare([a["id"], "f" * 32])
+    assert missing.value.status == 404 and missing.value.fields[0]["field"] == "runs"
+
+
+def test_datasets_upload_and_list(client, tmp_path):
+    path = tmp_path / "points.csv"
+    path.write_text("x1,x2,label\n0,0,a\n0,1,b\n1,0,b\n1,1,a\n")
+    uploaded = client.upload_dataset(path, name="my points", target="label")
+    assert uploaded["name"] == "my points" and uploaded["filename"] == "points.csv"
+    assert (uploaded["target"], uploaded["task"], uploaded["n_samples"], uploaded["classes"]) == (
+        "label", "classification", 4, ["a", "b"])
+    assert client.dataset(uploaded["id"]) == uploaded
+    listing = client.datasets()
+    assert [d["id"] for d in listing["uploads"]] == [uploaded["id"]]
+    assert "xor" in {d["name"] for d in listing["builtin"]}
+    with pytest.raises(ApiError) as bad_target:
+        client.upload_dataset(path, target="nope")
+    assert bad_target.value.status == 422 and bad_target.value.fields[0]["field"] == "target"
+
+
+def test_a_bad_spec_is_a_422_naming_the_field(client, spec):
+    with pytest.raises(ApiError) as invalid:
+        client.submit(spec | {"optimizer": {"name": "sgd", "lr": -1}})
+    error = invalid.value
+    assert (error.status, error.code) == (422, "invalid")
+    assert "optimizer.lr" in [field["field"] for field in error.fields]
+    assert "HTTP 422" in str(error)
+
+
+def test_tokens_401_for_a_bad_one_and_403_for_too_little_scope(server, spec):
+    with server.client(None) as anonymous, pytest.raises(ApiError) as missing:
+        list(anonymous.runs())
+    assert missing.value.status == 401
+    with Client(server.url, "ty_not-a-token") as wrong, pytest.raises(ApiError) as unknown:
+        wrong.run("0" * 32)
+    assert (unknown.value.status, unknown.value.code) == (401, "unauthorized")
+    with server.client("read") as reader, pytest.raises(ApiError) as forbidden:
+        reader.submit(spec)
+    assert forbidden.value.status == 403
+    with server.client(None) as anonymous:  # health and readiness need no token
+        assert anonymous.health() == {"status": "ok"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_server_is_a_clear_error():
+    url = f"http://127.0.0.1:{_free_port()}"
+    with Client(url, timeout=2) as client, pytest.raises(Unreachable) as unreachable:
+        client.health()
+    assert f"cannot reach Trainyard at {url}" in str(unreachable.value)
+    assert isinstance(unreachable.value, ClientError)
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """A proxy in front of a stopped service: an HTML 502 page."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>"
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_error_page_that_is_not_json_gives_an_api_error_from_its_status():
+    proxy = http.server.HTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with Client(f"http://127.0.0.1:{proxy.server_port}") as client, pytest.raises(ApiError) as bad_gateway:
+            client.health()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert (bad_gateway.value.status, bad_gateway.value.code) == (502, "http_502")
+    assert "502 Bad Gateway" in bad_gateway.value.message
