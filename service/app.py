@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
         settings=settings,
         engine=engine,
         Session=make_sessionmaker(engine),
-        queue=queue if queue is not None else CeleryQueue(settings.broker_url),
+        queue=queue if queue is not None else CeleryQueue(settings.broker_url, queue_name=settings.queue),
     )
     install(app, services)
     register_error_handlers(app)

@@ -13,7 +13,9 @@ README's table of settings follows.  An empty variable counts as unset, so
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,11 @@ PREFIX = "TRAINYARD_"
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 _AUTH_VALUES = {"on": True, "off": False}
+
+MIB = 1024 * 1024
+
+#: Queue names: what every broker accepts as a queue or key name.
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 
 
 class ConfigError(ValueError):
@@ -70,6 +77,45 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         "(unset)",
         "Secret for signing (Flask sessions of the dashboard). Unset: none is configured.",
     ),
+    SettingDoc(
+        "TRAINYARD_QUEUE",
+        "trainyard",
+        "Name of the broker queue the API sends runs to and the workers read; the same on both sides.",
+    ),
+    SettingDoc(
+        "TRAINYARD_WORKER_CONCURRENCY",
+        "1",
+        "Training processes per worker (`trainyard worker`, `python -m worker`); each gets cores ÷ this many "
+        "BLAS threads.",
+    ),
+    SettingDoc(
+        "TRAINYARD_LEASE_SECONDS",
+        "30",
+        "A worker's lease on the run it trains, renewed at every flush. A run whose worker died is resumed "
+        "by another this long after its last flush (plus up to one reconciler pass, also this long).",
+    ),
+    SettingDoc(
+        "TRAINYARD_FLUSH_SECONDS",
+        "0.5",
+        "Most time between two writes of a training run's new epochs, weights, checkpoint and lease "
+        "(one transaction each); also how soon a cancel is seen.",
+    ),
+    SettingDoc(
+        "TRAINYARD_WEIGHTS_BUDGET_MB",
+        "64",
+        "Weights kept per run, in MiB: every epoch's while they fit, else every k-th epoch's so they do "
+        "(always the first, best and last). A spec's `snapshot_every` overrides.",
+    ),
+    SettingDoc(
+        "TRAINYARD_URL",
+        "http://127.0.0.1:8000",
+        "For the CLI's client commands (`submit`, `runs`, ...): the address of the service. Same as `--url`.",
+    ),
+    SettingDoc(
+        "TRAINYARD_TOKEN",
+        "<data dir>/token when present",
+        "For the CLI's client commands: the API token to send. Same as `--token`.",
+    ),
 )
 
 
@@ -89,6 +135,19 @@ class Settings:
         Whether API calls need a bearer token.
     secret_key : str or None
         The secret key, or None when unset.
+    queue : str
+        The broker queue of training runs.
+    worker_concurrency : int
+        Training processes of a worker started without an explicit concurrency.
+    lease_seconds : float
+        Length of a worker's lease on a run.
+    flush_seconds : float
+        Most time between two flushes of a training run.
+    weights_budget_bytes : int
+        Bytes of weights kept per run (before ``snapshot_every``).
+
+    ``TRAINYARD_URL`` and ``TRAINYARD_TOKEN`` are the CLI's, read by the
+    client commands, not here.
     """
 
     data_dir: Path
@@ -96,6 +155,11 @@ class Settings:
     broker_url: str
     auth: bool = True
     secret_key: str | None = None
+    queue: str = "trainyard"
+    worker_concurrency: int = 1
+    lease_seconds: float = 30.0
+    flush_seconds: float = 0.5
+    weights_budget_bytes: int = 64 * MIB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -113,6 +177,11 @@ class Settings:
             broker_url=_broker_url(_get(environ, "BROKER_URL") or f"sqla+sqlite:///{data_dir / 'broker.db'}"),
             auth=_auth(_get(environ, "AUTH") or "on"),
             secret_key=_get(environ, "SECRET_KEY") or None,
+            queue=_queue(_get(environ, "QUEUE") or "trainyard"),
+            worker_concurrency=int(_number(environ, "WORKER_CONCURRENCY", "1", integer=True)),
+            lease_seconds=_number(environ, "LEASE_SECONDS", "30"),
+            flush_seconds=_number(environ, "FLUSH_SECONDS", "0.5"),
+            weights_budget_bytes=int(_number(environ, "WEIGHTS_BUDGET_MB", "64") * MIB),
         )
 
 
@@ -149,3 +218,22 @@ def _auth(value: str) -> bool:
         return _AUTH_VALUES[value.lower()]
     except KeyError:
         raise ConfigError(f"{PREFIX}AUTH must be 'on' or 'off', not {value!r}") from None
+
+
+def _queue(value: str) -> str:
+    if not _QUEUE_NAME.fullmatch(value):
+        raise ConfigError(f"{PREFIX}QUEUE: use 1 to 200 letters, digits and _.:- , not {value!r}")
+    return value
+
+
+def _number(environ: Mapping[str, str], name: str, default: str, *, integer: bool = False) -> float:
+    """The positive number in ``TRAINYARD_<name>`` (``default`` when unset); a whole one with ``integer``."""
+    raw = _get(environ, name) or default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0) or (integer and not value.is_integer()):
+        kind = "a positive whole number" if integer else "a positive number"
+        raise ConfigError(f"{PREFIX}{name} must be {kind}, not {raw!r}")
+    return value

@@ -1032,3 +1032,93 @@ def create_sweep(
 def get_sweep(*, session: Session, sweep_id: str) -> Sweep | None:
     """The sweep, or None."""
     return session.get(Sweep, sweep_id)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def write_weights_many(*, session: Session, run_id: str, snapshots: Sequence[tuple[int, bytes]]) -> int:
+    """Store several ``(epoch, npz_bytes)`` weights of a run in one batch; how many were new.
+
+    :func:`write_weights` for a flush's worth of epochs: one multi-row
+    ``INSERT ... ON CONFLICT DO NOTHING`` instead of a statement per epoch.
+    """
+    if not snapshots:
+        return 0
+    table = Weights.__table__
+    values = [{"run_id": run_id, "epoch": epoch, "data": data, "size_bytes": len(data)} for epoch, data in snapshots]
+    insert = _insert(session, table).on_conflict_do_nothing(index_elements=["run_id", "epoch"])
+    return len(session.execute(insert.returning(table.c.epoch), values).all())
+
+
+def delete_weights(*, session: Session, run_id: str, epochs: Iterable[int]) -> int:
+    """Delete the weights of a run at these epochs (a superseded "best so far"); how many were deleted."""
+    epochs = list(epochs)
+    if not epochs:
+        return 0
+    return session.execute(delete(Weights).where(Weights.run_id == run_id, Weights.epoch.in_(epochs))).rowcount
+
+
+def release_run(*, session: Session, run_id: str, worker: str, now: dt.datetime | None = None) -> bool:
+    """Give a running run held by ``worker`` back to the queue (status ``queued``, no worker, no lease).
+
+    A worker that is shutting down calls it after its last flush, so the next
+    worker may claim the run at once instead of waiting for the lease to
+    expire.  Returns whether the run was released (False: not held by ``worker``).
+    """
+    now = _now(now)
+    released = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+        .values(status="queued", worker=None, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return released.rowcount == 1
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What :func:`reconcile` did: the runs to send to the queue again, and the runs it cancelled."""
+
+    requeue: list[str]
+    cancelled: list[str]
+
+
+def reconcile(*, session: Session, queued_for: float, now: dt.datetime | None = None) -> Reconciled:
+    """Recover the runs a dead worker or a lost message left behind; the caller sends ``requeue``.
+
+    - A running run whose lease expired before ``now`` goes back to
+      ``queued`` (its worker died or hangs: a worker that renews later finds
+      it no longer holds the run), or to ``cancelled`` if its cancel was asked for.
+    - A queued run untouched (``updated_at``) for ``queued_for`` seconds may
+      have lost its message.  Its ``updated_at`` is set to ``now``, so it is
+      sent again at most once per ``queued_for`` however long the queue's
+      backlog; a duplicate message is harmless (nothing to claim).
+
+    Each change is a conditional UPDATE, so several workers reconciling at
+    once send at most a few duplicates.
+    """
+    now = _now(now)
+    expired = and_(Run.status == "running", Run.lease_expires_at < _utc(now))
+    cancelled = session.scalars(
+        update(Run)
+        .where(expired, Run.cancel_requested)
+        .values(status="cancelled", finished_at=now, lease_expires_at=None, updated_at=now)
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    requeued = session.scalars(
+        update(Run)
+        .where(expired, ~Run.cancel_requested)
+        .values(status="queued", worker=None, lease_expires_at=None, updated_at=now)
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    forgotten = session.scalars(
+        update(Run)
+        .where(Run.status == "queued", Run.updated_at < _utc(now - dt.timedelta(seconds=queued_for)))
+        .values(updated_at=now)
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return Reconciled(requeue=list(dict.fromkeys([*requeued, *forgotten])), cancelled=list(cancelled))

@@ -1,0 +1,104 @@
+"""Trainyard's worker: a Celery worker that trains queued runs and streams them into the database.
+
+:func:`run` runs one worker in the foreground (``trainyard worker`` and
+``python -m worker`` call it); :func:`worker.celery_app.make_celery` makes
+its Celery app; :func:`worker.training.train_run` is the plain function
+behind the task.
+
+A worker is a main process (Celery's consumer and the :mod:`reconciler
+<worker.reconciler>` thread) and ``concurrency`` pool processes that train.
+Each pool process gets ``cores // concurrency`` BLAS threads (at least one):
+numpy's OpenBLAS would otherwise start one thread per core in every process
+and oversubscribe the CPU.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+from typing import Any
+
+from celery import signals
+from threadpoolctl import threadpool_limits
+
+from service.config import Settings
+from service.queue import TRAIN_TASK
+from service.storage.db import make_engine, make_sessionmaker
+from worker.celery_app import make_celery
+from worker.reconciler import QUEUED_RESEND_LEASES, Reconciler
+
+__all__ = ["blas_threads", "run"]
+
+
+def blas_threads(concurrency: int) -> int:
+    """BLAS threads per pool process: the cores this process may use, shared by ``concurrency`` processes."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, concurrency))
+
+
+def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> None:
+    """Run a Celery worker for ``settings`` in the foreground until SIGINT or SIGTERM.
+
+    Parameters
+    ----------
+    settings : Settings
+        Broker, queue, database and timings.
+    concurrency : int
+        Pool processes, each training one run at a time.
+    loglevel : str
+        Celery's log level.
+
+    SIGTERM or a first Ctrl-C stops the worker within about one epoch: each
+    run in training is flushed, given back to the queue and sent again, for
+    another worker to resume from its checkpoint.  A second Ctrl-C (or
+    SIGQUIT) stops at once; those runs resume once their lease expires.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    app = make_celery(settings)
+    shutting_down = multiprocessing.Event()  # made before the pool forks, so every pool process shares it
+    app.runtime.should_release = shutting_down.is_set
+    engine = make_engine(settings.database_url)
+    reconciler = Reconciler(
+        make_sessionmaker(engine),
+        send=lambda run_id: app.send_task(TRAIN_TASK, args=[run_id]),
+        interval=settings.lease_seconds,
+        queued_for=QUEUED_RESEND_LEASES * settings.lease_seconds,
+    )
+    threads = blas_threads(concurrency)
+
+    def limit_blas(**_: Any) -> None:
+        threadpool_limits(limits=threads)
+
+    def start_reconciler(**_: Any) -> None:
+        reconciler.start()
+
+    def release_runs(**_: Any) -> None:
+        shutting_down.set()
+
+    handlers = [
+        (signals.worker_process_init, limit_blas),
+        (signals.worker_ready, start_reconciler),
+        (signals.worker_shutting_down, release_runs),
+    ]
+    for signal, handler in handlers:
+        signal.connect(handler, weak=False)
+    try:
+        worker = app.Worker(
+            hostname=f"trainyard-{os.getpid()}@{socket.gethostname()}",
+            concurrency=concurrency,
+            pool="prefork",
+            loglevel=loglevel,
+            queues=[settings.queue],
+            without_gossip=True,  # gossip, mingle and heartbeats need fanout, which the serverless transports lack
+            without_mingle=True,
+            without_heartbeat=True,
+        )
+        worker.start()
+    finally:
+        reconciler.stop()
+        for signal, handler in handlers:
+            signal.disconnect(handler)
+        engine.dispose()
+        app.close()

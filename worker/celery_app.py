@@ -1,0 +1,98 @@
+"""The worker's Celery app, made from :class:`~service.config.Settings` by :func:`make_celery`.
+
+Nothing is built at import time.  The configuration follows DESIGN.md:
+
+- ``acks_late`` and ``reject_on_worker_lost`` with a prefetch of 1, so a
+  message is acknowledged only once its task has returned and a worker killed
+  mid-task gives its message back (where the transport can: Redis after its
+  visibility timeout; the serverless transports lose it, and the reconciler
+  re-sends the run once its lease has expired);
+- JSON only, results ignored (the database is the source of truth);
+- on Redis one visibility timeout, set in the broker's and the result
+  backend's transport options and as ``visibility_timeout``.  A task running
+  longer is delivered again while it still runs; that copy finds nothing to
+  claim.  Recovery from a dead worker does not wait for it: the lease does;
+- the SQLAlchemy transport passes its transport options to
+  ``create_engine``, so it gets none.
+
+Shutdown: SIGTERM (and a first Ctrl-C) is Celery's warm shutdown.
+:func:`worker.run` turns it into a flag that the training loop reads at every
+epoch: the run is flushed with its checkpoint, released to the queue and sent
+again, so another worker resumes it at once.  A cold shutdown (SIGQUIT, a
+second Ctrl-C) cancels the task at once, like a crash: the run resumes after
+its lease expires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from service.config import Settings
+from service.queue import TRAIN_TASK
+from worker import tasks
+
+#: Redis visibility timeout (seconds): how long an unacknowledged message waits before redelivery.
+#: The database lease, not this, decides who trains a run; this only bounds how long a message of a
+#: dead worker lingers (the reconciler has re-sent its run long before).
+VISIBILITY_TIMEOUT = 3600
+
+_REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+
+
+def transport_options(broker_url: str) -> dict[str, Any]:
+    """``broker_transport_options`` for ``broker_url``: the visibility timeout on Redis, nothing elsewhere."""
+    scheme = broker_url.partition("://")[0]
+    if scheme in _REDIS_SCHEMES:
+        return {"visibility_timeout": VISIBILITY_TIMEOUT}
+    return {}
+
+
+class WorkerApp(Celery):
+    """A Celery app that knows the settings it was made from and the runtime of its task."""
+
+    settings: Settings
+    runtime: tasks.Runtime
+
+
+def make_celery(settings: Settings) -> WorkerApp:
+    """The worker's Celery app for ``settings``, with the task ``worker.tasks.train_run`` registered.
+
+    Parameters
+    ----------
+    settings : Settings
+        Broker URL and queue name (``settings.queue``), and what the task needs
+        (database URL, lease, flush interval, weights budget).
+
+    Returns
+    -------
+    WorkerApp
+        A :class:`celery.Celery`; ``app.send_task(TRAIN_TASK, args=[run_id])``
+        sends a run, ``app.Worker(...)`` runs a worker (see :func:`worker.run`).
+    """
+    app = WorkerApp("trainyard", broker=settings.broker_url, set_as_current=False)
+    options = transport_options(settings.broker_url)
+    app.conf.update(
+        task_default_queue=settings.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=options,
+        result_backend_transport_options=options,
+        worker_hijack_root_logger=True,
+        worker_redirect_stdouts=False,
+    )
+    if "visibility_timeout" in options:
+        app.conf.visibility_timeout = options["visibility_timeout"]
+    app.settings = settings
+    tasks.register(app, settings)
+    return app
+
+
+__all__ = ["TRAIN_TASK", "VISIBILITY_TIMEOUT", "WorkerApp", "make_celery", "transport_options"]

@@ -1,0 +1,70 @@
+"""The reconciler: a thread in each worker's main process that recovers runs nobody is training.
+
+Every ``interval`` seconds (the lease length) it calls
+:func:`service.storage.repo.reconcile` in one transaction and sends the runs
+it returns to the queue: runs whose worker died (lease expired) and queued
+runs whose message may have been lost.  It works the same on every
+transport, since it only reads the database and sends messages; several
+workers reconciling at once send at most a harmless duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.storage import repo
+
+logger = logging.getLogger(__name__)
+
+#: A queued run untouched for this many leases is sent again (its message may have been lost).
+QUEUED_RESEND_LEASES = 10
+
+
+class Reconciler(threading.Thread):
+    """Recover stale runs every ``interval`` seconds until :meth:`stop`.
+
+    Parameters
+    ----------
+    Session : sessionmaker
+        Sessions on the run database.
+    send : callable
+        ``send(run_id)`` puts a run on the queue.
+    interval : float
+        Seconds between passes (the first pass runs at once).
+    queued_for : float
+        Seconds a queued run waits untouched before it is sent again.
+    """
+
+    def __init__(self, Session: sessionmaker[Session], send: Callable[[str], None], *, interval: float,
+                 queued_for: float):
+        super().__init__(name="trainyard-reconciler", daemon=True)
+        self.Session, self.send = Session, send
+        self.interval, self.queued_for = interval, queued_for
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.reconcile_once()
+            except Exception:  # a database or broker outage: try again next pass
+                logger.exception("reconciler pass failed")
+            if self._stopped.wait(self.interval):
+                return
+
+    def reconcile_once(self) -> repo.Reconciled:
+        """One pass: fix the database, then send the runs to resume; returns what was done."""
+        with self.Session() as s, s.begin():
+            done = repo.reconcile(session=s, queued_for=self.queued_for)
+        for run_id in done.requeue:
+            self.send(run_id)
+        if done.requeue or done.cancelled:
+            logger.info("reconciler: re-sent %s, cancelled %s", done.requeue, done.cancelled)
+        return done
+
+    def stop(self) -> None:
+        """Ask the thread to end after its current pass."""
+        self._stopped.set()
