@@ -99,15 +99,14 @@ def _fill(app, runs: int, epochs: int) -> tuple[list[str], str]:
 
 
 def _breakdown(app, ids: list[str], max_points: int, body: dict, repeat: int) -> tuple[float, float]:
-    """Median ms of the request's two main parts: the curves (``repo.get_epochs`` per run) and the JSON encoding."""
+    """Median ms of the request's two main parts: the curves (``repo.get_curves``) and the JSON encoding."""
     Session = app.extensions["trainyard"].Session
     fields = list(compare.DEFAULT_FIELDS)
     curves, encoding = [], []
     for _ in range(max(3, repeat // 4)):
         started = time.perf_counter()
         with Session() as s, s.begin():
-            for run_id in ids:
-                repo.get_epochs(session=s, run_id=run_id, fields=fields, max_points=max_points)
+            repo.get_curves(session=s, run_ids=ids, fields=fields, max_points=max_points)
         curves.append((time.perf_counter() - started) * 1000)
         with app.app_context():
             started = time.perf_counter()
@@ -180,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| compare {args.runs} runs | {median:.0f} | {p95:.0f} | <= {TARGET_MS:.0f} ms | {verdict} |")
     curves_ms, json_ms = breakdown
     print(
-        f"\nOf which (medians): curves (`repo.get_epochs` x {args.runs}) {curves_ms:.0f} ms, "
+        f"\nOf which (medians): curves (`repo.get_curves`, {args.runs} runs) {curves_ms:.0f} ms, "
         f"JSON encoding {json_ms:.0f} ms."
     )
     return 0 if p95 <= TARGET_MS else 2

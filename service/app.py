@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Flask
 
 from service.api import compare, datasets, health, runs
+from service.api.encoding import OrjsonProvider
 from service.api.requests import IdConverter
 from service.config import Settings
 from service.context import Services, install
@@ -49,8 +50,8 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
         engine.dispose()
         raise
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH, SECRET_KEY=settings.secret_key)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     services = Services(
         settings=settings,
         engine=engine,

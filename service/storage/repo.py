@@ -695,7 +695,7 @@ def get_epochs(
     if max_points is not None and max_points < 2:
         raise ValueError("max_points must be at least 2")
     metrics = [name for name in names if name in EPOCH_METRICS]
-    epochs, columns = _metric_columns(session, run_id, since, metrics)
+    epochs, columns = _metric_columns(session, [run_id], since, metrics)[run_id]
     downsampled = max_points is not None and len(epochs) > max_points
     if downsampled:
         kept = downsample([columns[name] for name in metrics], len(epochs), max_points)
@@ -712,6 +712,37 @@ def get_epochs(
     return rows
 
 
+def get_curves(
+    *, session: Session, run_ids: Sequence[str], fields: Sequence[str], max_points: int | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """The numeric fields of several runs' epochs as columns: ``{run_id: {"epoch": ints, field: floats}}``.
+
+    What a chart draws, for many runs at once: in the order of ``run_ids``,
+    each run's epoch numbers (int64) and each field of ``fields`` (from
+    :data:`EPOCH_METRICS`; float64, NaN for null), downsampled per run to
+    ``max_points`` as :func:`get_epochs` describes.  On PostgreSQL one query
+    serves all runs.  A run without epochs (or no such run) has empty arrays.
+
+    Raises
+    ------
+    ValueError
+        For a field that is not a numeric epoch field, or a ``max_points`` below 2.
+    """
+    metrics = _epoch_fields(fields)
+    lists = [name for name in metrics if name not in EPOCH_METRICS]
+    if lists:
+        raise ValueError(f"curves hold numeric fields only, not {', '.join(lists)}")
+    if max_points is not None and max_points < 2:
+        raise ValueError("max_points must be at least 2")
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    for run_id, (epochs, columns) in _metric_columns(session, run_ids, 0, metrics).items():
+        if max_points is not None and len(epochs) > max_points:
+            kept = downsample([columns[name] for name in metrics], len(epochs), max_points)
+            epochs, columns = epochs[kept], {name: values[kept] for name, values in columns.items()}
+        curves[run_id] = {"epoch": epochs, **columns}
+    return curves
+
+
 def _epoch_fields(fields: Sequence[str] | None) -> tuple[str, ...]:
     if fields is None:
         return EPOCH_FIELDS
@@ -724,56 +755,68 @@ def _epoch_fields(fields: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _metric_columns(
-    session: Session, run_id: str, since: int, metrics: Sequence[str]
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The epoch numbers (int64) and the numeric fields (float64, NaN for null) of a run's epochs, by epoch.
+    session: Session, run_ids: Sequence[str], since: int, metrics: Sequence[str]
+) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Per run: the epoch numbers (int64) and the numeric fields (float64, NaN for null), by epoch.
 
-    One query, run on the DBAPI cursor of the session's connection (inside
-    its transaction): SQLAlchemy's result rows would cost more than the
-    query itself.  On PostgreSQL the database packs the columns into one
+    A run without epochs maps to empty arrays.  The query runs on the DBAPI
+    cursor of the session's connection (inside its transaction): SQLAlchemy's
+    result rows would cost more than the query itself.  On PostgreSQL one
+    query serves every run: the database packs each run's columns into one
     ``bytea`` of fixed-size records (``int4`` epoch, ``float8`` per metric,
-    NULL as NaN), fetched in binary format (in text format it is
-    hex-encoded and decoded again, which doubles the time) and read by numpy
-    without a Python object per value; ``string_agg`` has no ORDER BY, so
-    there is no sort in SQL: numpy sorts by epoch.  Elsewhere the rows are
-    fetched and transposed.
+    NULL as NaN), fetched in binary format (in text format it is hex-encoded
+    and decoded again, which doubles the time) and read by numpy without a
+    Python object per value; ``string_agg`` has no ORDER BY, so there is no
+    sort in SQL: numpy sorts by epoch.  On SQLite (in-process, no round
+    trips) the rows of each run are fetched and transposed.
     """
     connection = session.connection()
     postgres = connection.dialect.name == "postgresql"
     sql, positions = _metric_query(connection.dialect, tuple(metrics))
-    params = {"run_id": run_id, "since": since}
+    empty = np.empty(0, dtype=np.int64), {name: np.empty(0) for name in metrics}
+    found: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     cursor = connection.connection.cursor(binary=True) if postgres else connection.connection.cursor()
     with contextlib.closing(cursor):
-        cursor.execute(sql, params if positions is None else [params[name] for name in positions])
         if postgres:
+            cursor.execute(sql, {"run_ids": list(run_ids), "since": since})
             record = np.dtype([("epoch", ">i4"), *((name, ">f8") for name in metrics)])
-            array = np.frombuffer(cursor.fetchone()[0] or b"", dtype=record)
-            array = array[np.argsort(array["epoch"], kind="stable")]
-            return array["epoch"].astype(np.int64), {name: array[name].astype(np.float64) for name in metrics}
-        columns = list(zip(*cursor.fetchall())) or [()] * (1 + len(metrics))
-    epochs = np.array(columns[0], dtype=np.int64)
-    return epochs, {name: np.array(values, dtype=np.float64) for name, values in zip(metrics, columns[1:])}
+            for run_id, packed in cursor.fetchall():
+                array = np.frombuffer(packed or b"", dtype=record)
+                array = array[np.argsort(array["epoch"], kind="stable")]
+                values = {name: array[name].astype(np.float64) for name in metrics}
+                found[run_id] = array["epoch"].astype(np.int64), values
+        else:
+            for run_id in run_ids:
+                params = {"run_id": run_id, "since": since}
+                cursor.execute(sql, [params[name] for name in positions])
+                columns = list(zip(*cursor.fetchall()))
+                if columns:
+                    epochs = np.array(columns[0], dtype=np.int64)
+                    values = {name: np.array(col, dtype=np.float64) for name, col in zip(metrics, columns[1:])}
+                    found[run_id] = epochs, values
+    return {run_id: found.get(run_id, empty) for run_id in run_ids}
 
 
 @functools.lru_cache(maxsize=128)
 def _metric_query(dialect: Dialect, metrics: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
     """The SQL of :func:`_metric_columns` for one dialect and field list, compiled once.
 
-    Returns the SQL and, for a positional paramstyle, the names of its
-    parameters (``run_id``, ``since``) in order.
+    Returns the SQL and, for a positional paramstyle (SQLite's), the names of
+    its parameters in order.  PostgreSQL's takes ``run_ids`` (a list) and
+    ``since``; SQLite's one ``run_id`` and ``since``.
     """
     table = Epoch.__table__
-    where = (
-        table.c.run_id == bindparam("run_id", type_=String),
-        table.c.epoch > bindparam("since", type_=Integer),
-    )
+    since = table.c.epoch > bindparam("since", type_=Integer)
     if dialect.name == "postgresql":
         packed = func.int4send(table.c.epoch)
         for name in metrics:
             packed = packed.op("||")(func.float8send(func.coalesce(table.c[name], literal_column("'NaN'::float8"))))
-        query = select(func.string_agg(type_coerce(packed, LargeBinary), literal_column("''::bytea"))).where(*where)
+        runs = table.c.run_id == any_(bindparam("run_ids", type_=postgresql.ARRAY(String)))
+        aggregate = func.string_agg(type_coerce(packed, LargeBinary), literal_column("''::bytea"))
+        query = select(table.c.run_id, aggregate).where(runs, since).group_by(table.c.run_id)
     else:
-        query = select(table.c.epoch, *(table.c[name] for name in metrics)).where(*where).order_by(table.c.epoch)
+        run = table.c.run_id == bindparam("run_id", type_=String)
+        query = select(table.c.epoch, *(table.c[name] for name in metrics)).where(run, since).order_by(table.c.epoch)
     compiled = query.compile(dialect=dialect)
     return str(compiled), (tuple(compiled.positiontup) if dialect.positional else None)
 

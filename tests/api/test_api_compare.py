@@ -46,15 +46,11 @@ def test_compare_two_runs(reader, two_runs):
     assert not {"name", "tags", "tags.0", "notes"} & (set(same) | set(params["differ"]))
     curves = body["curves"]
     assert list(curves) == [first, second]
-    assert [point["epoch"] for point in curves[first]] == list(range(1, 101))
-    assert curves[first][1] == {
-        "epoch": 2,
-        "train_loss": 0.5,
-        "val_loss": 1.0,
-        "train_accuracy": None,
-        "val_accuracy": None,
-    }
-    assert curves[second][59]["train_loss"] == 40.0
+    assert list(curves[first]) == ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
+    assert curves[first]["epoch"] == list(range(1, 101))
+    assert curves[first]["train_loss"][:2] == [1.0, 0.5] and curves[first]["val_loss"][1] == 1.0
+    assert curves[first]["train_accuracy"] == [None] * 100
+    assert curves[second]["train_loss"][59] == 40.0
 
 
 def test_compare_keeps_the_order_asked(reader, two_runs):
@@ -71,7 +67,9 @@ def test_compare_one_run_has_everything_the_same(reader, two_runs):
 
     assert body["params"]["differ"] == {}
     assert body["params"]["same"]["optimizer.lr"] == 0.5
-    assert body["curves"][two_runs[0]][0] == {"epoch": 1, "val_loss": 2.0}
+    curve = body["curves"][two_runs[0]]
+    assert list(curve) == ["epoch", "val_loss"]
+    assert curve["epoch"][0] == 1 and curve["val_loss"][0] == 2.0
 
 
 def test_compare_downsamples_and_keeps_the_spike(reader, two_runs):
@@ -80,16 +78,22 @@ def test_compare_downsamples_and_keeps_the_spike(reader, two_runs):
 
     for run_id in two_runs:
         curve = body["curves"][run_id]
-        assert 2 <= len(curve) <= 10
-        assert curve[0]["epoch"] == 1 and curve[-1]["epoch"] == 100
-        assert all(set(point) == {"epoch", "train_loss", "lr"} for point in curve)
-    assert {"epoch": 60, "train_loss": 40.0, "lr": 0.5} in body["curves"][second]
+        assert list(curve) == ["epoch", "train_loss", "lr"]
+        assert 2 <= len(curve["epoch"]) <= 10 and len(curve["train_loss"]) == len(curve["lr"]) == len(curve["epoch"])
+        assert curve["epoch"][0] == 1 and curve["epoch"][-1] == 100
+    spiky = body["curves"][second]
+    assert spiky["train_loss"][spiky["epoch"].index(60)] == 40.0
+    # the same points as the epochs endpoint keeps
+    epochs = reader.get(f"/api/runs/{second}/epochs?fields=train_loss,lr&max_points=10").get_json()["epochs"]
+    assert spiky["epoch"] == [row["epoch"] for row in epochs]
+    assert spiky["train_loss"] == [row["train_loss"] for row in epochs]
 
 
 def test_compare_runs_without_epochs(reader, api):
     run_id = api.create_run()["id"]
 
-    assert reader.get(f"/api/compare?runs={run_id}").get_json()["curves"] == {run_id: []}
+    curves = reader.get(f"/api/compare?runs={run_id}").get_json()["curves"]
+    assert curves == {run_id: {field: [] for field in ("epoch", *compare.DEFAULT_FIELDS)}}
 
 
 def test_compare_a_run_with_fewer_layers(reader, api, spec):

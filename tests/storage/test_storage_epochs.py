@@ -256,6 +256,33 @@ def test_downsampling_with_all_null_buckets():
 # --------------------------------------------------------------------------- weights and checkpoints
 
 
+def test_get_curves_reads_many_runs_as_columns(Session, make_run):
+    spiky, plain, empty = make_run(), make_run(), make_run()
+    rows = [_row(n, val_loss=2.0 / n) for n in range(1, 301)]
+    rows[150]["train_loss"] = 50.0
+    _write(Session, spiky.id, rows)
+    _write(Session, plain.id, [_row(n) for n in range(1, 4)])
+    fields = ["train_loss", "val_loss"]
+    with Session() as s:
+        curves = repo.get_curves(session=s, run_ids=[plain.id, empty.id, spiky.id], fields=fields, max_points=20)
+
+    assert list(curves) == [plain.id, empty.id, spiky.id]
+    assert list(curves[plain.id]) == ["epoch", "train_loss", "val_loss"]
+    assert curves[plain.id]["epoch"].tolist() == [1, 2, 3]
+    assert curves[plain.id]["train_loss"].tolist() == [1.0, 0.5, 1 / 3]
+    assert np.isnan(curves[plain.id]["val_loss"]).all()  # null as NaN
+    assert all(values.size == 0 for values in curves[empty.id].values())
+    kept = _epochs(Session, spiky.id, fields=fields, max_points=20)  # the same points as get_epochs keeps
+    assert curves[spiky.id]["epoch"].tolist() == [row["epoch"] for row in kept]
+    assert curves[spiky.id]["train_loss"].tolist() == [row["train_loss"] for row in kept]
+    assert 50.0 in curves[spiky.id]["train_loss"]
+
+
+def test_get_curves_refuses_list_fields(Session, make_run):
+    with Session() as s, pytest.raises(ValueError, match="numeric fields only"):
+        repo.get_curves(session=s, run_ids=[make_run().id], fields=["train_loss", "grad_norms"])
+
+
 def test_weights(Session, make_run):
     run = make_run()
     blob = os.urandom(300_000) + b"\x00"
