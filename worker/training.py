@@ -199,7 +199,7 @@ class _Tracker:
         self.plan: SnapshotPlan | None = None
         self.rows: list[dict[str, Any]] = []
         self.snapshots: dict[int, bytes] = {}
-        self.best: tuple[int, bytes] | None = None  # a new best not yet written
+        self.best: tuple[int, bytes | None] | None = None  # a new best not yet written (None: strided anyway)
         self.last: tuple[int, list[np.ndarray]] | None = None
         self.checkpoint: Checkpoint | None = None  # taken at the epoch: after fit returns, the network may differ
         self.flushed_at = time.monotonic()
@@ -221,8 +221,8 @@ class _Tracker:
         self.rows.append(row)
         if self.plan.keeps(record.epoch):
             self.snapshots[record.epoch] = weights_npz(weights)
-        if self.summary.add(row) and not self.plan.keeps(record.epoch):
-            self.best = (record.epoch, weights_npz(weights))
+        if self.summary.add(row):  # a new best: its weights are already on their way if the stride keeps them
+            self.best = (record.epoch, None if self.plan.keeps(record.epoch) else weights_npz(weights))
         self.last = (record.epoch, weights)
         self.checkpoint = record.checkpoint()
         release = self.ctx.should_release()
@@ -272,7 +272,8 @@ class _Tracker:
         snapshots = dict(self.snapshots)
         if self.best is not None:
             epoch, data = self.best
-            snapshots[epoch] = data
+            if data is not None:
+                snapshots[epoch] = data
             if self.stored_best is not None and self.stored_best != epoch and not self.plan.keeps(self.stored_best):
                 repo.delete_weights(session=s, run_id=self.run_id, epochs=[self.stored_best])
             self.stored_best, self.best = epoch, None

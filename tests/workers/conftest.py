@@ -1,0 +1,88 @@
+"""Fixtures of the worker tests: specs, a database session factory, real ``python -m worker`` processes.
+
+Worker processes are real Celery workers started as subprocesses (no eager
+mode), each in its own process group so a test can SIGKILL the whole worker;
+teardown always kills what a test started.  Two stacks: ``local`` (the
+SQLAlchemy transport and SQLite in a temporary folder) and ``redis`` (Redis
+and a PostgreSQL database made for the module), each on a queue of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from sqlalchemy import Engine, text
+from worker_kit import Stack, local_stack, redis_stack
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ.get("TRAINYARD_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test Redis; skips when it is unreachable."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        pytest.skip(f"Redis not reachable at {redis_url}: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def module_postgres(postgres_admin: Engine) -> Iterator[str]:
+    """A PostgreSQL database for the module's workers, dropped after it."""
+    name = f"trainyard_w_{secrets.token_hex(6)}"
+    with postgres_admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with postgres_admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module", params=["local", "redis"])
+def stack_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        Callable[..., Stack]]:
+    """``make(lease=2.0)``: a fresh stack of the module's kind (``local`` or ``redis``), on a queue of its own.
+
+    Every stack and its worker processes are torn down after the module; on
+    Redis the queues' keys are deleted.
+    """
+    stacks: list[Stack] = []
+    kind = request.param
+    if kind == "redis":
+        database_url = request.getfixturevalue("module_postgres")
+        redis_url = request.getfixturevalue("redis_url")
+        client = request.getfixturevalue("redis_client")
+
+    def make(lease: float = 2.0) -> Stack:
+        folder = tmp_path_factory.mktemp(f"worker-{kind}")
+        queue = f"trainyard-test-{secrets.token_hex(6)}"
+        if kind == "local":
+            stack = local_stack(folder, queue, lease)
+        else:
+            stack = redis_stack(folder, queue, lease, database_url, redis_url)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.close()
+        if kind == "redis":
+            queue = stack.settings.queue
+            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")

@@ -1,0 +1,224 @@
+"""Helpers of the worker tests: specs, polling, a stack (database + queue) and worker subprocesses."""
+from __future__ import annotations
+
+import copy
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import sessionmaker
+
+from service.config import Settings
+from service.queue import TRAIN_TASK, CeleryQueue
+from service.storage import repo
+from service.storage.db import make_engine, make_sessionmaker
+from service.storage.migrate import upgrade
+from worker.celery_app import make_celery
+
+XOR: dict[str, Any] = {
+    "name": "xor",
+    "dataset": {"name": "xor"},
+    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}]},
+    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
+    "epochs": 200,
+    "batch_size": 4,
+    "seed": 3,
+}
+
+#: Digits: about 7 ms an epoch on an idle core, held-out data, so validation metrics too.
+DIGITS: dict[str, Any] = {
+    "name": "digits",
+    "dataset": {"name": "digits", "test_fraction": 0.2},
+    "model": {"type": "mlp", "hidden": [{"units": 32, "activation": "relu"}]},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "epochs": 400,
+    "batch_size": 64,
+    "seed": 1,
+}
+
+#: Full-batch SGD far too fast for a regression: diverges after a few epochs (at epoch 9 with seed 0).
+DIVERGES: dict[str, Any] = {
+    "name": "diverges",
+    "dataset": {"name": "sine"},
+    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "relu"}]},
+    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
+    "epochs": 200,
+    "batch_size": None,
+    "seed": 0,
+}
+
+
+def spec_of(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    out.update(changes)
+    return out
+
+
+def npz_arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        return {name: arrays[name] for name in arrays.files}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- stacks
+
+
+@dataclass
+class Stack:
+    """A database and a broker queue, with the means to submit runs and start workers on them."""
+
+    kind: str
+    settings: Settings
+    Session: sessionmaker[OrmSession]
+    folder: Path
+    send: Callable[[str], None]
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        s = self.settings
+        env = {key: value for key, value in os.environ.items() if not key.startswith("TRAINYARD_")}
+        env.update(
+            TRAINYARD_DATA_DIR=str(s.data_dir),
+            TRAINYARD_DATABASE_URL=s.database_url,
+            TRAINYARD_BROKER_URL=s.broker_url,
+            TRAINYARD_QUEUE=s.queue,
+            TRAINYARD_LEASE_SECONDS=str(s.lease_seconds),
+            TRAINYARD_FLUSH_SECONDS=str(s.flush_seconds),
+        )
+        env.update(overrides)
+        return env
+
+    def start_worker(self, *, concurrency: int = 1, **env: str) -> WorkerProcess:
+        """Start ``python -m worker`` on this stack and wait until it consumes."""
+        worker = WorkerProcess.start(self.env(**env), self.folder / f"worker-{len(self.workers)}.log", concurrency)
+        self.workers.append(worker)
+        return worker
+
+    def create(self, spec: dict[str, Any]) -> str:
+        """A queued run of ``spec`` (as the API creates it), not yet sent."""
+        with self.Session() as s, s.begin():
+            run = repo.create_run(
+                session=s, spec=spec, name=spec["name"], seed=spec.get("seed", 0), tags=[], notes="",
+                epochs_total=spec["epochs"],
+            )
+            return run.id
+
+    def submit(self, spec: dict[str, Any]) -> str:
+        """Create a run and send it, as ``POST /api/runs`` does."""
+        run_id = self.create(spec)
+        self.send(run_id)
+        return run_id
+
+    def run(self, run_id: str) -> Any:
+        with self.Session() as s:
+            return repo.get_run(session=s, run_id=run_id)
+
+    def wait_finished(self, run_id: str, timeout: float = 60) -> Any:
+        return wait_for(lambda: (run := self.run(run_id)).finished and run, timeout, f"run {run_id} to finish")
+
+    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        with self.Session() as s:
+            return repo.get_epochs(session=s, run_id=run_id)
+
+    def weights(self, run_id: str, epoch: int | None = None) -> tuple[int, bytes] | None:
+        with self.Session() as s:
+            return repo.get_weights(session=s, run_id=run_id, epoch=epoch)
+
+    def weight_epochs(self, run_id: str) -> list[int]:
+        with self.Session() as s:
+            return repo.list_weight_epochs(session=s, run_id=run_id)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.Session.kw["bind"].dispose()
+
+
+class WorkerProcess:
+    """A ``python -m worker`` subprocess in a process group of its own, logging to a file."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path):
+        self.process, self.log = process, log
+
+    @classmethod
+    def start(cls, env: dict[str, str], log: Path, concurrency: int = 1, timeout: float = 30) -> WorkerProcess:
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "worker", "--concurrency", str(concurrency), "--loglevel", "info"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        worker = cls(process, log)
+        try:
+            wait_for(lambda: " ready." in worker.output() or process.poll() is not None, timeout, "a worker to start")
+            assert process.poll() is None, f"the worker exited:\n{worker.output()}"
+        except BaseException:
+            worker.kill()
+            raise
+        return worker
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the worker's main process."""
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main and pool processes), as a machine that dies would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # pool processes outliving their parent
+        except ProcessLookupError:
+            pass
+
+
+def local_stack(folder: Path, queue: str, lease: float) -> Stack:
+    data = folder / "data"
+    settings = Settings.from_env(
+        {"TRAINYARD_DATA_DIR": str(data), "TRAINYARD_QUEUE": queue, "TRAINYARD_LEASE_SECONDS": str(lease)}
+    )
+    upgrade(settings.database_url)
+    # The API's CeleryQueue passes socket options that the SQLAlchemy transport hands to
+    # create_engine (a TypeError), so runs are sent here with the worker's own app.
+    app = make_celery(settings)
+    return Stack("local", settings, make_sessionmaker(make_engine(settings.database_url)), folder,
+                 lambda run_id: app.send_task(TRAIN_TASK, args=[run_id]))
+
+
+def redis_stack(folder: Path, queue: str, lease: float, database_url: str, redis_url: str) -> Stack:
+    settings = Settings.from_env(
+        {
+            "TRAINYARD_DATA_DIR": str(folder / "data"),
+            "TRAINYARD_DATABASE_URL": database_url,
+            "TRAINYARD_BROKER_URL": redis_url,
+            "TRAINYARD_QUEUE": queue,
+            "TRAINYARD_LEASE_SECONDS": str(lease),
+        }
+    )
+    upgrade(settings.database_url)
+    sender = CeleryQueue(redis_url, queue_name=queue)
+    return Stack("redis", settings, make_sessionmaker(make_engine(settings.database_url)), folder, sender.send)
+
+
