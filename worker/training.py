@@ -292,19 +292,26 @@ def train_run(run_id: str, *, ctx: Context) -> str:
         ``"not_claimed"`` (another worker holds it, or it is finished or
         cancelled: a duplicate message), ``"succeeded"``, ``"failed"``,
         ``"cancelled"``, ``"released"`` (the worker is shutting down: the run
-        is back in the queue, to resume from its checkpoint) or ``"lost"``
-        (the lease was taken over or the run deleted while training).
+        is back in the queue, to resume from its checkpoint), ``"requeued"``
+        (the message came while shutting down: sent again, run untouched) or
+        ``"lost"`` (the lease was taken over or the run deleted while training).
 
     Failures of the run itself (divergence, a spec that does not fit its
     data, a missing upload, a bug in training) end it as ``failed`` with a
     readable ``error``; only a failure to reach the database propagates,
     leaving the lease to expire and the reconciler to try again.
     """
+    if ctx.should_release():  # a message received while shutting down: pass it on untouched
+        if ctx.requeue is not None:
+            ctx.requeue(run_id)
+        return "requeued"
     loaded = _claim(run_id, ctx)
     if loaded is None:
         return "not_claimed"
     if isinstance(loaded, str):
         return _fail(run_id, ctx, loaded)
+    if loaded.checkpoint is not None:
+        logger.info("run %s: resuming from the checkpoint of epoch %d", run_id, loaded.checkpoint.epoch)
     tracker = _Tracker(run_id, loaded.spec, ctx, loaded.history)
     try:
         fit(loaded.spec, data=loaded.data, on_epoch=tracker.on_epoch, checkpoint=loaded.checkpoint)

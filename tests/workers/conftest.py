@@ -86,3 +86,8 @@ def stack_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         if kind == "redis":
             queue = stack.settings.queue
             client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+            # Messages of SIGKILLed workers wait in kombu's global "unacked" hash for the visibility timeout.
+            tags = [tag for tag, payload in client.hgetall("unacked").items() if queue.encode() in payload]
+            if tags:
+                client.hdel("unacked", *tags)
+                client.zrem("unacked_index", *tags)

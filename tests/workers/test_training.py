@@ -152,10 +152,10 @@ def test_a_cancelled_queued_run_is_not_trained(Session, context):
 
 def test_cancel_while_running_stops_and_keeps_the_epochs(Session, context):
     run_id = create(Session, XOR)
-    epochs_seen = itertools.count(1)
+    polls = itertools.count()  # should_release is polled before the claim (0), then after every epoch
 
-    def cancel_at_epoch_30() -> bool:  # polled once an epoch: a cancel arriving from the API meanwhile
-        if next(epochs_seen) == 30:
+    def cancel_at_epoch_30() -> bool:  # a cancel arriving from the API meanwhile
+        if next(polls) == 30:
             with Session() as s, s.begin():
                 repo.request_cancel(session=s, run_id=run_id)
         return False
@@ -211,8 +211,8 @@ def test_release_then_resume_is_bit_identical_with_one_row_per_epoch(Session, co
     spec = spec_of(DIGITS, epochs=12)
     run_id = create(Session, spec)
     requeued: list[str] = []
-    epochs_seen = itertools.count(1)
-    first = context(should_release=lambda: next(epochs_seen) >= 5, requeue=requeued.append)
+    polls = itertools.count()  # polled before the claim (0), then after every epoch
+    first = context(should_release=lambda: next(polls) >= 5, requeue=requeued.append)
     assert train_run(run_id, ctx=first) == "released"
     run, epochs, _ = read(Session, run_id)
     assert (run.status, run.worker, run.lease_expires_at, requeued) == ("queued", None, None, [run_id])
@@ -229,12 +229,20 @@ def test_release_then_resume_is_bit_identical_with_one_row_per_epoch(Session, co
     assert run.best_val_loss == min(record.val_loss for record in uninterrupted)
 
 
+def test_a_message_received_while_shutting_down_is_passed_on_unclaimed(Session, context):
+    run_id = create(Session, XOR)
+    requeued: list[str] = []
+    assert train_run(run_id, ctx=context(should_release=lambda: True, requeue=requeued.append)) == "requeued"
+    run, _, _ = read(Session, run_id)
+    assert (run.status, run.attempts, requeued) == ("queued", 0, [run_id])
+
+
 def test_a_run_taken_over_stops_writing(Session, context):
     run_id = create(Session, spec_of(XOR, epochs=100))
-    epochs_seen = itertools.count(1)
+    polls = itertools.count()  # polled before the claim (0), then after every epoch
 
     def expire_at_epoch_10() -> bool:  # the lease runs out and the reconciler hands the run back
-        if next(epochs_seen) == 10:
+        if next(polls) == 10:
             with Session() as s, s.begin():
                 later = repo.utcnow() + dt.timedelta(seconds=60)
                 assert repo.reconcile(session=s, queued_for=3600, now=later).requeue == [run_id]
