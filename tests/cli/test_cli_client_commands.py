@@ -1,0 +1,210 @@
+"""The `trainyard` client commands (submit, runs, show, cancel, compare, export) against the real API over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from service.cli import main
+from service.storage import repo
+
+
+@pytest.fixture
+def cli(server, tmp_path) -> Callable[..., Result]:
+    """``cli(*args, token="write", input=None)``: run `trainyard` against the test server (token None: none)."""
+    data_dir = tmp_path / "cli-data"  # no token file here unless a test writes one
+
+    def invoke(*args: str, token: str | None = "write", input: str | None = None, **env: str) -> Result:
+        environment = {"TRAINYARD_URL": server.url, "TRAINYARD_DATA_DIR": str(data_dir),
+                       "TRAINYARD_TOKEN": server.tokens[token] if token else None, **env}
+        return CliRunner().invoke(main, list(args), env=environment, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def spec_file(tmp_path, spec):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _submitted(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def worker(server, train) -> Iterator[Callable[[Callable[[str], None]], None]]:
+    """``worker(handle)``: a thread that waits for the next queued run and calls ``handle(run_id)`` on it."""
+    threads: list[threading.Thread] = []
+
+    def start(handle: Callable[[str], None]) -> None:
+        def wait_and_handle() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with server.Session() as s:
+                    queued, _ = repo.list_runs(session=s, status="queued")
+                if queued:
+                    handle(queued[0].id)
+                    return
+                time.sleep(0.05)
+
+        threads.append(threading.Thread(target=wait_and_handle, daemon=True))
+        threads[-1].start()
+
+    yield start
+    for thread in threads:
+        thread.join(30)
+
+
+def test_submit_prints_the_run_id(cli, spec_file, client):
+    run_id = _submitted(cli("submit", str(spec_file)))
+    assert client.run(run_id)["status"] == "queued"
+
+
+def test_submit_from_stdin(cli, spec, client):
+    run_id = _submitted(cli("submit", "-", input=json.dumps(spec)))
+    assert client.run(run_id)["name"] == "xor-tanh"
+
+
+def test_submit_refused_spec_names_the_field(cli, tmp_path, spec, client):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(spec | {"optimizer": {"name": "sgd", "lr": -1}}))
+    refused = cli("submit", str(path))
+    assert refused.exit_code == 1
+    assert "HTTP 422" in refused.output and "optimizer.lr" in refused.output
+    path.write_text("{not json")
+    not_json = cli("submit", str(path))
+    assert not_json.exit_code == 1 and "not JSON" in not_json.output
+    assert list(client.runs()) == []
+
+
+def test_submit_watch_follows_the_run_to_success(cli, spec_file, worker, train):
+    worker(train)
+    watched = cli("submit", str(spec_file), "--watch")
+    assert watched.exit_code == 0, watched.output
+    run_id = watched.stdout.splitlines()[0]
+    assert f"run {run_id} succeeded after 30 epochs: final train loss" in watched.stdout
+
+
+def test_submit_watch_exits_1_when_the_run_fails(cli, spec_file, worker, server):
+    def fail(run_id: str) -> None:
+        with server.Session() as s, s.begin():
+            repo.claim_run(session=s, run_id=run_id, worker="test", lease_seconds=60)
+            repo.finish_run(session=s, run_id=run_id, status="failed", error="training diverged at epoch 3")
+
+    worker(fail)
+    watched = cli("submit", str(spec_file), "--watch")
+    assert watched.exit_code == 1
+    assert "failed: training diverged at epoch 3" in watched.output
+
+
+def test_runs_table_and_filters(cli, spec, client, train):
+    ids = [client.submit(spec | {"name": f"run-{i}"})["id"] for i in range(3)]
+    train(ids[0])
+    listed = cli("runs")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:4] == ["id", "name", "status", "epochs"]
+    assert [line.split()[0] for line in lines[1:]] == ids[::-1]
+    assert "succeeded" in lines[3] and "30/30" in lines[3] and "queued" in lines[1]
+    assert len(cli("runs", "--limit", "2").stdout.splitlines()) == 3
+    assert [line.split()[1] for line in cli("runs", "--status", "succeeded").stdout.splitlines()[1:]] == ["run-0"]
+    assert [line.split()[1] for line in cli("runs", "--name", "run-2").stdout.splitlines()[1:]] == ["run-2"]
+    assert cli("runs", "--status", "nope").exit_code == 2
+
+
+def test_show(cli, spec, client, train):
+    run_id = client.submit(spec)["id"]
+    train(run_id)
+    shown = cli("show", run_id)
+    assert shown.exit_code == 0, shown.output
+    assert "succeeded" in shown.stdout and "30/30" in shown.stdout and "final_train_loss" in shown.stdout
+    assert '"optimizer": {' in shown.stdout  # the spec
+    assert json.loads(cli("show", run_id, "--json").stdout) == client.run(run_id)
+    missing = cli("show", "0" * 32)
+    assert missing.exit_code == 1 and f"no run {'0' * 32}" in missing.output
+
+
+def test_cancel(cli, spec, client, train):
+    run_id = client.submit(spec)["id"]
+    cancelled = cli("cancel", run_id)
+    assert cancelled.exit_code == 0 and "cancel requested" in cancelled.stdout
+    assert client.run(run_id)["cancel_requested"] is True
+    done = client.submit(spec)["id"]
+    train(done)
+    late = cli("cancel", done)
+    assert late.exit_code == 1 and "already finished" in late.output
+
+
+def test_compare_shows_the_differences_and_final_metrics(cli, spec, client, train):
+    a = client.submit(spec)["id"]
+    b = client.submit(spec | {"name": "xor-adam", "optimizer": {"name": "adam", "lr": 0.05}})["id"]
+    train(a)
+    train(b)
+    compared = cli("compare", a, b)
+    assert compared.exit_code == 0, compared.output
+    rows = {line.split()[0]: line.split()[1:] for line in compared.stdout.splitlines()[1:]}
+    assert rows["optimizer.name"] == ["sgd", "adam"]
+    assert rows["optimizer.lr"] == ["0.5", "0.05"]
+    assert "optimizer.momentum" in rows and "dataset.name" not in rows and "name" not in rows
+    assert rows["status"] == ["succeeded", "succeeded"]
+    finals = [client.run(run_id)["summary"]["final_train_loss"] for run_id in (a, b)]
+    assert rows["final_train_loss"] == [f"{loss:.4g}" for loss in finals]
+    assert f"xor-tanh ({a[:8]})" in compared.stdout.splitlines()[0]
+
+
+def test_export_csv_json_and_npz(cli, spec, client, train, tmp_path):
+    run_id = client.submit(spec)["id"]
+    train(run_id)
+    epochs = client.epochs(run_id)
+
+    as_csv = cli("export", run_id, "--format", "csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert list(rows[0]) == ["epoch", *repo.EPOCH_METRICS]
+    assert [int(row["epoch"]) for row in rows] == list(range(1, 31))
+    assert [float(row["train_loss"]) for row in rows] == [epoch["train_loss"] for epoch in epochs]
+    assert all(row["val_loss"] == "" for row in rows)  # no held-out data: empty cells
+
+    out = tmp_path / "run.json"
+    assert cli("export", run_id, "--format", "json", "-o", str(out)).exit_code == 0
+    document = json.loads(out.read_text())
+    assert document["run"] == client.run(run_id) and document["epochs"] == epochs
+
+    out = tmp_path / "weights.npz"
+    assert cli("export", run_id, "--format", "npz", "-o", str(out)).exit_code == 0
+    with np.load(out, allow_pickle=False) as arrays:
+        last = client.weights(run_id)
+        assert np.array_equal(arrays["W2"], np.asarray(last["layers"][1]["W"]))
+    assert cli("export", run_id, "--format", "npz", "--epoch", "2").stdout_bytes == client.weights(
+        run_id, epoch=2, format="npz")
+    missing = cli("export", run_id, "--format", "npz", "--epoch", "99")
+    assert missing.exit_code == 1 and "no weights" in missing.output
+
+
+def test_token_comes_from_the_data_dir_then_the_environment(cli, server, tmp_path, client, spec):
+    client.submit(spec)
+    anonymous = cli("runs", token=None)
+    assert anonymous.exit_code == 1
+    assert "HTTP 401" in anonymous.output and "TRAINYARD_TOKEN" in anonymous.output
+    (tmp_path / "cli-data").mkdir()
+    (tmp_path / "cli-data" / "token").write_text(server.tokens["read"] + "\n")
+    assert cli("runs", token=None).exit_code == 0
+    wrong = cli("runs", "--token", "ty_wrong", token=None)
+    assert wrong.exit_code == 1 and "unknown or revoked token" in wrong.output
+
+
+def test_unreachable_service_is_a_clear_error(cli, tmp_path):
+    result = cli("runs", "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 1
+    assert "cannot reach Trainyard at http://127.0.0.1:9" in result.output
