@@ -226,7 +226,7 @@ def _describe(exc: ClientError) -> str:
 
 def client_command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]], click.Command]:
     """A ``main`` subcommand that talks to the service: adds ``--url`` and ``--token``, passes a :class:`Client`
-    as the first argument, and shows a :class:`ClientError` as a one-line error (exit status 1)."""
+    as the first argument, and shows a :class:`ClientError` as a readable error (exit status 1)."""
 
     def decorator(function: Callable[..., None]) -> click.Command:
         @main.command(*args, **kwargs)

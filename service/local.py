@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -87,6 +88,23 @@ def worker_command(concurrency: int) -> list[str]:
 def _bind_host(host: str) -> str:
     """gunicorn's form of an address: IPv6 in brackets."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port``.
+
+    Checked before starting: gunicorn would fail to bind, but only after
+    retrying for seconds, and another Trainyard there would answer our
+    readiness check as if it were ours.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does: a closing socket is no use
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def client_address(host: str, port: int) -> str:
@@ -261,6 +279,9 @@ def up(settings: Settings, *, host: str, port: int, workers: int, demo: bool = F
     demo : bool
         Submit the example runs of :data:`DEMO_SPECS` once the API is ready.
     """
+    if port_in_use(host, port):
+        click.echo(f"error: {host}:{port} is in use (another trainyard up?); choose another port with --port", err=True)
+        return 1
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.database_url)
     made = ensure_token(settings)
