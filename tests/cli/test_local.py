@@ -1,0 +1,277 @@
+"""`trainyard up` and `trainyard api` as real processes: local mode (SQLite and the serverless broker) in a tmp folder.
+
+Each test starts the command in a fresh data folder on a free port, with no
+``TRAINYARD_*`` variable inherited, so it runs exactly what a new user runs:
+a real Celery worker process and the API under gunicorn.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from service.cli import main
+from service.client import Client, ClientError
+from service.config import Settings
+from service.local import demo_specs, ensure_token, read_token, token_path
+from service.storage import migrate, repo
+from service.storage.db import make_engine, make_sessionmaker
+from trainer import TrainSpec
+
+#: ``trainyard`` as a process (the same entry point as the console script).
+TRAINYARD = [sys.executable, "-c", "from service.cli import main; main()"]
+
+#: Seconds to wait for ``up`` to answer, and to stop.
+START_TIMEOUT = 60
+STOP_TIMEOUT = 40
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``TRAINYARD_*`` setting, plus ``extra``."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("TRAINYARD_")} | extra
+
+
+def _children() -> dict[int, list[int]]:
+    """Every live process's children, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes started by ``pid``, and by them, and so on."""
+    tree, found, todo = _children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (not gone, not a zombie)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Service:
+    """A ``trainyard up`` (or ``api``) process, its address, its data folder and its output."""
+
+    def __init__(self, args: list[str], data_dir: Path, port: int, cwd: Path):
+        self.url = f"http://127.0.0.1:{port}"
+        self.data_dir = data_dir
+        self.log = cwd / "service.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen([*TRAINYARD, *args], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                            env=_clean_environment(TRAINYARD_DATA_DIR=str(data_dir)))
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        with Client(self.url, timeout=2) as client:
+            while True:
+                assert self.process.poll() is None, f"exited with {self.process.returncode}:\n{self.output()}"
+                try:
+                    client.ready()
+                    return
+                except ClientError:
+                    assert time.monotonic() < deadline, f"not ready in {START_TIMEOUT} s:\n{self.output()}"
+                    time.sleep(0.2)
+
+    def wait_for_output(self, text: str) -> None:
+        """Wait until the output holds ``text``; fail at once on an error line."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while text not in self.output():
+            assert "error:" not in self.output(), self.output()
+            assert time.monotonic() < deadline, f"{text!r} not printed in {START_TIMEOUT} s:\n{self.output()}"
+            time.sleep(0.2)
+
+    def client(self) -> Client:
+        return Client(self.url, read_token(self.settings()))
+
+    def settings(self) -> Settings:
+        return Settings.from_env({"TRAINYARD_DATA_DIR": str(self.data_dir)})
+
+    def cli(self, *args: str) -> Result:
+        """`trainyard ARGS` here, as a user on this machine: the URL given, the token from the data folder."""
+        env = {"TRAINYARD_URL": self.url, "TRAINYARD_DATA_DIR": str(self.data_dir), "TRAINYARD_TOKEN": None}
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    def stop(self, signal_number: int) -> int:
+        """Send ``signal_number``; the exit status, once every process ``up`` started is gone."""
+        started = descendants(self.process.pid)
+        assert started, "no child process to stop"
+        self.process.send_signal(signal_number)
+        status = self.process.wait(STOP_TIMEOUT)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in started if alive(pid)], f"left running:\n{self.output()}"
+        return status
+
+    def kill(self) -> None:
+        for pid in descendants(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def start(tmp_path) -> Iterator[Callable[..., Service]]:
+    """``start(command, *options)``: start `trainyard up` or `trainyard api` in a fresh data folder on a free port."""
+    services: list[Service] = []
+
+    def run(command: str, *options: str) -> Service:
+        port = _free_port()
+        data_dir = tmp_path / "data"
+        args = [command, "--port", str(port), *options]
+        if command == "up":
+            args += ["--data-dir", str(data_dir)]
+        services.append(Service(args, data_dir, port, tmp_path))
+        return services[-1]
+
+    yield run
+    for service in services:
+        if service.process.poll() is None:
+            service.kill()
+
+
+def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path, spec):
+    up = start("up")
+    up.wait_ready()
+    assert "Trainyard is running at" in up.output() and f"{up.url}/docs" in up.output()
+    token_file = token_path(up.settings())
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert up.cli("token", "list").output.count("admin") == 1
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    watched = up.cli("submit", str(spec_file), "--watch")
+    assert watched.exit_code == 0, watched.output + up.output()
+    run_id = watched.stdout.splitlines()[0]
+    assert f"run {run_id} succeeded after 30 epochs" in watched.stdout
+
+    with up.client() as client:
+        run, epochs, weights = client.run(run_id), client.epochs(run_id), client.weights(run_id)
+    assert run["status"] == "succeeded" and [e["epoch"] for e in epochs] == list(range(1, 31))
+    rows = list(csv.DictReader(io.StringIO(up.cli("export", run_id, "--format", "csv").stdout)))
+    assert [float(row["train_loss"]) for row in rows] == [e["train_loss"] for e in epochs]
+    document = json.loads(up.cli("export", run_id, "--format", "json").stdout)
+    assert document["run"]["id"] == run_id and document["epochs"] == epochs
+    npz = tmp_path / "weights.npz"
+    assert up.cli("export", run_id, "--format", "npz", "-o", str(npz)).exit_code == 0
+    with np.load(npz, allow_pickle=False) as arrays:
+        assert weights["epoch"] == 30
+        for index, layer in enumerate(weights["layers"], start=1):
+            assert np.array_equal(arrays[f"W{index}"], np.asarray(layer["W"]))
+            assert np.array_equal(arrays[f"b{index}"], np.asarray(layer["b"]))
+
+    assert up.stop(signal.SIGINT) == 0
+
+
+def test_up_demo_submits_the_example_runs(start):
+    up = start("up", "--demo", "--workers", "2")
+    up.wait_for_output("Demo: 6 runs submitted")
+    with up.client() as client:
+        runs = list(client.runs(tag="demo"))
+    assert sorted(run["name"] for run in runs) == sorted(spec["name"] for spec in demo_specs())
+    digits = [run["spec"]["optimizer"]["name"] for run in runs if run["spec"]["dataset"]["name"] == "digits"]
+    assert sorted(digits) == ["adam", "rmsprop", "sgd"]
+    assert up.stop(signal.SIGTERM) == 0
+
+
+def test_up_stops_everything_and_fails_when_a_child_dies(start):
+    up = start("up")
+    up.wait_ready()
+    started = descendants(up.process.pid)
+    api = next(pid for pid in _children()[up.process.pid] if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text())
+    os.kill(api, signal.SIGKILL)
+    assert up.process.wait(STOP_TIMEOUT) == 1
+    assert "the api stopped unexpectedly" in up.output()
+    assert not [pid for pid in started if alive(pid)]  # the worker was stopped too
+
+
+def test_up_refuses_a_port_in_use(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run([*TRAINYARD, "up", "--port", port, "--data-dir", str(tmp_path / "data")],
+                              capture_output=True, text=True, timeout=60, env=_clean_environment())
+    assert done.returncode == 1 and f"127.0.0.1:{port} is in use" in done.stderr
+    assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+def test_api_serves_alone_until_sigterm(start, tmp_path):
+    data_dir = tmp_path / "data"
+    migrate.upgrade(f"sqlite:///{data_dir / 'trainyard.db'}")
+    api = start("api", "--workers", "1", "--threads", "2")
+    api.wait_ready()
+    with Client(api.url) as client:
+        assert client.health() == {"status": "ok"}
+    assert api.stop(signal.SIGTERM) == 0
+
+
+def test_api_and_worker_refuse_a_database_that_is_not_migrated(tmp_path):
+    env = {"TRAINYARD_DATA_DIR": str(tmp_path), "TRAINYARD_DATABASE_URL": None, "TRAINYARD_BROKER_URL": None}
+    for command in ("api", "worker"):
+        refused = CliRunner().invoke(main, [command], env=env)
+        assert refused.exit_code == 1 and "trainyard db upgrade" in refused.output
+
+
+def test_the_token_file_is_made_once_and_replaced_when_it_no_longer_works(tmp_path):
+    settings = Settings.from_env({"TRAINYARD_DATA_DIR": str(tmp_path)})
+    migrate.upgrade(settings.database_url)
+    assert ensure_token(settings) is True
+    first = read_token(settings)
+    assert ensure_token(settings) is False and read_token(settings) == first
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as s, s.begin():
+        row = repo.verify_token(session=s, token=first)
+        assert row.scope == "admin"
+        repo.revoke_token(session=s, token_id=row.id)
+    engine.dispose()
+    assert ensure_token(settings) is True and read_token(settings) != first
+    assert stat.S_IMODE(token_path(settings).stat().st_mode) == 0o600
+
+
+def test_demo_specs_ship_in_the_package_and_are_valid():
+    specs = [TrainSpec.model_validate(spec) for spec in demo_specs()]
+    assert [spec.dataset.name for spec in specs] == ["or", "xor", "spirals", "digits", "digits", "digits"]
+    assert specs[0].model.type == "perceptron"
+    assert {spec.optimizer.name for spec in specs[3:]} == {"sgd", "adam", "rmsprop"}
+    assert len({spec.name for spec in specs}) == 6 and all("demo" in spec.tags for spec in specs)
