@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pydantic
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.storage import repo
@@ -201,7 +202,6 @@ class _Tracker:
         self.snapshots: dict[int, bytes] = {}
         self.best: tuple[int, bytes | None] | None = None  # a new best not yet written (None: strided anyway)
         self.last: tuple[int, list[np.ndarray]] | None = None
-        self.checkpoint: Checkpoint | None = None  # taken at the epoch: after fit returns, the network may differ
         self.flushed_at = time.monotonic()
         self.outcome: str | None = None  # "cancelled", "lost" or "released" once training must stop
 
@@ -224,24 +224,31 @@ class _Tracker:
         if self.summary.add(row):  # a new best: its weights are already on their way if the stride keeps them
             self.best = (record.epoch, None if self.plan.keeps(record.epoch) else weights_npz(weights))
         self.last = (record.epoch, weights)
-        self.checkpoint = record.checkpoint()
         release = self.ctx.should_release()
         if release or time.monotonic() - self.flushed_at >= self.ctx.flush_seconds:
-            self.flush(release=release)
+            self.flush(checkpoint=record.checkpoint(), release=release)
         return STOP if self.outcome is not None else None
 
     # ----------------------------------------------------------------- flushes
 
-    def flush(self, *, release: bool = False, finish: tuple[str, str | None] | None = None) -> None:
-        """Write what is buffered in one transaction, after renewing the lease.
+    def flush(
+        self,
+        *,
+        checkpoint: Checkpoint | None = None,
+        release: bool = False,
+        finish: tuple[str, str | None] | None = None,
+    ) -> None:
+        """Write what is buffered and ``checkpoint`` in one transaction, after renewing the lease.
 
         ``release`` gives the run back to the queue afterwards; ``finish``
         (``(status, error)``) ends it, with the last epoch's weights.  A
         requested cancel ends it as ``cancelled`` whatever was asked.  Sets
-        :attr:`outcome` when training must stop.
+        :attr:`outcome` when training must stop.  The checkpoint is taken by
+        the caller at the last buffered epoch (it copies the whole training
+        state, so not at every epoch).
         """
         ctx, run_id = self.ctx, self.run_id
-        checkpoint = None if self.checkpoint is None else self.checkpoint.to_bytes()
+        data = None if checkpoint is None else checkpoint.to_bytes()
         with ctx.Session() as s, s.begin():
             lease = repo.renew_lease(session=s, run_id=run_id, worker=ctx.worker, lease_seconds=ctx.lease_seconds)
             if not lease.held:
@@ -250,7 +257,7 @@ class _Tracker:
             repo.write_epochs(session=s, run_id=run_id, rows=self.rows)
             self._write_weights(s, last=finish is not None or lease.cancel_requested)
             if checkpoint is not None:
-                repo.save_checkpoint(session=s, run_id=run_id, epoch=self.checkpoint.epoch, data=checkpoint)
+                repo.save_checkpoint(session=s, run_id=run_id, epoch=checkpoint.epoch, data=data)
             if lease.cancel_requested:
                 finish = ("cancelled", None)
             if finish is not None:
@@ -263,7 +270,7 @@ class _Tracker:
             elif release:
                 repo.release_run(session=s, run_id=run_id, worker=ctx.worker)
                 self.outcome = "released"
-        self.rows, self.snapshots, self.checkpoint = [], {}, None
+        self.rows, self.snapshots = [], {}
         self.flushed_at = time.monotonic()
         if self.outcome == "released" and ctx.requeue is not None:
             ctx.requeue(run_id)
@@ -314,7 +321,9 @@ def train_run(run_id: str, *, ctx: Context) -> str:
         logger.info("run %s: resuming from the checkpoint of epoch %d", run_id, loaded.checkpoint.epoch)
     tracker = _Tracker(run_id, loaded.spec, ctx, loaded.history)
     try:
-        fit(loaded.spec, data=loaded.data, on_epoch=tracker.on_epoch, checkpoint=loaded.checkpoint)
+        result = fit(loaded.spec, data=loaded.data, on_epoch=tracker.on_epoch, checkpoint=loaded.checkpoint)
+    except SQLAlchemyError:  # the database, not the run, failed: let the lease expire and the run be retried
+        raise
     except TrainingDiverged as exc:
         return _end(tracker, "failed", str(exc))
     except (SpecError, pydantic.ValidationError) as exc:
@@ -324,16 +333,17 @@ def train_run(run_id: str, *, ctx: Context) -> str:
             raise
         logger.exception("run %s failed", run_id)
         return _end(tracker, "failed", f"training failed: {type(exc).__name__}: {exc}")
-    if tracker.outcome is not None:
-        return tracker.outcome
-    return _end(tracker, "succeeded", None)
+    return _end(tracker, "succeeded", None, result.checkpoint)
 
 
-def _end(tracker: _Tracker, status: str, error: str | None) -> str:
-    """The final flush: buffered epochs, the last weights and the final status, in one transaction."""
-    if tracker.outcome is not None:
+def _end(tracker: _Tracker, status: str, error: str | None, checkpoint: Checkpoint | None = None) -> str:
+    """The final flush: buffered epochs, the last weights and the final status, in one transaction.
+
+    A failed run keeps the checkpoint of its last flush; it is not resumed.
+    """
+    if tracker.outcome is not None:  # a flush already ended it (cancelled, released or lost)
         return tracker.outcome
-    tracker.flush(finish=(status, error))
+    tracker.flush(checkpoint=checkpoint, finish=(status, error))
     return tracker.outcome or status
 
 
