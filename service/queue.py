@@ -22,6 +22,18 @@ BROKER_TIMEOUT = 2.0
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
+def _transport_options(broker_url: str) -> dict[str, float]:
+    """Socket timeouts for Redis, so a request never waits long on a broker that is down.
+
+    Other transports take other options (kombu's SQLAlchemy transport passes
+    its options to ``create_engine``, which refuses socket settings), so they
+    get none.
+    """
+    if broker_url.partition("://")[0] in ("redis", "rediss"):
+        return {"socket_timeout": BROKER_TIMEOUT, "socket_connect_timeout": BROKER_TIMEOUT}
+    return {}
+
+
 class QueueError(RuntimeError):
     """The broker could not be reached."""
 
@@ -53,7 +65,7 @@ class CeleryQueue:
             task_serializer="json",
             accept_content=["json"],
             broker_connection_timeout=BROKER_TIMEOUT,
-            broker_transport_options={"socket_timeout": BROKER_TIMEOUT, "socket_connect_timeout": BROKER_TIMEOUT},
+            broker_transport_options=_transport_options(broker_url),
         )
         if queue_name is not None:
             self.app.conf.task_default_queue = queue_name
