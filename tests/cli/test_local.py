@@ -172,8 +172,10 @@ def start(tmp_path) -> Iterator[Callable[..., Service]]:
 
 def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path, spec):
     up = start("up")
-    up.wait_ready()
-    assert "Trainyard is running at" in up.output() and f"{up.url}/docs" in up.output()
+    up.wait_for_output("Press Ctrl-C to stop.")  # printed once /readyz answers
+    assert f"Trainyard is running at {up.url}" in up.output() and f"{up.url}/docs" in up.output()
+    with up.client() as client:
+        assert client.ready() == {"database": "ok", "broker": "ok"}
     token_file = token_path(up.settings())
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert up.cli("token", "list").output.count("admin") == 1
