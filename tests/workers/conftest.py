@@ -4,7 +4,7 @@ Worker processes are real Celery workers started as subprocesses (no eager
 mode), each in its own process group so a test can SIGKILL the whole worker;
 teardown always kills what a test started.  Two stacks: ``local`` (the
 SQLAlchemy transport and SQLite in a temporary folder) and ``redis`` (Redis
-and a PostgreSQL database made for the module), each on a queue of its own.
+and a PostgreSQL database made for the stack), each on a queue of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 import redis
@@ -42,16 +43,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture(scope="module")
-def module_postgres(postgres_admin: Engine) -> Iterator[str]:
-    """A PostgreSQL database for the module's workers, dropped after it."""
+@contextmanager
+def postgres_database(admin: Engine) -> Iterator[str]:
+    """The URL of a new PostgreSQL database, dropped (connections and all) on exit."""
     name = f"trainyard_w_{secrets.token_hex(6)}"
-    with postgres_admin.connect() as connection:
+    with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with postgres_admin.connect() as connection:
+        with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
@@ -60,13 +61,16 @@ def stack_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         Callable[..., Stack]]:
     """``make(lease=2.0)``: a fresh stack of the module's kind (``local`` or ``redis``), on a queue of its own.
 
+    Each stack has a database of its own (a stack is one deployment: its
+    workers' reconcilers send the runs of their database to their queue).
     Every stack and its worker processes are torn down after the module; on
     Redis the queues' keys are deleted.
     """
     stacks: list[Stack] = []
     kind = request.param
+    databases = ExitStack()
     if kind == "redis":
-        database_url = request.getfixturevalue("module_postgres")
+        admin = request.getfixturevalue("postgres_admin")
         redis_url = request.getfixturevalue("redis_url")
         client = request.getfixturevalue("redis_client")
 
@@ -76,7 +80,7 @@ def stack_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         if kind == "local":
             stack = local_stack(folder, queue, lease)
         else:
-            stack = redis_stack(folder, queue, lease, database_url, redis_url)
+            stack = redis_stack(folder, queue, lease, databases.enter_context(postgres_database(admin)), redis_url)
         stacks.append(stack)
         return stack
 
@@ -91,3 +95,4 @@ def stack_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
             if tags:
                 client.hdel("unacked", *tags)
                 client.zrem("unacked_index", *tags)
+    databases.close()

@@ -1,0 +1,160 @@
+"""Epoch rows per second into PostgreSQL through the worker's writer, in the worker's batches.
+
+The worker writes a run's new epochs once per flush (at most every
+``TRAINYARD_FLUSH_SECONDS``), so a batch holds the epochs of half a second:
+about 70 for digits, 500 for XOR (``--batch``), with
+``repo.write_epochs_batch`` (one ``INSERT ... SELECT FROM unnest(...)`` of
+column arrays).  Each batch is one transaction, as in the worker.
+References, on the same rows:
+
+- ``repo.write_epochs`` (a multi-row ``VALUES`` statement), a transaction per batch;
+- one INSERT statement per row, one transaction per batch;
+- one transaction per row (what a client logging one metric call at a time
+  causes: MLflow users report 90 s for 1,000 single-metric calls).
+
+Rows carry every field (six metrics and two per-layer norm lists).  A fresh
+PostgreSQL database is made on ``TRAINYARD_TEST_POSTGRES_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) and dropped after.
+
+    python benchmarks/ingest.py [--rows 20000] [--batch 500] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.storage import repo
+from service.storage.db import make_engine, make_sessionmaker
+from service.storage.migrate import upgrade
+from service.storage.models import Epoch, utcnow
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+TARGET = 20_000.0
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    admin = create_engine(
+        make_url(os.environ.get("TRAINYARD_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL), isolation_level="AUTOCOMMIT"
+    )
+    name = f"trainyard_bench_{secrets.token_hex(6)}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def epoch_rows(count: int) -> list[dict[str, Any]]:
+    """``count`` epochs as the worker buffers them (``EpochRecord.metrics()`` of a two-layer network)."""
+    rows = []
+    for epoch in range(1, count + 1):
+        loss = 1.0 / math.sqrt(epoch)
+        rows.append({
+            "epoch": epoch, "train_loss": loss, "val_loss": loss * 1.1, "train_accuracy": 1 - loss / 2,
+            "val_accuracy": 1 - loss / 1.8, "lr": 0.01, "seconds": 0.004,
+            "weight_norms": [3.2 + loss, 1.7 - loss / 3], "grad_norms": [0.1 * loss, 0.05 * loss],
+        })
+    return rows
+
+
+def new_run(Session: sessionmaker[Session], rows: int) -> str:
+    with Session() as s, s.begin():
+        return repo.create_run(session=s, spec={}, name="ingest", seed=0, tags=[], notes="", epochs_total=rows).id
+
+
+def batched(Session: sessionmaker[Session], run_id: str, rows: list[dict[str, Any]], batch: int) -> None:
+    """Ours: ``repo.write_epochs_batch`` once per batch, a transaction each."""
+    for start in range(0, len(rows), batch):
+        with Session() as s, s.begin():
+            repo.write_epochs_batch(session=s, run_id=run_id, rows=rows[start : start + batch])
+
+
+def values_list(Session: sessionmaker[Session], run_id: str, rows: list[dict[str, Any]], batch: int) -> None:
+    """Reference: ``repo.write_epochs`` once per batch, a transaction each."""
+    for start in range(0, len(rows), batch):
+        with Session() as s, s.begin():
+            repo.write_epochs(session=s, run_id=run_id, rows=rows[start : start + batch])
+
+
+def _row_values(run_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run_id, "recorded_at": utcnow(), **row}
+
+
+def row_at_a_time(Session: sessionmaker[Session], run_id: str, rows: list[dict[str, Any]], batch: int) -> None:
+    """Reference: an INSERT per row, a transaction per batch."""
+    for start in range(0, len(rows), batch):
+        with Session() as s, s.begin():
+            for row in rows[start : start + batch]:
+                s.execute(insert(Epoch).values(_row_values(run_id, row)))
+
+
+def transaction_per_row(Session: sessionmaker[Session], run_id: str, rows: list[dict[str, Any]], batch: int) -> None:
+    """Reference: a transaction per row, as one logging call per epoch does."""
+    for row in rows:
+        with Session() as s, s.begin():
+            s.execute(insert(Epoch).values(_row_values(run_id, row)))
+
+
+def rate(Session: sessionmaker[Session], write: Callable[..., None], rows: list[dict[str, Any]], batch: int,
+         repeat: int) -> float:
+    """Median rows per second of ``write`` over ``repeat`` fresh runs."""
+    rates = []
+    for _ in range(repeat):
+        run_id = new_run(Session, len(rows))
+        started = time.perf_counter()
+        write(Session, run_id, rows, batch)
+        rates.append(len(rows) / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    rows = epoch_rows(args.rows)
+    with postgres_database() as url:
+        upgrade(url)
+        engine = make_engine(url)
+        Session = make_sessionmaker(engine)
+        try:
+            batched(Session, new_run(Session, 1000), rows[:1000], args.batch)  # warm-up
+            ours = rate(Session, batched, rows, args.batch, args.repeat)
+            values = rate(Session, values_list, rows, args.batch, args.repeat)
+            per_row = rate(Session, row_at_a_time, rows, args.batch, args.repeat)
+            few = rows[: min(len(rows), 2000)]  # a transaction per row is slow: time fewer rows
+            per_transaction = rate(Session, transaction_per_row, few, args.batch, args.repeat)
+        finally:
+            engine.dispose()
+
+    print(f"Epoch rows into PostgreSQL, batches of {args.batch} (median of {args.repeat})\n")
+    print("| writer | rows/s | ours ÷ it |")
+    print("|---|---:|---:|")
+    print(f"| `repo.write_epochs_batch` per batch (ours, the worker's) | {ours:,.0f} | 1.0x |")
+    print(f"| `repo.write_epochs` per batch (multi-row VALUES) | {values:,.0f} | {ours / values:.1f}x |")
+    print(f"| an INSERT per row, a transaction per batch | {per_row:,.0f} | {ours / per_row:.1f}x |")
+    print(f"| a transaction per row | {per_transaction:,.0f} | {ours / per_transaction:.1f}x |")
+    print(f"\nTarget: >= {TARGET:,.0f} rows/s: {'met' if ours >= TARGET else 'not met'}.")
+    return 0 if ours >= TARGET else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

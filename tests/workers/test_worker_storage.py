@@ -1,0 +1,106 @@
+"""The repository functions the worker adds (``# ---- worker`` in repo.py), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import sessionmaker
+
+from service.storage import repo
+from service.storage.db import make_engine, make_sessionmaker
+from service.storage.models import Run
+
+
+@pytest.fixture
+def Session(url: str) -> sessionmaker[OrmSession]:
+    engine = make_engine(url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def new_run(Session: sessionmaker[OrmSession]) -> str:
+    with Session() as s, s.begin():
+        return repo.create_run(session=s, spec={}, name="r", seed=0, tags=[], notes="", epochs_total=10).id
+
+
+def rows(first: int, last: int) -> list[dict[str, Any]]:
+    return [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": None if e == 2 else 2 / e, "train_accuracy": 0.5,
+         "val_accuracy": math.nan, "lr": 0.1, "seconds": 0.01, "weight_norms": [1.0 * e, None],
+         "grad_norms": [0.5]}
+        for e in range(first, last + 1)
+    ]
+
+
+def test_write_epochs_batch_matches_write_epochs(Session):
+    ours, theirs = new_run(Session), new_run(Session)
+    with Session() as s, s.begin():
+        assert repo.write_epochs_batch(session=s, run_id=ours, rows=rows(1, 5)) == 5
+        assert repo.write_epochs(session=s, run_id=theirs, rows=rows(1, 5)) == 5
+        assert repo.write_epochs_batch(session=s, run_id=ours, rows=rows(4, 7)) == 2  # a replay is skipped
+        assert repo.write_epochs(session=s, run_id=theirs, rows=rows(4, 7)) == 2
+        assert repo.write_epochs_batch(session=s, run_id=ours, rows=[]) == 0
+    with Session() as s:
+        assert repo.get_epochs(session=s, run_id=ours) == repo.get_epochs(session=s, run_id=theirs)
+        assert repo.get_epochs(session=s, run_id=ours)[1]["val_loss"] is None
+        assert repo.get_run(session=s, run_id=ours).epochs_done == 7
+
+
+def test_write_epochs_batch_refuses_a_missing_run_and_bad_rows(Session):
+    run_id = new_run(Session)
+    with Session() as s, s.begin():
+        with pytest.raises(LookupError):
+            repo.write_epochs_batch(session=s, run_id="0" * 32, rows=rows(1, 1))
+        with pytest.raises(ValueError, match="unknown epoch field"):
+            repo.write_epochs_batch(session=s, run_id=run_id, rows=[{"epoch": 1, "loss": 1.0}])
+
+
+def test_weights_many_and_delete(Session):
+    run_id = new_run(Session)
+    with Session() as s, s.begin():
+        assert repo.write_weights_many(session=s, run_id=run_id, snapshots=[(1, b"a"), (2, b"bb")]) == 2
+        assert repo.write_weights_many(session=s, run_id=run_id, snapshots=[(2, b"x"), (3, b"ccc")]) == 1
+        assert repo.write_weights_many(session=s, run_id=run_id, snapshots=[]) == 0
+        assert repo.delete_weights(session=s, run_id=run_id, epochs=[2, 9]) == 1
+        assert repo.delete_weights(session=s, run_id=run_id, epochs=[]) == 0
+    with Session() as s:
+        assert repo.list_weight_epochs(session=s, run_id=run_id) == [1, 3]
+        assert repo.get_weights(session=s, run_id=run_id, epoch=3) == (3, b"ccc")
+
+
+def test_release_run_only_by_its_worker(Session):
+    run_id = new_run(Session)
+    with Session() as s, s.begin():
+        repo.claim_run(session=s, run_id=run_id, worker="a", lease_seconds=30)
+        assert not repo.release_run(session=s, run_id=run_id, worker="b")
+        assert repo.release_run(session=s, run_id=run_id, worker="a")
+    with Session() as s, s.begin():
+        run = repo.get_run(session=s, run_id=run_id)
+        assert (run.status, run.worker, run.lease_expires_at) == ("queued", None, None)
+        assert repo.claim_run(session=s, run_id=run_id, worker="b", lease_seconds=30).attempts == 2
+
+
+def test_reconcile(Session):
+    now = repo.utcnow()
+    dead, cancelled, alive, forgotten, fresh = (new_run(Session) for _ in range(5))
+    with Session() as s, s.begin():
+        for run_id in (dead, cancelled):
+            repo.claim_run(session=s, run_id=run_id, worker="gone", lease_seconds=5, now=now - dt.timedelta(seconds=60))
+        repo.claim_run(session=s, run_id=alive, worker="here", lease_seconds=30, now=now)
+        repo.request_cancel(session=s, run_id=cancelled)
+        repo.update_run(session=s, run_id=fresh, notes="touched")
+    with Session() as s, s.begin():  # an hour on, the queued runs have waited too long, bar the one touched now
+        s.get(Run, fresh).updated_at = now + dt.timedelta(hours=1)
+    later = now + dt.timedelta(hours=1, seconds=1)
+    with Session() as s, s.begin():
+        done = repo.reconcile(session=s, queued_for=600, now=later)
+    assert done.cancelled == [cancelled]
+    assert sorted(done.requeue) == sorted([dead, forgotten, alive])  # alive's 30 s lease ran out too
+    with Session() as s, s.begin():
+        assert repo.get_run(session=s, run_id=dead).status == "queued"
+        assert repo.get_run(session=s, run_id=cancelled).status == "cancelled"
+        assert repo.reconcile(session=s, queued_for=600, now=later).requeue == []  # each is sent once a period
