@@ -26,7 +26,7 @@ from service.config import Settings
 from service.queue import TRAIN_TASK
 from service.storage.db import make_engine, make_sessionmaker
 from worker.celery_app import make_celery
-from worker.reconciler import QUEUED_RESEND_LEASES, Reconciler
+from worker.reconciler import QUEUED_RESEND_LEASES, Reconciler, broker_housekeeping
 
 __all__ = ["blas_threads", "run"]
 
@@ -60,11 +60,13 @@ def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> 
     shutting_down = multiprocessing.Event()  # made before the pool forks, so every pool process shares it
     app.runtime.should_release = shutting_down.is_set
     engine = make_engine(settings.database_url)
+    housekeeping = broker_housekeeping(settings.broker_url)
     reconciler = Reconciler(
         make_sessionmaker(engine),
         send=lambda run_id: app.send_task(TRAIN_TASK, args=[run_id]),
         interval=settings.lease_seconds,
         queued_for=QUEUED_RESEND_LEASES * settings.lease_seconds,
+        housekeeping=housekeeping,
     )
     threads = blas_threads(concurrency)
 
@@ -101,4 +103,6 @@ def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> 
         for signal, handler in handlers:
             signal.disconnect(handler)
         engine.dispose()
+        if housekeeping is not None:
+            housekeeping.close()
         app.close()

@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import create_engine, text
 from worker_kit import DIGITS, DIVERGES, XOR, Stack, WorkerProcess, npz_arrays, spec_of, wait_for
 
 from service.api.schemas import weights_layers
 from service.storage import repo
 from trainer import fit
+from worker.reconciler import broker_housekeeping
 from worker.training import weights_npz
 
 #: kombu's SQLAlchemy transport (the local broker) declares its queue with ``noload``, deprecated in SQLAlchemy 2.1.
@@ -121,6 +123,24 @@ def test_an_uploaded_dataset_is_trained(shared: Stack):
     spec = spec_of(XOR, dataset={"upload": dataset.id, "test_fraction": 0.0}, optimizer={"name": "adam", "lr": 0.05})
     run = shared.wait_finished(shared.submit(spec))
     assert (run.status, run.error, run.final_train_accuracy) == ("succeeded", None, 1.0)
+
+
+def test_consumed_messages_do_not_pile_up_in_the_broker(shared: Stack):
+    housekeeping = broker_housekeeping(shared.settings.broker_url)
+    if shared.kind == "redis":  # Redis deletes what is consumed
+        assert housekeeping is None
+        return
+    shared.wait_finished(shared.submit(spec_of(XOR, epochs=5)))
+    engine = create_engine(shared.settings.broker_url.removeprefix("sqla+"))
+    try:
+        def consumed() -> int:
+            with engine.connect() as connection:
+                return connection.execute(text("SELECT count(*) FROM kombu_message WHERE visible = 0")).scalar()
+
+        wait_for(lambda: consumed() == 0, 10, "the reconciler to delete the consumed messages")
+    finally:
+        engine.dispose()
+        housekeeping.close()
 
 
 # --------------------------------------------------------------------------- crashes and shutdowns
