@@ -84,14 +84,15 @@ def alive(pid: int) -> bool:
 
 
 class Service:
-    """A ``trainyard up`` (or ``api``) process, its address, its data folder and its output."""
+    """A `trainyard up`, `api` or `worker` process, its address, its data folder and its output."""
 
-    def __init__(self, args: list[str], data_dir: Path, port: int, cwd: Path):
+    def __init__(self, args: list[str], data_dir: Path, port: int, log: Path):
         self.url = f"http://127.0.0.1:{port}"
         self.data_dir = data_dir
-        self.log = cwd / "service.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen([*TRAINYARD, *args], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+        self.log = log
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen([*TRAINYARD, *args], cwd=log.parent, stdout=output,
+                                            stderr=subprocess.STDOUT,
                                             env=_clean_environment(TRAINYARD_DATA_DIR=str(data_dir)))
 
     def output(self) -> str:
@@ -152,16 +153,19 @@ class Service:
 
 @pytest.fixture
 def start(tmp_path) -> Iterator[Callable[..., Service]]:
-    """``start(command, *options)``: start `trainyard up` or `trainyard api` in a fresh data folder on a free port."""
+    """``start(command, *options)``: start `trainyard up`, `api` or `worker` on the data folder ``tmp_path/data``
+    (the first two on a free port)."""
     services: list[Service] = []
 
     def run(command: str, *options: str) -> Service:
         port = _free_port()
         data_dir = tmp_path / "data"
-        args = [command, "--port", str(port), *options]
+        args = [command, *options]
+        if command in ("up", "api"):
+            args += ["--port", str(port)]
         if command == "up":
             args += ["--data-dir", str(data_dir)]
-        services.append(Service(args, data_dir, port, tmp_path))
+        services.append(Service(args, data_dir, port, tmp_path / f"{command}.log"))
         return services[-1]
 
     yield run
@@ -238,13 +242,21 @@ def test_up_refuses_a_port_in_use(tmp_path):
     assert not (tmp_path / "data").exists()  # refused before touching anything
 
 
-def test_api_serves_alone_until_sigterm(start, tmp_path):
-    data_dir = tmp_path / "data"
-    migrate.upgrade(f"sqlite:///{data_dir / 'trainyard.db'}")
+def test_api_and_worker_as_separate_processes_train_a_run(start, tmp_path, spec):
+    """The deployed shape (an api and a worker service), here on local mode's files."""
+    migrate.upgrade(f"sqlite:///{tmp_path / 'data' / 'trainyard.db'}")
     api = start("api", "--workers", "1", "--threads", "2")
+    worker = start("worker", "--concurrency", "1")
     api.wait_ready()
-    with Client(api.url) as client:
-        assert client.health() == {"status": "ok"}
+    with Client(api.url) as anonymous:
+        assert anonymous.health() == {"status": "ok"}
+    token = api.cli("token", "create", "--scope", "write").stdout.strip()
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    watched = api.cli("submit", str(spec_file), "--watch", "--token", token)
+    assert watched.exit_code == 0, watched.output + worker.output()
+    assert "succeeded after 30 epochs" in watched.stdout
+    assert worker.stop(signal.SIGTERM) == 0
     assert api.stop(signal.SIGTERM) == 0
 
 
