@@ -16,6 +16,7 @@ from service.api.encoding import OrjsonProvider
 from service.api.requests import IdConverter
 from service.config import Settings
 from service.context import Services, install
+from service.dashboard import init_app as init_dashboard
 from service.errors import register_error_handlers
 from service.queue import CeleryQueue, RunQueue
 from service.storage.db import make_engine, make_sessionmaker
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
     app.register_blueprint(datasets.bp)
     app.register_blueprint(compare.bp)
     app.register_blueprint(openapi.bp)
+    init_dashboard(app)
     return app

@@ -1,0 +1,279 @@
+"""The JSON the dashboard's scripts fetch, with the browser's session (not a bearer token).
+
+- ``GET /ui/data/runs/<id>/series``: a run's curves (every metric and the
+  per-layer norms), downsampled to ``max_points``, with wall-clock seconds.
+- ``GET /ui/data/compare?runs=a,b``: several runs' curves, downsampled per run
+  (``repo.get_curves``: one query), with wall-clock seconds.
+- ``GET /ui/data/poll?runs=a,b[&since=3,0&fields=...]``: the runs' statuses,
+  and with ``since`` their epochs after those numbers: what the pages ask
+  every second while a shown run is queued or running.
+- ``GET /ui/data/runs/<id>/weights?epoch=E``: the layers at a stored epoch.
+- ``GET /ui/data/runs/<id>/boundary?epoch=E``: a 2-D classifier's output on a
+  grid at a stored epoch, and the training points.
+- ``GET /ui/data/runs/<id>/export.csv|json|npz``: downloads.
+
+Errors are the API's JSON errors; no session gives 401 (the scripts then go
+to the login page).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+
+from service.api.compare import MAX_RUNS
+from service.api.encoding import OPTIONS
+from service.context import transaction
+from service.dashboard import security
+from service.dashboard.views import columns, elapsed_at, status_json
+from service.errors import ApiError, invalid_parameter, not_found
+from service.storage import repo
+from service.storage.models import Run
+from trainer import TrainSpec
+from trainer import datasets as trainer_datasets
+from trainer.fit import build_network, load_data
+
+bp = Blueprint("dashboard_data", __name__, url_prefix="/ui/data")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Points per curve of a page's first load.
+MAX_POINTS = 1000
+#: Most epochs one poll returns per run (a page that slept catches up in a few polls).
+MAX_POLL_EPOCHS = 5000
+#: Curves of the compare page.
+COMPARE_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+#: Cells per side of the decision-boundary grid.
+GRID = 80
+
+
+def needs_session(view: F) -> F:
+    """Decorate a data view: 401 without a session of scope ``read``."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not security.allows(security.current_scope(), "read"):
+            raise ApiError(401, "unauthorized", "log in to the dashboard first")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _ids(name: str = "runs") -> list[str]:
+    value = request.args.get(name, "")
+    ids = [part for part in value.split(",") if part]
+    if not ids:
+        raise invalid_parameter(name, "is required: a comma-separated list of run ids")
+    if len(ids) > MAX_RUNS:
+        raise invalid_parameter(name, f"at most {MAX_RUNS} runs")
+    return list(dict.fromkeys(ids))
+
+
+def _ints(name: str, count: int) -> list[int] | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        numbers = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise invalid_parameter(name, "must be whole numbers separated by commas") from None
+    if len(numbers) != count or any(number < 0 for number in numbers):
+        raise invalid_parameter(name, f"needs {count} numbers of 0 or more, one per run")
+    return numbers
+
+
+def _fields(default: tuple[str, ...]) -> list[str]:
+    value = request.args.get("fields")
+    if not value:
+        return list(default)
+    fields = list(dict.fromkeys(value.split(",")))
+    unknown = [field for field in fields if field not in repo.EPOCH_FIELDS]
+    if unknown:
+        raise invalid_parameter("fields", f"unknown field(s) {', '.join(unknown)}")
+    return fields
+
+
+def _max_points() -> int:
+    value = request.args.get("max_points", str(MAX_POINTS))
+    if not value.isdigit() or not 2 <= int(value) <= 100_000:
+        raise invalid_parameter("max_points", "must be a whole number from 2 to 100000")
+    return int(value)
+
+
+def _runs(s: Any, ids: list[str]) -> list[Run]:
+    found = {run.id: run for run in s.scalars(select(Run).where(Run.id.in_(ids)))}
+    missing = [run_id for run_id in ids if run_id not in found]
+    if missing:
+        raise not_found(f"no run {', '.join(missing)}")
+    return [found[run_id] for run_id in ids]
+
+
+def _run(s: Any, run_id: str) -> Run:
+    run = repo.get_run(session=s, run_id=run_id)
+    if run is None:
+        raise not_found(f"no run {run_id}")
+    return run
+
+
+def _with_elapsed(s: Any, curves: dict[str, dict[str, np.ndarray]]) -> None:
+    """Add ``elapsed`` (training seconds at each shown epoch) to each run's curves."""
+    seconds = repo.get_curves(session=s, run_ids=list(curves), fields=["seconds"])
+    for run_id, curve in curves.items():
+        full = seconds[run_id]
+        curve["elapsed"] = elapsed_at(curve["epoch"], full["epoch"], full["seconds"])
+
+
+@bp.get("/runs/<run_id>/series")
+@needs_session
+def series(run_id: str) -> Response:
+    max_points = _max_points()
+    with transaction() as s:
+        run = _run(s, run_id)
+        rows = repo.get_epochs(session=s, run_id=run_id, max_points=max_points)
+        curve = columns(rows, repo.EPOCH_FIELDS)
+        seconds = repo.get_curves(session=s, run_ids=[run_id], fields=["seconds"])[run_id]
+    curve["elapsed"] = elapsed_at(np.asarray(curve["epoch"], dtype=np.int64), seconds["epoch"], seconds["seconds"])
+    return jsonify(run=status_json(run), curves=curve)
+
+
+@bp.get("/compare")
+@needs_session
+def compare() -> Response:
+    ids = _ids()
+    max_points = _max_points()
+    with transaction() as s:
+        runs = _runs(s, ids)
+        curves = repo.get_curves(session=s, run_ids=ids, fields=COMPARE_FIELDS, max_points=max_points)
+        _with_elapsed(s, curves)
+    return jsonify(runs=[status_json(run) | {"name": run.name} for run in runs], curves=curves)
+
+
+@bp.get("/poll")
+@needs_session
+def poll() -> Response:
+    """Statuses of ``runs``; with ``since``, each run's epochs after its number there (``fields``, as columns)."""
+    ids = _ids()
+    since = _ints("since", len(ids))
+    fields = _fields(COMPARE_FIELDS + ("seconds",))
+    epochs: dict[str, dict[str, list[Any]]] = {}
+    with transaction() as s:
+        runs = _runs(s, ids)
+        if since is not None:
+            for run, after in zip(runs, since):
+                if run.epochs_done > after:
+                    rows = repo.get_epochs(session=s, run_id=run.id, since=after, fields=fields)
+                    epochs[run.id] = columns(rows[:MAX_POLL_EPOCHS], fields)
+    return jsonify(runs=[status_json(run) for run in runs], epochs=epochs)
+
+
+@bp.get("/runs/<run_id>/weights")
+@needs_session
+def weights(run_id: str) -> Response:
+    epoch = _ints("epoch", 1)
+    with transaction() as s:
+        _run(s, run_id)
+        stored_epochs = repo.list_weight_epochs(session=s, run_id=run_id)
+        stored = repo.get_weights(session=s, run_id=run_id, epoch=None if epoch is None else epoch[0])
+    if stored is None:
+        return jsonify(epochs=stored_epochs, epoch=None, layers=[])
+    at, data = stored
+    layers = [{"W": W, "b": b} for W, b in _layers(data)]
+    return jsonify(epochs=stored_epochs, epoch=at, layers=layers)
+
+
+def _layers(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(W1, b1), (W2, b2), ...]`` of stored ``.npz`` weights (NaN kept: orjson writes it as null)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        count = sum(1 for name in arrays.files if name.startswith("W"))
+        return [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(1, count + 1)]
+
+
+@bp.get("/runs/<run_id>/boundary")
+@needs_session
+def boundary(run_id: str) -> Response:
+    """The classifier's probability of class 1 (or its class) on a grid over the data, at a stored epoch."""
+    epoch = _ints("epoch", 1)
+    with transaction() as s:
+        run = _run(s, run_id)
+        stored = repo.get_weights(session=s, run_id=run_id, epoch=None if epoch is None else epoch[0])
+    if stored is None:
+        raise ApiError(404, "no_weights", f"run {run_id} has no weights" + ("" if epoch is None else f" at {epoch[0]}"))
+    at, data = stored
+    spec = TrainSpec.model_validate(run.spec)
+    dataset = load_data(spec)
+    if dataset.n_features != 2 or dataset.task != "classification":
+        raise ApiError(409, "not_2d", "a decision boundary needs a 2-D classification dataset")
+    _split, scaler = trainer_datasets.prepare(
+        dataset, test_fraction=spec.dataset.held_out, seed=spec.seed, standardize=spec.dataset.standardize
+    )
+    network = build_network(spec, dataset)
+    network.set_params([array for layer in _layers(data) for array in layer])
+    X = np.asarray(dataset.X, dtype=np.float64)
+    low, high = X.min(axis=0), X.max(axis=0)
+    margin = (high - low) * 0.15 + 1e-9
+    xs = np.linspace(low[0] - margin[0], high[0] + margin[0], GRID)
+    ys = np.linspace(low[1] - margin[1], high[1] + margin[1], GRID)
+    grid = np.column_stack([np.repeat(xs[None, :], GRID, axis=0).ravel(), np.repeat(ys, GRID)])
+    inputs = grid if scaler is None else scaler.transform(grid)
+    if dataset.n_classes == 2:
+        z = network.predict_proba(inputs)[:, -1]
+    else:
+        z = network.predict(inputs).astype(np.float64)
+    return jsonify(
+        epoch=at,
+        x=xs,
+        y=ys,
+        z=np.ascontiguousarray(z.reshape(GRID, GRID)),
+        classes=dataset.n_classes,
+        points={"x": X[:, 0].copy(), "y": X[:, 1].copy(), "label": np.asarray(dataset.y).astype(np.int64)},
+    )
+
+
+@bp.get("/runs/<run_id>/export.<any(csv, json, npz):format>")
+@needs_session
+def export(run_id: str, format: str) -> Response:
+    """A run's epochs as CSV or JSON (every epoch, every field), or its latest weights as ``.npz``."""
+    with transaction() as s:
+        _run(s, run_id)
+        if format == "npz":
+            stored = repo.get_weights(session=s, run_id=run_id)
+            if stored is None:
+                raise ApiError(404, "no_weights", f"run {run_id} has no weights")
+            epoch, data = stored
+            return _attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
+        rows = repo.get_epochs(session=s, run_id=run_id)
+    if format == "json":
+        return _attachment(orjson.dumps({"epochs": rows}, option=OPTIONS), "application/json", f"{run_id}-epochs.json")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(("epoch", *repo.EPOCH_FIELDS))
+    for row in rows:
+        writer.writerow([row["epoch"], *(_cell(row[field]) for field in repo.EPOCH_FIELDS)])
+    return _attachment(out.getvalue().encode(), "text/csv", f"{run_id}-epochs.csv")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: lists (per-layer norms) joined with ``;``, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join("" if item is None else repr(item) for item in value)
+    return repr(value) if isinstance(value, float) else value
+
+
+def _attachment(body: bytes, mimetype: str, filename: str) -> Response:
+    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -1,0 +1,310 @@
+"""The dashboard's HTML pages: login, runs table, run, compare; and the forms that cancel and delete runs.
+
+Pages need a session with scope ``read`` (else they redirect to ``/login``);
+the forms need ``write`` and the session's CSRF value.  Pages carry no data
+for the charts: their scripts fetch it from :mod:`service.dashboard.data`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from service.api.compare import MAX_RUNS, compare_params
+from service.context import services, transaction
+from service.dashboard import security
+from service.dashboard.views import METRIC_COLUMNS, duration_seconds, format_duration, format_number, key_params
+from service.storage import repo
+from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PAGE_SIZE = 50
+#: Which 2-D datasets get a decision boundary.
+BOUNDARY_DATASETS = ("or", "and", "xor", "moons", "circles", "spirals")
+#: The id of a run, as ``models.new_id`` makes them.
+RUN_ID_LENGTH = 32
+
+
+def page(scope: str) -> Callable[[F], F]:
+    """Decorate a view: it needs a logged-in session with at least ``scope`` (and the CSRF value on POST)."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.scope = security.current_scope()
+            if g.scope is None:
+                if request.method != "GET":
+                    abort(401)
+                return redirect(url_for(".login", next=request.full_path.rstrip("?")))
+            if request.method == "POST":
+                check_csrf()
+            if not security.allows(g.scope, scope):
+                abort(403, f"this needs a token with scope {scope!r}; you are logged in with {g.scope!r}")
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def check_csrf() -> None:
+    sent = request.form.get(security.CSRF_FIELD) or request.headers.get(security.CSRF_HEADER)
+    if not security.csrf_valid(sent):
+        abort(400, "the form's CSRF token is missing or wrong: reload the page and try again")
+
+
+@bp.app_context_processor
+def _template_globals() -> dict[str, Any]:
+    return {
+        "csrf_token": security.csrf_token,
+        "auth_on": services().settings.auth,
+        "scope": g.get("scope"),
+        "allows": lambda needed: security.allows(g.get("scope"), needed),
+        "format_duration": format_duration,
+    }
+
+
+@bp.app_template_filter("num")
+def _num(value: Any) -> str:
+    return format_number(value)
+
+
+@bp.errorhandler(HTTPException)
+def _error_page(exc: HTTPException) -> tuple[str, int]:
+    return render_template("dashboard/error.html", error=exc), exc.code or 500
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    """No inline script may run, nothing may load from elsewhere, no page may be framed."""
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+# --------------------------------------------------------------------------- login
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    target = security.safe_next(request.values.get("next"), url_for(".runs"))
+    if not services().settings.auth:
+        return redirect(target)
+    token = request.form.get("token") if request.method == "POST" else request.args.get("token")
+    if request.method == "POST":
+        check_csrf()
+    if token is None:
+        return render_template("dashboard/login.html", next=target, failed=False)
+    if security.log_in(token):
+        return redirect(target, 303)  # the token never stays in the address bar or the history
+    return render_template("dashboard/login.html", next=target, failed=True), 401
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    check_csrf()
+    security.log_out()
+    return redirect(url_for(".login"), 303)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@bp.get("/")
+def index() -> Response:
+    return redirect(url_for(".runs"))
+
+
+def _filters() -> dict[str, Any]:
+    """The runs table's filters from the query string (empty ones left out; a bad status is 400)."""
+    status = request.args.get("status") or None
+    if status is not None and status not in RUN_STATUSES:
+        abort(400, f"status must be one of {', '.join(RUN_STATUSES)}")
+    values = {
+        "status": status,
+        "tag": request.args.get("tag") or None,
+        "sweep_id": request.args.get("sweep") or None,
+        "q": request.args.get("q") or None,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+@bp.get("/runs")
+@page("read")
+def runs() -> str:
+    filters = _filters()
+    sort = request.args.get("sort") or "-created_at"
+    if sort.removeprefix("-") not in repo.SORT_FIELDS:
+        abort(400, f"cannot sort by {sort!r}")
+    cursor = request.args.get("cursor") or None
+    with transaction() as s:
+        try:
+            shown, next_cursor = repo.list_runs(session=s, sort=sort, limit=PAGE_SIZE, cursor=cursor, **filters)
+        except ValueError as exc:
+            abort(400, str(exc))
+    rows = [
+        {
+            "run": run,
+            "params": key_params(run.spec),
+            "duration": format_duration(duration_seconds(run)),
+        }
+        for run in shown
+    ]
+    query = {"status": filters.get("status"), "tag": filters.get("tag"), "sweep": filters.get("sweep_id"),
+             "q": filters.get("q")}
+    query = {name: value for name, value in query.items() if value}
+    return render_template(
+        "dashboard/runs.html",
+        rows=rows,
+        sort=sort,
+        query=query,
+        next_cursor=next_cursor,
+        paged=cursor is not None,
+        statuses=RUN_STATUSES,
+        metric_columns=METRIC_COLUMNS,
+    )
+
+
+def _run_or_404(run_id: str) -> Run:
+    if len(run_id) != RUN_ID_LENGTH:
+        abort(404, f"no run {run_id}")
+    with transaction() as s:
+        run = repo.get_run(session=s, run_id=run_id)
+    if run is None:
+        abort(404, f"no run {run_id}")
+    return run
+
+
+@bp.get("/runs/<run_id>")
+@page("read")
+def run(run_id: str) -> str:
+    shown = _run_or_404(run_id)
+    dataset = (shown.spec.get("dataset") or {}).get("name")
+    return render_template(
+        "dashboard/run.html",
+        run=shown,
+        params=key_params(shown.spec),
+        duration=format_duration(duration_seconds(shown)),
+        boundary=dataset in BOUNDARY_DATASETS,
+        summary_fields=SUMMARY_FIELDS,
+    )
+
+
+def _back() -> str:
+    return security.safe_next(request.form.get("next"), url_for(".runs"))
+
+
+@bp.post("/runs/<run_id>/cancel")
+@page("write")
+def cancel(run_id: str) -> Response:
+    _run_or_404(run_id)
+    with transaction() as s:
+        repo.request_cancel(session=s, run_id=run_id)  # a finished run is left as it is
+    return redirect(_back(), 303)
+
+
+@bp.post("/runs/<run_id>/delete")
+@page("write")
+def delete(run_id: str) -> Response:
+    with transaction() as s:
+        if not repo.delete_run(session=s, run_id=run_id):
+            abort(404, f"no run {run_id}")
+    target = _back()
+    return redirect(url_for(".runs") if run_id in target else target, 303)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _compare_ids() -> list[str]:
+    """``runs=a,b,c`` (or ``run=a&run=b`` from the runs table's form); 400 when empty or too many."""
+    ids = [part for value in request.args.getlist("runs") for part in value.split(",") if part]
+    ids += request.args.getlist("run")
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        abort(400, "choose runs to compare: /compare?runs=<id>,<id>")
+    if len(ids) > MAX_RUNS:
+        abort(400, f"at most {MAX_RUNS} runs can be compared")
+    return ids
+
+
+@bp.get("/compare")
+@page("read")
+def compare() -> Any:
+    ids = _compare_ids()
+    if "run" in request.args:  # the table's form: to the shareable address
+        return redirect(url_for(".compare", runs=",".join(ids)))
+    wanted = [run_id for run_id in ids if len(run_id) == RUN_ID_LENGTH]
+    with transaction() as s:
+        found = {run.id: run for run in s.scalars(select(Run).where(Run.id.in_(wanted)))} if wanted else {}
+    missing = [run_id for run_id in ids if run_id not in found]
+    if missing:
+        abort(404, f"no run {', '.join(missing)}")
+    shown = [found[run_id] for run_id in ids]
+    params = compare_params([run.spec for run in shown])
+    best = _best_marks(shown)
+    return render_template(
+        "dashboard/compare.html",
+        runs=shown,
+        params=params,
+        best=best,
+        summary_fields=SUMMARY_FIELDS,
+        durations=[format_duration(duration_seconds(run)) for run in shown],
+    )
+
+
+def _best_marks(shown: list[Run]) -> dict[str, str | None]:
+    """For each summary metric, the id of the run with the best value (lowest loss, highest accuracy)."""
+    marks: dict[str, str | None] = {}
+    for field in SUMMARY_FIELDS:
+        if field == "best_epoch":
+            continue
+        values = [(getattr(run, field), run.id) for run in shown if getattr(run, field) is not None]
+        if not values:
+            marks[field] = None
+            continue
+        pick = max if "accuracy" in field else min
+        marks[field] = pick(values, key=lambda item: item[0])[1]
+    return marks
+
+
+# --------------------------------------------------------------------------- plotly
+
+
+@bp.get("/ui/vendor/plotly.min.js")
+def plotly_js() -> Response:
+    """``plotly.min.js`` from the installed ``plotly`` package (never a CDN)."""
+    return send_file(current_app.extensions["trainyard.dashboard"]["plotly_js"], mimetype="text/javascript",
+                     max_age=86400)
