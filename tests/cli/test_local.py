@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
@@ -180,6 +181,7 @@ def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path,
     assert f"Trainyard is running at {up.url}" in up.output() and f"{up.url}/docs" in up.output()
     with up.client() as client:
         assert client.ready() == {"database": "ok", "broker": "ok"}
+    assert httpx.get(f"{up.url}/docs", timeout=10).status_code == 200  # the page the announcement points to
     token_file = token_path(up.settings())
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert up.cli("token", "list").output.count("admin") == 1
