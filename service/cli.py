@@ -47,8 +47,6 @@ import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from worker import run as run_worker
-
 from . import local
 from .client import DEFAULT_URL, ApiError, Client, ClientError
 from .config import ConfigError, Settings
@@ -203,6 +201,8 @@ def api(settings: Settings, host: str, port: int, workers: int, threads: int) ->
               type=click.Choice(("debug", "info", "warning", "error"), case_sensitive=False))
 @click.pass_obj
 def worker_command(settings: Settings, concurrency: int | None, loglevel: str) -> None:
+    from worker import run as run_worker  # here, not at the top: Celery and the trainer take a second to import
+
     _require_schema(settings)
     run_worker(settings, concurrency=concurrency or settings.worker_concurrency, loglevel=loglevel)
 
