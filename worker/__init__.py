@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from service.config import Settings
 from service.queue import TRAIN_TASK
 from service.storage.db import make_engine, make_sessionmaker
-from worker.celery_app import make_celery
+from worker.celery_app import declare_queue, make_celery
 from worker.reconciler import QUEUED_RESEND_LEASES, Reconciler, broker_housekeeping
 
 __all__ = ["blas_threads", "run"]
@@ -56,6 +56,7 @@ def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> 
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    declare_queue(settings)  # before consuming: the local broker cannot create a queue in two processes at once
     app = make_celery(settings)
     shutting_down = multiprocessing.Event()  # made before the pool forks, so every pool process shares it
     app.runtime.should_release = shutting_down.is_set

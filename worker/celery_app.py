@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from sqlalchemy.exc import IntegrityError
 
 from service.config import Settings
 from service.queue import TRAIN_TASK
@@ -95,4 +96,31 @@ def make_celery(settings: Settings) -> WorkerApp:
     return app
 
 
-__all__ = ["TRAIN_TASK", "VISIBILITY_TIMEOUT", "WorkerApp", "make_celery", "transport_options"]
+def declare_queue(settings: Settings, attempts: int = 3) -> None:
+    """Make sure the broker has the queue of ``settings``; call it before the API and the workers start.
+
+    kombu's SQLAlchemy transport creates a queue's row on first use with a
+    SELECT then an INSERT, and two processes doing so at once (the API
+    sending the first run while a worker starts) make one fail with an
+    ``IntegrityError``.  Declared up front, the row exists before anyone
+    races for it; a race lost here is retried (the row is then there).
+    Other brokers create queues safely on first use: nothing is done for them.
+    """
+    if not settings.broker_url.startswith("sqla+"):
+        return
+    app = make_celery(settings)
+    queue = app.amqp.queues[settings.queue]
+    try:
+        for attempt in range(attempts):
+            try:
+                with app.connection_for_write() as connection:
+                    queue(connection.default_channel).declare()
+                return
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+    finally:
+        app.close()
+
+
+__all__ = ["TRAIN_TASK", "VISIBILITY_TIMEOUT", "WorkerApp", "declare_queue", "make_celery", "transport_options"]

@@ -69,10 +69,15 @@ class Runtime:
 
 
 def register(app: Celery, settings: Settings) -> Runtime:
-    """Register ``worker.tasks.train_run`` on ``app``; returns the :class:`Runtime` its calls use."""
+    """Register ``worker.tasks.train_run`` on ``app``; returns the :class:`Runtime` its calls use.
+
+    The task is not ``shared``: Celery would otherwise add it to every app of
+    the process, and a second app (``declare_queue`` makes one) would take the
+    task over with its own runtime.
+    """
     runtime = Runtime(settings, requeue=lambda run_id: app.send_task(TRAIN_TASK, args=[run_id]))
 
-    @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True, shared=False)
     def train_run(run_id: str) -> str:
         """Train the run ``run_id``; returns what became of it (see :func:`worker.training.train_run`)."""
         return training.train_run(run_id, ctx=runtime.context())
