@@ -8,6 +8,7 @@ for the charts: their scripts fetch it from :mod:`service.dashboard.data`.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -215,6 +216,7 @@ def run(run_id: str) -> str:
     return render_template(
         "dashboard/run.html",
         run=shown,
+        spec_text=json.dumps(shown.spec, indent=2, ensure_ascii=False),
         params=key_params(shown.spec),
         duration=format_duration(duration_seconds(shown)),
         boundary=dataset in BOUNDARY_DATASETS,

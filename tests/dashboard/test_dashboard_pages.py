@@ -178,7 +178,7 @@ def test_run_page_shows_the_run(client, logged_in, make_run) -> None:
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "diverged at epoch 3" in html and "epoch 3 of 10" in html
-    assert '"optimizer"' in html  # the spec
+    assert "&#34;optimizer&#34;: {" in html  # the spec, indented and escaped
     assert 'id="chart-boundary"' in html  # xor is 2-D
     assert f"/ui/data/runs/{run_id}/export.csv" in html
 

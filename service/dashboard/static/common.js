@@ -116,15 +116,17 @@
 
   const PLOT_CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud"]};
 
-  function layout(title, options, yTitle) {
+  // A chart's layout; `logAllowed` false keeps a linear y (accuracies live in [0, 1]).
+  function layout(title, options, logAllowed) {
+    const log = options.log && logAllowed !== false;
     return {
       title: {text: title, font: {size: 14}},
       margin: {l: 55, r: 10, t: 35, b: 40},
       height: 300,
       xaxis: {title: {text: options.x === "elapsed" ? "wall time (s)" : "epoch"}},
-      yaxis: {title: {text: yTitle || ""}, type: options.log ? "log" : "linear"},
+      yaxis: {type: log ? "log" : "linear"},
       legend: {orientation: "h", y: -0.25},
-      uirevision: options.x + options.log,
+      uirevision: options.x + log,
     };
   }
 

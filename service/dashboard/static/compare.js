@@ -17,7 +17,9 @@
         return {type: "scatter", mode: "lines", name: run.name, x: options.x === "elapsed" ? c.elapsed : c.epoch,
                 y: TY.smooth(c[metric], options.smoothing), line: {color: TY.COLORS[i % 10], width: 1.5}};
       });
-      Plotly.react("chart-" + metric, traces, TY.layout(TITLES[metric], options), TY.PLOT_CONFIG);
+      const div = document.getElementById("chart-" + metric);
+      div.hidden = !traces.some((t) => t.y.some((v) => v !== null && Number.isFinite(v)));  // e.g. no held-out data
+      if (!div.hidden) Plotly.react(div, traces, TY.layout(TITLES[metric], options, metric.endsWith("loss")), TY.PLOT_CONFIG);
     }
   }
 

@@ -30,7 +30,7 @@
     Plotly.react("chart-accuracy", [
       line("train accuracy", curve.train_accuracy, TY.COLORS[0]),
       line("val accuracy", curve.val_accuracy, TY.COLORS[1]),
-    ], TY.layout("Accuracy", options), TY.PLOT_CONFIG);
+    ], TY.layout("Accuracy", options, false), TY.PLOT_CONFIG);
     const norms = [];
     perLayer(curve.weight_norms || []).forEach((y, k) => norms.push(line("|W" + (k + 1) + "|", y, TY.COLORS[k % 10])));
     perLayer(curve.grad_norms || []).forEach((y, k) => norms.push(line("|dW" + (k + 1) + "|", y, TY.COLORS[k % 10], "dot")));
@@ -53,15 +53,16 @@
     if (epoch === undefined || known !== weightEpochs.length) slider.value = String(weightEpochs.indexOf(data.epoch));
     sliderValue.textContent = String(data.epoch);
     const box = document.getElementById("weights-heatmaps");
-    data.layers.forEach((layer, k) => {
-      let div = document.getElementById("heatmap-" + k);
-      if (!div) {
-        div = document.createElement("div");
+    data.layers.forEach((layer, k) => {  // every box first, so each is plotted at its final width
+      if (!document.getElementById("heatmap-" + k)) {
+        const div = document.createElement("div");
         div.id = "heatmap-" + k;
         div.className = "chart heatmap";
         box.appendChild(div);
       }
-      Plotly.react(div, [{type: "heatmap", z: layer.W, colorscale: "RdBu", zmid: 0, reversescale: true}], {
+    });
+    data.layers.forEach((layer, k) => {
+      Plotly.react("heatmap-" + k, [{type: "heatmap", z: layer.W, colorscale: "RdBu", zmid: 0, reversescale: true}], {
         title: {text: "W" + (k + 1) + " (" + layer.W.length + " inputs × " + (layer.W[0] || []).length + " units)",
                 font: {size: 13}},
         margin: {l: 45, r: 10, t: 35, b: 35}, height: 260,
@@ -79,11 +80,11 @@
       byClass[label].y.push(data.points.y[i]);
     });
     const traces = [{type: "contour", x: data.x, y: data.y, z: data.z, showscale: false, opacity: 0.6,
-                     colorscale: "RdBu", reversescale: true,
+                     colorscale: "RdBu",  // plotly's RdBu runs from blue (class 0) to red (class 1)
                      contours: data.classes === 2 ? {start: 0, end: 1, size: 0.1} : {coloring: "heatmap"}}];
     Object.keys(byClass).forEach((label, k) => traces.push({
       type: "scatter", mode: "markers", name: "class " + label, x: byClass[label].x, y: byClass[label].y,
-      marker: {color: TY.COLORS[k % 10], size: 6, line: {color: "#fff", width: 1}},
+      marker: {color: TY.COLORS[k % 10], size: 8, line: {color: "#222", width: 1}},
     }));
     Plotly.react("chart-boundary", traces, {
       title: {text: "Decision boundary at epoch " + data.epoch, font: {size: 14}},

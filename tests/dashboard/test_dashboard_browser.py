@@ -1,0 +1,311 @@
+"""The dashboard in a real browser: Debian's chromium, headless, driven by Playwright, against a real server.
+
+The server is the app on a SQLite database, served by werkzeug in a thread
+(threaded, like gunicorn's gthread workers).  No browser is downloaded:
+Playwright launches ``/usr/bin/chromium`` (``.ci/run`` installs it).
+Screenshots of each page go to ``TRAINYARD_SCREENSHOTS`` (default: the test's
+tmp folder); with ``TRAINYARD_UPDATE_DOCS=1`` the compare page's is also
+written to ``docs/compare.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import io
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import sessionmaker
+from werkzeug.serving import make_server
+
+from service.app import create_app
+from service.config import Settings
+from service.storage import repo
+from service.storage.migrate import upgrade
+from trainer import fit
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+XSS = "<img src=x onerror=alert(1)>"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+SPEC: dict[str, Any] = {
+    "version": 1,
+    "name": "moons",
+    "dataset": {"name": "moons", "test_fraction": 0.25, "standardize": True},
+    "model": {"type": "mlp", "hidden": [{"units": 16, "activation": "tanh"}], "init": "xavier"},
+    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
+    "epochs": 150,
+    "batch_size": 16,
+    "seed": 1,
+    "tags": ["browser"],
+}
+
+
+class Server:
+    """The app served over HTTP from a thread."""
+
+    def __init__(self, settings: Settings):
+        self.app = create_app(settings, queue=_NoQueue())
+        self.Session: sessionmaker[OrmSession] = self.app.extensions["trainyard"].Session
+        self.http = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.http.server_port}"
+        self.thread = threading.Thread(target=self.http.serve_forever, name="dashboard-server", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        self.thread.join(10)
+        self.app.extensions["trainyard"].engine.dispose()
+
+
+class _NoQueue:
+    def send(self, run_id: str) -> None:
+        pass
+
+    def ping(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{folder / 'trainyard.db'}"
+    upgrade(url)
+    server = Server(Settings(data_dir=folder, database_url=url, broker_url="memory://", auth=True))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def token(server: Server) -> str:
+    with server.Session() as s, s.begin():
+        return repo.create_token(session=s, scope="write", name="browser")[0]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("TRAINYARD_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Page:
+    """A browser page that records dialogs and script errors (CSP violations included)."""
+
+    def __init__(self, browser: Any, server: Server):
+        self.context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(10_000)
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("dialog", self._dialog)
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def log_in(self, token: str) -> None:
+        self.page.goto("/runs")
+        assert "/login" in self.page.url
+        self.page.fill('input[name="token"]', token)
+        self.page.click('button:has-text("Log in")')
+        self.page.wait_for_url("**/runs")
+
+    def traces(self, chart: str) -> int:
+        return self.page.locator(f"#{chart} .scatterlayer .trace").count()
+
+    def points(self, chart: str, trace: int = 0) -> int:
+        return self.page.evaluate(f"document.getElementById('{chart}').data[{trace}].x.length")
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Page]:
+    opened = Page(browser, server)
+    yield opened
+    opened.context.close()
+    assert not opened.errors, opened.errors
+
+
+def _trained_run(server: Server, name: str, lr: float, *, tags: list[str] | None = None) -> str:
+    """A succeeded run with the real curves of training ``SPEC`` at ``lr``."""
+    spec = copy.deepcopy(SPEC) | {"name": name}
+    spec["optimizer"]["lr"] = lr
+    rows: list[dict[str, Any]] = []
+    snapshots: list[tuple[int, bytes]] = []
+
+    def record(epoch: Any) -> None:
+        rows.append(epoch.metrics())
+        if epoch.epoch in (1, 5, 20, 50, 100, spec["epochs"]):
+            snapshots.append((epoch.epoch, _npz(epoch.weights)))
+
+    fit(spec, on_epoch=record)
+    start = dt.datetime.now(dt.timezone.utc)
+    with server.Session() as s, s.begin():
+        run = repo.create_run(session=s, spec=spec, name=name, seed=1, tags=tags or SPEC["tags"], notes="",
+                              epochs_total=spec["epochs"])
+        repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+        for row in rows:
+            row["recorded_at"] = start + dt.timedelta(seconds=row["seconds"] * row["epoch"])
+        repo.write_epochs(session=s, run_id=run.id, rows=rows)
+        for epoch, data in snapshots:
+            repo.write_weights(session=s, run_id=run.id, epoch=epoch, data=data)
+        last = rows[-1]
+        best = min(rows, key=lambda row: row["val_loss"])
+        summary = {"final_train_loss": last["train_loss"], "final_train_accuracy": last["train_accuracy"],
+                   "final_val_loss": last["val_loss"], "final_val_accuracy": last["val_accuracy"],
+                   "best_val_loss": best["val_loss"], "best_val_accuracy": best["val_accuracy"],
+                   "best_epoch": best["epoch"]}
+        repo.finish_run(session=s, run_id=run.id, status="succeeded", summary=summary)
+        return run.id
+
+
+def _npz(weights: list[Any]) -> bytes:
+    """``[W1, b1, W2, b2, ...]`` as the worker stores them."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"{'Wb'[i % 2]}{i // 2 + 1}": array for i, array in enumerate(weights)})
+    return buffer.getvalue()
+
+
+def test_log_in_select_two_runs_and_compare(page: Page, server: Server, token: str, screenshots: Path) -> None:
+    slow = _trained_run(server, "moons lr=0.01", 0.01, tags=["compare"])
+    fast = _trained_run(server, "moons lr=0.2", 0.2, tags=["compare"])
+    p = page.page
+    p.goto("/runs")
+    p.screenshot(path=screenshots / "login.png")
+    page.log_in(token)
+    p.goto("/runs?tag=compare")
+    assert p.locator("#runs-table tbody tr[data-run]").count() == 2
+    p.screenshot(path=screenshots / "runs.png", full_page=True)
+    for run_id in (slow, fast):
+        p.check(f'tr[data-run="{run_id}"] input[name="run"]')
+    p.click("#compare-button")
+    p.wait_for_url("**/compare?runs=*")
+    assert set(p.url.split("runs=")[1].split(",")) == {slow, fast}
+    for chart in ("chart-train_loss", "chart-val_loss", "chart-train_accuracy", "chart-val_accuracy"):
+        p.wait_for_function(f"() => document.querySelectorAll('#{chart} .scatterlayer .trace').length === 2")
+        assert page.points(chart, 0) == page.points(chart, 1) == SPEC["epochs"]
+    legend = p.locator("#chart-train_loss .legendtext").all_text_contents()
+    assert sorted(legend) == ["moons lr=0.01", "moons lr=0.2"]
+    differs = p.locator("#params-table tr.differs")
+    assert differs.count() == 1 and differs.get_attribute("data-param") == "optimizer.lr"
+    highlighted = differs.locator("td").first.evaluate("el => getComputedStyle(el).backgroundColor")
+    plain = p.locator("#params-table tr.same td").first.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert highlighted != plain
+    p.check("#differences-only")
+    assert p.locator("#params-table tr.same").first.is_hidden()
+    p.uncheck("#differences-only")
+    p.check("#log-y")
+    p.wait_for_function("() => document.getElementById('chart-train_loss').layout.yaxis.type === 'log'")
+    p.screenshot(path=screenshots / "compare.png", full_page=True)
+    if os.environ.get("TRAINYARD_UPDATE_DOCS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(screenshots / "compare.png", DOCS / "compare.png")
+    p.goto(f"/runs/{fast}")
+    p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
+    p.wait_for_selector("#chart-boundary .contourlayer, #chart-boundary .heatmaplayer")
+    p.wait_for_selector("#heatmap-0 .hm")
+    p.screenshot(path=screenshots / "run.png", full_page=True)
+
+
+def test_a_running_runs_curve_grows_without_a_reload(page: Page, server: Server, token: str,
+                                                     screenshots: Path) -> None:
+    with server.Session() as s, s.begin():
+        run = repo.create_run(session=s, spec=SPEC, name="live", seed=1, tags=["live"], notes="", epochs_total=40)
+        repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+        repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6)])
+    page.log_in(token)
+    p = page.page
+    p.goto(f"/runs/{run.id}")
+    p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
+    assert page.points("chart-loss") == 5
+    p.evaluate("window.__same_page = true")
+    for last in (10, 20):
+        with server.Session() as s, s.begin():
+            repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(page.points("chart-loss") + 1,
+                                                                                         last + 1)])
+        written = time.monotonic()
+        p.wait_for_function(f"() => document.getElementById('chart-loss').data[0].x.length === {last}", timeout=2500)
+        assert time.monotonic() - written < 2.0
+        assert p.locator('[data-field="progress"]').text_content() == f"epoch {last} of 40"
+    with server.Session() as s, s.begin():
+        repo.finish_run(session=s, run_id=run.id, status="succeeded", summary={"final_train_loss": 0.05})
+    p.wait_for_function("() => document.querySelector('#run-page [data-field=\"status\"]').textContent === 'succeeded'",
+                        timeout=2500)
+    assert p.evaluate("window.__same_page") is True  # never reloaded
+    p.screenshot(path=screenshots / "run-live.png", full_page=True)
+    p.goto("/runs?tag=live")
+    assert p.locator('tr[data-run] [data-field="status"]').text_content() == "succeeded"
+
+
+def _epoch(e: int) -> dict[str, Any]:
+    return {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_accuracy": 1 - 0.5 / e,
+            "val_accuracy": 1 - 0.6 / e, "seconds": 0.01, "weight_norms": [1.0, 0.5], "grad_norms": [0.1, 0.05]}
+
+
+def test_a_hostile_run_name_is_shown_as_text(page: Page, server: Server, token: str, screenshots: Path) -> None:
+    with server.Session() as s, s.begin():
+        hostile = repo.create_run(session=s, spec=SPEC | {"name": XSS}, name=XSS, seed=1, tags=[XSS, "xss"], notes=XSS,
+                                  epochs_total=10)
+        repo.claim_run(session=s, run_id=hostile.id, worker="browser-test", lease_seconds=600)
+        repo.write_epochs(session=s, run_id=hostile.id, rows=[_epoch(e) for e in range(1, 4)])
+        repo.finish_run(session=s, run_id=hostile.id, status="failed", error=XSS)
+        plain = repo.create_run(session=s, spec=SPEC, name="plain", seed=1, tags=["xss"], notes="", epochs_total=10)
+        repo.write_epochs(session=s, run_id=plain.id, rows=[_epoch(e) for e in range(1, 3)])
+    page.log_in(token)
+    p = page.page
+    p.goto("/runs?tag=xss")
+    assert p.locator(f'tr[data-run="{hostile.id}"] td.name').text_content() == XSS
+    assert p.locator("img[src=x]").count() == 0
+    p.goto(f"/runs/{hostile.id}")
+    assert p.locator(".run-name").text_content() == XSS
+    assert p.locator('[data-field="error"]').text_content() == XSS
+    p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
+    p.goto(f"/compare?runs={hostile.id},{plain.id}")
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 2")
+    assert XSS in p.locator("#chart-train_loss .legendtext").all_text_contents()
+    assert p.locator("img[src=x]").count() == 0
+    p.screenshot(path=screenshots / "xss.png", full_page=True)
+    p.wait_for_timeout(300)
+    assert page.dialogs == []
+
+
+def test_unknown_run_page(page: Page, token: str, screenshots: Path) -> None:
+    page.log_in(token)
+    response = page.page.goto("/runs/" + "0" * 32)
+    assert response.status == 404
+    assert "404" in page.page.locator("h1").text_content()
+    page.page.screenshot(path=screenshots / "not-found.png")
+    page.errors.clear()  # the browser logs the 404 of the page itself
