@@ -113,8 +113,9 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
     ),
     SettingDoc(
         "TRAINYARD_TOKEN",
-        "<data dir>/token when present",
-        "For the CLI's client commands: the API token to send. Same as `--token`.",
+        "<data dir>/token",
+        "For the CLI's client commands: the API token to send. Same as `--token`. Unset: the token "
+        "`trainyard up` stored in the data dir, if that file exists.",
     ),
 )
 

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
 from service.config import Settings
-from service.queue import TRAIN_TASK, CeleryQueue
+from service.queue import CeleryQueue
 from service.storage import repo
 from service.storage.db import make_engine, make_sessionmaker
 from service.storage.migrate import upgrade
-from worker.celery_app import make_celery
+from worker.celery_app import declare_queue
 
 XOR: dict[str, Any] = {
     "name": "xor",
@@ -91,7 +91,7 @@ class Stack:
     settings: Settings
     Session: sessionmaker[OrmSession]
     folder: Path
-    send: Callable[[str], None]
+    queue: CeleryQueue
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -113,6 +113,10 @@ class Stack:
         worker = WorkerProcess.start(self.env(**env), self.folder / f"worker-{len(self.workers)}.log", concurrency)
         self.workers.append(worker)
         return worker
+
+    def send(self, run_id: str) -> None:
+        """Send a run to the workers through the API's queue."""
+        self.queue.send(run_id)
 
     def create(self, spec: dict[str, Any]) -> str:
         """A queued run of ``spec`` (as the API creates it), not yet sent."""
@@ -151,6 +155,7 @@ class Stack:
     def close(self) -> None:
         for worker in self.workers:
             worker.kill()
+        self.queue.close()
         self.Session.kw["bind"].dispose()
 
 
@@ -200,11 +205,9 @@ def local_stack(folder: Path, queue: str, lease: float) -> Stack:
         {"TRAINYARD_DATA_DIR": str(data), "TRAINYARD_QUEUE": queue, "TRAINYARD_LEASE_SECONDS": str(lease)}
     )
     upgrade(settings.database_url)
-    # The API's CeleryQueue passes socket options that the SQLAlchemy transport hands to
-    # create_engine (a TypeError), so runs are sent here with the worker's own app.
-    app = make_celery(settings)
-    return Stack("local", settings, make_sessionmaker(make_engine(settings.database_url)), folder,
-                 lambda run_id: app.send_task(TRAIN_TASK, args=[run_id]))
+    declare_queue(settings)  # as `trainyard up` should before starting the API and the worker
+    sender = CeleryQueue(settings.broker_url, queue_name=queue)
+    return Stack("local", settings, make_sessionmaker(make_engine(settings.database_url)), folder, sender)
 
 
 def redis_stack(folder: Path, queue: str, lease: float, database_url: str, redis_url: str) -> Stack:
@@ -219,6 +222,6 @@ def redis_stack(folder: Path, queue: str, lease: float, database_url: str, redis
     )
     upgrade(settings.database_url)
     sender = CeleryQueue(redis_url, queue_name=queue)
-    return Stack("redis", settings, make_sessionmaker(make_engine(settings.database_url)), folder, sender.send)
+    return Stack("redis", settings, make_sessionmaker(make_engine(settings.database_url)), folder, sender)
 
 
