@@ -133,6 +133,16 @@ def test_validation_metrics_make_the_summary(Session, context):
     assert run.final_val_accuracy == epochs[-1]["val_accuracy"] > 0.8
 
 
+def test_early_stopping_ends_a_run_with_its_last_epoch_and_the_best(Session, context):
+    spec = spec_of(DIGITS, epochs=300, early_stopping={"monitor": "val_loss", "patience": 3})
+    run_id = create(Session, spec)
+    assert train_run(run_id, ctx=context(flush_seconds=0.05)) == "succeeded"
+    run, epochs, weight_epochs = read(Session, run_id)
+    result = fit(spec)
+    assert run.epochs_done == len(epochs) == len(result.history) < 300
+    assert run.best_epoch == result.best_epoch and weight_epochs[-1] == run.epochs_done
+
+
 def test_a_second_delivery_finds_nothing_to_claim(Session, context):
     run_id = create(Session, spec_of(XOR, epochs=20))
     assert train_run(run_id, ctx=context()) == "succeeded"
