@@ -36,7 +36,11 @@ def test_compare_data_downsamples_each_run(reader, make_run) -> None:
     body = reader.get(f"/ui/data/compare?runs={a},{b}&max_points=100").get_json()
     assert [run["name"] for run in body["runs"]] == ["a", "b"]
     assert len(body["curves"][a]["epoch"]) <= 100 and body["curves"][b]["epoch"] == [1, 2, 3, 4, 5]
+    assert "elapsed" not in body["curves"][b]  # wall time only when asked for: it reads every epoch again
+    assert body["curves"][b]["train_loss"] == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4, 1 / 5], rel=1e-6)
+    body = reader.get(f"/ui/data/compare?runs={a},{b}&max_points=100&elapsed=1").get_json()
     assert body["curves"][b]["elapsed"] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.05])
+    assert body["curves"][a]["elapsed"][-1] == pytest.approx(20.0)
     assert reader.get(f"/ui/data/compare?runs={a},{'0' * 32}").status_code == 404
     assert reader.get("/ui/data/compare").status_code == 400
 

@@ -301,4 +301,4 @@ def test_compare_of_many_runs_has_the_parameters_view(client, logged_in, make_ru
     logged_in("read")
     ids = [make_run(f"r{i}", spec_changes={"optimizer": {"name": "sgd", "lr": 0.1 * (i + 1)}}) for i in range(5)]
     html = client.get("/compare?runs=" + ",".join(ids)).get_data(as_text=True)
-    assert 'id="chart-parcoords"' in html and 'id="parcoords-data"' in html
+    assert 'id="params-charts"' in html and 'id="params-data"' in html

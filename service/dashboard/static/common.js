@@ -6,13 +6,18 @@
   const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                   "#bcbd22", "#17becf"];
 
+  // The colour of the i-th of n runs: the ten of plotly's palette, or n hues spread around the wheel.
+  function color(i, n) {
+    return n <= COLORS.length ? COLORS[i % COLORS.length] : "hsl(" + Math.round((i * 360) / n) + ", 65%, 45%)";
+  }
+
   function csrf() {
     const meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
   }
 
   async function getJSON(url) {
-    const response = await fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}});
+    const response = await fetch(url, {credentials: "same-origin"});
     if (response.status === 401) {
       const next = window.location.pathname + window.location.search;
       window.location.assign("/login?next=" + encodeURIComponent(next));
@@ -86,19 +91,27 @@
   }
 
   // Append the columns `more` to the columns `into` (both {"epoch": [...], field: [...]}).
+  // Epochs `into` already holds are skipped (a poll may overlap a reload of the curves).
   function append(into, more, fields) {
+    const last = lastEpoch(into);
+    const first = (more.epoch || []).findIndex((epoch) => epoch > last);
+    if (first < 0) return;
     for (const name of ["epoch"].concat(fields)) {
       if (!into[name]) into[name] = [];
       const values = more[name] || [];
-      for (let i = 0; i < values.length; i++) into[name].push(values[i]);
+      for (let i = first; i < values.length; i++) into[name].push(values[i]);
     }
   }
 
   // Wall-clock seconds at each new epoch, continuing `curve.elapsed` from the new epochs' durations.
+  // Call before `append`.
   function extendElapsed(curve, more) {
-    if (!curve.elapsed) curve.elapsed = [];
+    if (!curve.elapsed || curve.elapsed.length !== (curve.epoch || []).length) return;  // not loaded (yet)
     let total = curve.elapsed.length ? curve.elapsed[curve.elapsed.length - 1] : 0;
-    for (const s of more.seconds || []) { total += s || 0; curve.elapsed.push(total); }
+    const last = lastEpoch(curve);
+    (more.seconds || []).forEach((s, i) => {
+      if (more.epoch[i] > last) { total += s || 0; curve.elapsed.push(total); }
+    });
   }
 
   function lastEpoch(curve) {
@@ -136,6 +149,6 @@
     if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 
-  window.TY = {ACTIVE, COLORS, PLOT_CONFIG, csrf, getJSON, num, showStatus, poll, smooth, append, extendElapsed,
+  window.TY = {ACTIVE, COLORS, color, PLOT_CONFIG, csrf, getJSON, num, showStatus, poll, smooth, append, extendElapsed,
                lastEpoch, chartControls, layout};
 })();

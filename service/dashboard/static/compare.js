@@ -6,6 +6,7 @@
   const METRICS = ["train_loss", "val_loss", "train_accuracy", "val_accuracy"];
   const TITLES = {train_loss: "Train loss", val_loss: "Validation loss", train_accuracy: "Train accuracy",
                   val_accuracy: "Validation accuracy"};
+  const LEGEND_RUNS = 12;
   let runs = [];
   let curves = {};
   let options;
@@ -15,16 +16,18 @@
       const traces = runs.map((run, i) => {
         const c = curves[run.id];
         return {type: "scatter", mode: "lines", name: run.name, x: options.x === "elapsed" ? c.elapsed : c.epoch,
-                y: TY.smooth(c[metric], options.smoothing), line: {color: TY.COLORS[i % 10], width: 1.5}};
+                y: TY.smooth(c[metric], options.smoothing), line: {color: TY.color(i, runs.length), width: 1.5}};
       });
       const div = document.getElementById("chart-" + metric);
       div.hidden = !traces.some((t) => t.y.some((v) => v !== null && Number.isFinite(v)));  // e.g. no held-out data
-      if (!div.hidden) Plotly.react(div, traces, TY.layout(TITLES[metric], options, metric.endsWith("loss")), TY.PLOT_CONFIG);
+      const layout = TY.layout(TITLES[metric], options, metric.endsWith("loss"));
+      layout.showlegend = runs.length <= LEGEND_RUNS;  // beyond that, the metrics table's swatches name the colours
+      if (!div.hidden) Plotly.react(div, traces, layout, TY.PLOT_CONFIG);
     }
   }
 
   document.querySelectorAll(".swatch").forEach((el) => {
-    el.style.background = TY.COLORS[Number(el.dataset.index) % 10];
+    el.style.background = TY.color(Number(el.dataset.index), ids.length);
   });
 
   const only = document.getElementById("differences-only");
@@ -33,25 +36,37 @@
   });
 
   // ------------------------------------------------------------------ parameters against the metric
-  function parcoords() {
-    const source = document.getElementById("parcoords-data");
+  // One small scatter per differing parameter: its value (x) against the chosen metric (y), a point per run.
+  // SVG, not parcoords: plotly's parallel coordinates need WebGL, which a server's browser may lack.
+  const MAX_PARAM_CHARTS = 8;
+  function paramsVersusMetric() {
+    const source = document.getElementById("params-data");
     if (!source) return;
     const data = JSON.parse(source.textContent);
-    const select = document.getElementById("parcoords-metric");
-    function dimension(label, values) {
-      if (values.every((v) => v === null || typeof v === "number")) return {label: label, values: values};
-      const names = Array.from(new Set(values.map((v) => JSON.stringify(v))));
-      return {label: label, values: values.map((v) => names.indexOf(JSON.stringify(v))),
-              tickvals: names.map((_, i) => i), ticktext: names};
-    }
+    const select = document.getElementById("params-metric");
+    const box = document.getElementById("params-charts");
+    const paths = Object.keys(data.differ).slice(0, MAX_PARAM_CHARTS);
+    paths.forEach((path, k) => {  // every box first, so each is plotted at its final width
+      const div = document.createElement("div");
+      div.id = "param-chart-" + k;
+      div.className = "chart param-chart";
+      box.appendChild(div);
+    });
     function render() {
       const metric = select.value;
-      const values = data.summaries.map((s) => s[metric]);
-      const dims = Object.entries(data.differ).map(([path, vals]) => dimension(path, vals));
-      dims.push({label: metric, values: values});
-      Plotly.react("chart-parcoords", [{type: "parcoords", dimensions: dims,
-        line: {color: values.map((v) => (v === null ? 0 : v)), colorscale: "Viridis", showscale: true}}],
-        {margin: {l: 80, r: 80, t: 50, b: 30}, height: 380}, TY.PLOT_CONFIG);
+      const y = data.summaries.map((summary) => summary[metric]);
+      paths.forEach((path, k) => {
+        const x = data.differ[path].map((v) => (v === null || typeof v === "number" ? v : JSON.stringify(v)));
+        Plotly.react("param-chart-" + k, [{
+          type: "scatter", mode: "markers", x: x, y: y, text: data.names, hovertemplate: "%{text}<extra></extra>",
+          marker: {size: 9, color: data.names.map((_, i) => TY.color(i, data.names.length)),
+                   line: {color: "#222", width: 0.5}},
+        }], {
+          margin: {l: 55, r: 10, t: 10, b: 45}, height: 240,
+          xaxis: {title: {text: path}, type: x.every((v) => v === null || typeof v === "number") ? "-" : "category"},
+          yaxis: {title: {text: metric.replace(/_/g, " ")}},
+        }, TY.PLOT_CONFIG);
+      });
     }
     select.addEventListener("change", render);
     render();
@@ -59,13 +74,20 @@
 
   // ------------------------------------------------------------------ live
   async function start() {
-    const data = await TY.getJSON(page.dataset.compare + "?runs=" + ids.join(","));
+    const data = await TY.getJSON(page.dataset.curves);  // preloaded by the page's <link rel="preload">
     runs = data.runs;
     curves = data.curves;
-    options = TY.chartControls((state) => { options = state; draw(); });
+    options = TY.chartControls(async (state) => {
+      if (state.x === "elapsed" && runs.some((run) => !curves[run.id].elapsed)) {  // wall time: fetched when first asked
+        const timed = await TY.getJSON(page.dataset.curves + "&elapsed=1");
+        curves = timed.curves;
+      }
+      options = state;
+      draw();
+    });
     options = options();
     draw();
-    parcoords();
+    paramsVersusMetric();
     const table = document.getElementById("metrics-table");
     const active = () => runs.filter((run) => TY.ACTIVE.includes(run.status));
     if (!active().length) return;
