@@ -246,11 +246,20 @@ def test_a_running_runs_curve_grows_without_a_reload(page: Page, server: Server,
         run = repo.create_run(session=s, spec=SPEC, name="live", seed=1, tags=["live"], notes="", epochs_total=40)
         repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
         repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6)])
+        other = repo.create_run(session=s, spec=SPEC, name="done", seed=1, tags=["live"], notes="", epochs_total=3)
+        repo.write_epochs(session=s, run_id=other.id, rows=[_epoch(e) for e in range(1, 4)])
     page.log_in(token)
     p = page.page
+    p.goto(f"/compare?runs={run.id},{other.id}")  # the compare page follows a running run too
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 2")
+    with server.Session() as s, s.begin():
+        repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(6, 9)])
+    p.wait_for_function("() => document.getElementById('chart-train_loss').data[0].x.length === 8", timeout=2500)
+    assert p.evaluate("() => document.getElementById('chart-train_loss')._fullLayout.xaxis.range[1]") >= 8
+    assert p.locator(f'tr[data-run="{run.id}"] [data-field="progress"]').text_content() == "epoch 8 of 40"
     p.goto(f"/runs/{run.id}")
     p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
-    assert page.points("chart-loss") == 5
+    assert page.points("chart-loss") == 8
     p.evaluate("window.__same_page = true")
     for last in (10, 20):
         with server.Session() as s, s.begin():
@@ -259,15 +268,17 @@ def test_a_running_runs_curve_grows_without_a_reload(page: Page, server: Server,
         written = time.monotonic()
         p.wait_for_function(f"() => document.getElementById('chart-loss').data[0].x.length === {last}", timeout=2500)
         assert time.monotonic() - written < 2.0
+        for chart in ("chart-loss", "chart-accuracy", "chart-norms"):  # drawn, not only held: the axis follows
+            assert p.evaluate(f"() => document.getElementById('{chart}')._fullLayout.xaxis.range[1]") >= last
         assert p.locator('[data-field="progress"]').text_content() == f"epoch {last} of 40"
+    p.screenshot(path=screenshots / "run-live.png", full_page=True)
     with server.Session() as s, s.begin():
         repo.finish_run(session=s, run_id=run.id, status="succeeded", summary={"final_train_loss": 0.05})
     p.wait_for_function("() => document.querySelector('#run-page [data-field=\"status\"]').textContent === 'succeeded'",
                         timeout=2500)
     assert p.evaluate("window.__same_page") is True  # never reloaded
-    p.screenshot(path=screenshots / "run-live.png", full_page=True)
     p.goto("/runs?tag=live")
-    assert p.locator('tr[data-run] [data-field="status"]').text_content() == "succeeded"
+    assert p.locator(f'tr[data-run="{run.id}"] [data-field="status"]').text_content() == "succeeded"
 
 
 def _epoch(e: int) -> dict[str, Any]:

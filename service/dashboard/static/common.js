@@ -129,6 +129,10 @@
 
   const PLOT_CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud"]};
 
+  // Curves grow in place (arrays pushed to), so Plotly.react cannot see the change by reference:
+  // each layout carries a new datarevision, and the axes autorange over the new points.
+  let revision = 0;
+
   // A chart's layout; `logAllowed` false keeps a linear y (accuracies live in [0, 1]).
   function layout(title, options, logAllowed) {
     const log = options.log && logAllowed !== false;
@@ -140,6 +144,7 @@
       yaxis: {type: log ? "log" : "linear"},
       legend: {orientation: "h", y: -0.25},
       uirevision: options.x + log,
+      datarevision: ++revision,
     };
   }
 
