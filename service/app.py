@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service.api import compare, datasets, health, openapi, runs
+from service.api import compare, datasets, health, openapi, runs, sweeps
 from service.api.encoding import OrjsonProvider
 from service.api.requests import IdConverter
 from service.config import Settings
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
     app.register_blueprint(runs.bp)
     app.register_blueprint(datasets.bp)
     app.register_blueprint(compare.bp)
+    app.register_blueprint(sweeps.bp)
     app.register_blueprint(openapi.bp)
     init_dashboard(app)
     return app

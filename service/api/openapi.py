@@ -24,9 +24,11 @@ from service.api.compare import DEFAULT_FIELDS, DEFAULT_MAX_POINTS, MAX_RUNS
 from service.api.datasets import TASKS
 from service.api.runs import MAX_POINTS
 from service.api.schemas import RunPatch
+from service.api.sweeps import METRICS as SWEEP_METRICS
 from service.errors import invalid_parameter
 from service.storage import repo
 from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS
+from service.sweeps import MAX_SWEEP_RUNS, SweepRequest
 from trainer import TrainSpec
 
 bp = Blueprint("openapi", __name__, static_folder=swagger_ui_path, static_url_path="/docs/static")
@@ -37,8 +39,14 @@ REF = "#/components/schemas/{model}"
 # --------------------------------------------------------------------------- JSON Schema 2020-12 -> OpenAPI 3.0
 
 
+#: JSON Schema keywords OpenAPI 3.0 does not have (dropped: the server still checks them).
+UNSUPPORTED = frozenset(("propertyNames", "patternProperties"))
+
+
 def openapi30(schema: Any) -> Any:
     """A pydantic JSON Schema in OpenAPI 3.0's dialect.
+
+    - keywords 3.0 lacks (:data:`UNSUPPORTED`) are dropped;
 
     - ``anyOf: [X, {"type": "null"}]`` becomes X with ``nullable: true``;
     - ``const: v`` becomes ``enum: [v]``;
@@ -48,7 +56,7 @@ def openapi30(schema: Any) -> Any:
         return [openapi30(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: openapi30(value) for key, value in schema.items()}
+    out = {key: openapi30(value) for key, value in schema.items() if key not in UNSUPPORTED}
     if "const" in out:
         out["enum"] = [out.pop("const")]
     for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
@@ -241,6 +249,36 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Sweep": {
+        "type": "object",
+        "required": ["id", "name", "method", "space", "spec", "created_at", "progress", "best"],
+        "properties": {
+            "id": ID,
+            "name": STRING,
+            "method": {"type": "string", "enum": ["grid", "random"]},
+            "space": {"type": "object"},
+            "n": _nullable(INTEGER),
+            "seed": _nullable(INTEGER),
+            "spec": {"type": "object", "description": "The base spec."},
+            "created_at": {"type": "string", "format": "date-time"},
+            "progress": {
+                "type": "object",
+                "description": "Runs in all and by status, finished runs, epochs done and to do.",
+                "additionalProperties": INTEGER,
+            },
+            "best": {
+                "type": "object",
+                "required": ["metric", "value", "run"],
+                "properties": {"metric": STRING, "value": _nullable(NUMBER), "run": _nullable(ID)},
+            },
+            "runs": {"type": "array", "items": _ref("Run")},
+        },
+    },
+    "SweepList": {
+        "type": "object",
+        "required": ["sweeps"],
+        "properties": {"sweeps": {"type": "array", "items": _ref("Sweep")}},
+    },
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     "Readiness": {
         "type": "object",
@@ -280,6 +318,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+SWEEP_ID = {"name": "sweep_id", "in": "path", "required": True, "schema": ID, "description": "The sweep's id."}
 RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": ID, "description": "The run's id."}
 LIMITED_INT = {"type": "integer", "maximum": 2**31 - 1}
 
@@ -437,6 +476,49 @@ def _paths() -> dict[str, Any]:
                 "An uploaded dataset", "datasets", _responses({"200": _json(_ref("Dataset"), "It.")}, "404"), "read"
             ),
         },
+        "/api/sweeps": {
+            "post": _operation(
+                "Create a sweep: a base spec and a grid or random search space, all its runs queued at once",
+                "sweeps",
+                _responses({"201": _json(_ref("Sweep"), "Created, with its runs queued.")}, "413", "415", "422"),
+                "write",
+                description="Every run's spec is validated first: one invalid point refuses the whole sweep "
+                f"(fields `points.<i>.<path>`). At most {MAX_SWEEP_RUNS} runs.",
+                requestBody={"required": True, "content": {"application/json": {"schema": _ref("SweepRequest")}}},
+            ),
+            "get": _operation(
+                "List sweeps, newest first, with their progress",
+                "sweeps",
+                _responses({"200": _json(_ref("SweepList"), "The sweeps.")}),
+                "read",
+                parameters=[_query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "At most (100).")],
+            ),
+        },
+        "/api/sweeps/{sweep_id}": {
+            "parameters": [SWEEP_ID],
+            "get": _operation(
+                "A sweep: its progress, its runs and the best run by a metric",
+                "sweeps",
+                _responses({"200": _json(_ref("Sweep"), "The sweep.")}, "404"),
+                "read",
+                parameters=[
+                    _query(
+                        "metric",
+                        {"type": "string", "enum": list(SWEEP_METRICS)},
+                        "Ranks the runs (default val_loss with held-out data, else train_loss).",
+                    )
+                ],
+            ),
+        },
+        "/api/sweeps/{sweep_id}/cancel": {
+            "parameters": [SWEEP_ID],
+            "post": _operation(
+                "Cancel a sweep's queued and running runs",
+                "sweeps",
+                _responses({"200": _json(_ref("Sweep"), "The sweep.")}, "404"),
+                "write",
+            ),
+        },
         "/api/compare": {
             "get": _operation(
                 "Compare runs: the parameters that differ and their downsampled curves",
@@ -477,7 +559,7 @@ def document() -> dict[str, Any]:
         },
         "paths": _paths(),
         "components": {
-            "schemas": {**_model_schemas(TrainSpec, RunPatch), **RESPONSE_SCHEMAS},
+            "schemas": {**_model_schemas(TrainSpec, RunPatch, SweepRequest), **RESPONSE_SCHEMAS},
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"token": []}],

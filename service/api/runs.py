@@ -31,13 +31,13 @@ def _run_or_404(s: Session, run_id: str) -> Run:
     return run
 
 
-def _check_dataset(s: Session, spec: TrainSpec) -> None:
+def check_dataset(s: Session, spec: TrainSpec) -> None:
     """422 if the spec names an upload that does not exist."""
     if isinstance(spec.dataset, UploadData) and repo.get_dataset(session=s, dataset_id=spec.dataset.upload) is None:
         raise invalid_field("dataset.upload", f"no uploaded dataset {spec.dataset.upload}")
 
 
-def _enqueue(run_id: str) -> None:
+def enqueue(run_id: str) -> None:
     """Send the committed run to the workers; a broker that is down leaves it queued for the reconciler."""
     try:
         services().queue.send(run_id)
@@ -50,9 +50,9 @@ def _enqueue(run_id: str) -> None:
 def create_run() -> tuple[Response, int, dict[str, str]]:
     spec = json_body(TrainSpec)
     with transaction() as s:
-        _check_dataset(s, spec)
+        check_dataset(s, spec)
         run = repo.create_run(session=s, **run_fields(spec))
-    _enqueue(run.id)
+    enqueue(run.id)
     return jsonify(run_json(run)), 201, {"Location": url_for(".get_run", run_id=run.id)}
 
 

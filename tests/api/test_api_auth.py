@@ -23,6 +23,10 @@ ENDPOINTS = [
     ("GET", "/api/datasets", None, "read"),
     ("GET", f"/api/datasets/{RUN}", None, "read"),
     ("GET", f"/api/compare?runs={RUN}", None, "read"),
+    ("POST", "/api/sweeps", {"name": "s"}, "write"),
+    ("GET", "/api/sweeps", None, "read"),
+    ("GET", f"/api/sweeps/{RUN}", None, "read"),
+    ("POST", f"/api/sweeps/{RUN}/cancel", None, "write"),
 ]
 
 

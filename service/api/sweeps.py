@@ -1,0 +1,161 @@
+"""The sweeps API under ``/api``: create a sweep and all its runs at once; read, list and cancel sweeps.
+
+``POST /api/sweeps`` expands the request (:mod:`service.sweeps`), validates
+every run's spec, then stores the sweep and all its runs in one transaction
+and sends the runs to the workers after the commit: a sweep is created whole
+or not at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.api.requests import choice_param, int_param, json_body
+from service.api.runs import check_dataset, enqueue
+from service.api.schemas import iso, run_fields, run_json
+from service.auth import requires
+from service.context import transaction
+from service.errors import ApiError, not_found
+from service.storage import repo
+from service.storage.models import RUN_STATUSES, Run, Sweep
+from service.sweeps import SweepPointError, SweepRequest, expand
+
+bp = Blueprint("sweeps", __name__, url_prefix="/api")
+
+#: ``?metric=`` names -> (summary column, whether higher is better).
+METRICS: dict[str, tuple[str, bool]] = {
+    "val_loss": ("best_val_loss", False),
+    "val_accuracy": ("best_val_accuracy", True),
+    "train_loss": ("final_train_loss", False),
+    "train_accuracy": ("final_train_accuracy", True),
+    "final_val_loss": ("final_val_loss", False),
+    "final_val_accuracy": ("final_val_accuracy", True),
+}
+
+#: Most sweeps one listing returns.
+MAX_LIST = 500
+
+
+def _runs(s: Session, sweep_id: str) -> list[Run]:
+    """The sweep's runs in the order of its points (their names are numbered)."""
+    return list(s.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.name, Run.id)))
+
+
+def _progress(runs: list[Run]) -> dict[str, Any]:
+    counts = Counter(run.status for run in runs)
+    return {
+        "runs": len(runs),
+        **{status: counts.get(status, 0) for status in RUN_STATUSES},
+        "finished": sum(1 for run in runs if run.finished),
+        "epochs_done": sum(run.epochs_done for run in runs),
+        "epochs_total": sum(run.epochs_total for run in runs),
+    }
+
+
+def _default_metric(sweep: Sweep) -> str:
+    """``val_loss`` when the base spec holds data out, else ``train_loss``."""
+    dataset = sweep.base_spec.get("dataset")
+    held_out = isinstance(dataset, dict) and (dataset.get("test_fraction") or 0) > 0
+    return "val_loss" if held_out else "train_loss"
+
+
+def _best(runs: list[Run], metric: str) -> dict[str, Any]:
+    """The run with the best value of ``metric`` among those that have one (ties: the first)."""
+    column, higher = METRICS[metric]
+    scored = [(getattr(run, column), run) for run in runs if getattr(run, column) is not None]
+    if not scored:
+        return {"metric": metric, "value": None, "run": None}
+    value, run = (max if higher else min)(scored, key=lambda pair: pair[0])
+    return {"metric": metric, "value": value, "run": run.id}
+
+
+def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None, with_runs: bool = True) -> dict[str, Any]:
+    """A sweep as the API shows it: its request, progress, best run by ``metric`` and (optionally) its runs."""
+    metric = metric or _default_metric(sweep)
+    body: dict[str, Any] = {
+        "id": sweep.id,
+        "name": sweep.name,
+        "method": sweep.method,
+        "space": sweep.space.get("space"),
+        "n": sweep.space.get("n"),
+        "seed": sweep.space.get("seed"),
+        "spec": sweep.base_spec,
+        "created_at": iso(sweep.created_at),
+        "progress": _progress(runs),
+        "best": _best(runs, metric),
+    }
+    if with_runs:
+        body["runs"] = [run_json(run) for run in runs]
+    return body
+
+
+def _sweep_or_404(s: Session, sweep_id: str) -> Sweep:
+    sweep = repo.get_sweep(session=s, sweep_id=sweep_id)
+    if sweep is None:
+        raise not_found(f"no sweep {sweep_id}")
+    return sweep
+
+
+@bp.post("/sweeps")
+@requires("write")
+def create_sweep() -> tuple[Response, int, dict[str, str]]:
+    request = json_body(SweepRequest)
+    try:
+        specs = expand(request)
+    except SweepPointError as exc:
+        raise ApiError(422, "invalid", str(exc), exc.fields) from None
+    stored_space = request.model_dump(mode="json", include={"space", "n", "seed"})
+    with transaction() as s:
+        for spec in {spec.dataset: spec for spec in specs}.values():  # each dataset once
+            check_dataset(s, spec)
+        sweep = repo.create_sweep(
+            session=s, name=request.name, method=request.method, base_spec=request.spec, space=stored_space
+        )
+        runs = [repo.create_run(session=s, sweep_id=sweep.id, **run_fields(spec)) for spec in specs]
+        body = sweep_json(sweep, runs)
+    for run in runs:
+        enqueue(run.id)
+    return jsonify(body), 201, {"Location": url_for(".get_sweep", sweep_id=sweep.id)}
+
+
+@bp.get("/sweeps/<id:sweep_id>")
+@requires("read")
+def get_sweep(sweep_id: str) -> Response:
+    metric = choice_param("metric", tuple(METRICS))
+    with transaction() as s:
+        sweep = _sweep_or_404(s, sweep_id)
+        body = sweep_json(sweep, _runs(s, sweep_id), metric=metric)
+    return jsonify(body)
+
+
+@bp.get("/sweeps")
+@requires("read")
+def list_sweeps() -> Response:
+    limit = int_param("limit", minimum=1, maximum=MAX_LIST) or 100
+    with transaction() as s:
+        sweeps = list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)))
+        by_sweep: dict[str, list[Run]] = {sweep.id: [] for sweep in sweeps}
+        if sweeps:
+            for run in s.scalars(select(Run).where(Run.sweep_id.in_(by_sweep)).order_by(Run.name, Run.id)):
+                by_sweep[run.sweep_id].append(run)
+        body = [sweep_json(sweep, by_sweep[sweep.id], with_runs=False) for sweep in sweeps]
+    return jsonify(sweeps=body)
+
+
+@bp.post("/sweeps/<id:sweep_id>/cancel")
+@requires("write")
+def cancel_sweep(sweep_id: str) -> Response:
+    """Cancel the sweep's queued runs at once and flag its running ones; finished runs stay as they are."""
+    with transaction() as s:
+        sweep = _sweep_or_404(s, sweep_id)
+        for run in _runs(s, sweep_id):
+            if not run.finished:
+                repo.request_cancel(session=s, run_id=run.id)
+        s.expire_all()
+        body = sweep_json(sweep, _runs(s, sweep_id))
+    return jsonify(body)

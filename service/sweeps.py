@@ -1,0 +1,243 @@
+"""Hyper-parameter sweeps: a base spec and a search space, expanded into the specs of their runs.
+
+A sweep request names spec values by dotted paths (``optimizer.lr``,
+``model.hidden.0.units``: list positions included) and says what each may be:
+
+- ``grid``: a list of values per path; the runs are the Cartesian product,
+  in the order the paths are given (the last path varies fastest);
+- ``random``: a distribution per path, ``{"choice": [...]}``,
+  ``{"uniform": [low, high]}``, ``{"log_uniform": [low, high]}`` or
+  ``{"int_uniform": [low, high]}`` (both ends included), and ``n`` points
+  drawn with ``seed``: the same request gives the same points.
+
+:func:`expand` validates every resulting spec with :class:`trainer.TrainSpec`
+before anything is stored, so a sweep is created whole or not at all; an
+invalid point is reported with its index and the path at fault.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainer import TrainSpec
+from trainer.spec import MAX_NAME_LENGTH, field_errors
+
+#: Most runs one sweep may create.
+MAX_SWEEP_RUNS = 200
+
+#: Most values a grid axis or a ``choice`` may list, and most paths a space may have.
+MAX_VALUES = MAX_SWEEP_RUNS
+MAX_PATHS = 16
+
+_Path = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")]
+_Value = Any
+_Bounds = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class Choice(_Strict):
+    """One of the listed values, each equally likely."""
+
+    choice: Annotated[list[_Value], Field(min_length=1, max_length=MAX_VALUES)]
+
+
+class Uniform(_Strict):
+    """A float uniformly between ``low`` and ``high``."""
+
+    uniform: _Bounds
+
+    @field_validator("uniform")
+    @classmethod
+    def _ordered(cls, bounds: list[float]) -> list[float]:
+        if not bounds[0] <= bounds[1]:
+            raise ValueError("must be [low, high] with low <= high")
+        return bounds
+
+
+class LogUniform(_Strict):
+    """A float whose logarithm is uniform between ``log(low)`` and ``log(high)`` (learning rates)."""
+
+    log_uniform: _Bounds
+
+    @field_validator("log_uniform")
+    @classmethod
+    def _positive(cls, bounds: list[float]) -> list[float]:
+        if not 0 < bounds[0] <= bounds[1]:
+            raise ValueError("must be [low, high] with 0 < low <= high")
+        return bounds
+
+
+class IntUniform(_Strict):
+    """An integer uniformly between ``low`` and ``high``, both included."""
+
+    int_uniform: Annotated[list[int], Field(min_length=2, max_length=2)]
+
+    @field_validator("int_uniform")
+    @classmethod
+    def _ordered(cls, bounds: list[int]) -> list[int]:
+        if not bounds[0] <= bounds[1]:
+            raise ValueError("must be [low, high] with low <= high")
+        return bounds
+
+
+Distribution = Choice | Uniform | LogUniform | IntUniform
+
+
+class SweepRequest(_Strict):
+    """The body of ``POST /api/sweeps``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+    spec: dict[str, Any] = Field(description="The base job spec; each run overrides the paths of the space.")
+    method: Literal["grid", "random"]
+    space: Annotated[dict[_Path, Any], Field(min_length=1, max_length=MAX_PATHS)] = Field(
+        description="Dotted spec path -> a list of values (grid) or a distribution (random)."
+    )
+    n: Annotated[int, Field(ge=1, le=MAX_SWEEP_RUNS)] | None = Field(None, description="Points to draw (random).")
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(0, description="Seed of the draws (random).")
+
+    @model_validator(mode="after")
+    def _space_fits_method(self) -> SweepRequest:
+        if self.method == "grid":
+            if self.n is not None:
+                raise ValueError("n: is for random sweeps; a grid has one run per combination")
+            for path, values in self.space.items():
+                if not isinstance(values, list) or not 1 <= len(values) <= MAX_VALUES:
+                    raise ValueError(f"space.{path}: a grid needs a list of 1 to {MAX_VALUES} values")
+            size = math.prod(len(values) for values in self.space.values())
+            if size > MAX_SWEEP_RUNS:
+                raise ValueError(f"space: the grid has {size} combinations; a sweep has at most {MAX_SWEEP_RUNS} runs")
+        else:
+            if self.n is None:
+                raise ValueError("n: a random sweep needs n, the number of points to draw")
+            for path, value in self.space.items():
+                self.space[path] = _distribution(path, value)
+        return self
+
+
+def _distribution(path: str, value: Any) -> Distribution:
+    if isinstance(value, Distribution):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        kind = next(iter(value))
+        model = {"choice": Choice, "uniform": Uniform, "log_uniform": LogUniform, "int_uniform": IntUniform}.get(kind)
+        if model is not None:
+            try:
+                return model.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(f"space.{path}.{kind}: {exc.errors()[0]['msg']}") from None
+    raise ValueError(
+        f"space.{path}: a random sweep needs one of {{'choice': [...]}}, {{'uniform': [low, high]}}, "
+        "{'log_uniform': [low, high]}, {'int_uniform': [low, high]}"
+    )
+
+
+class SweepPointError(ValueError):
+    """A point of the sweep gives an invalid spec; ``fields`` name the point and the path, as the API reports them."""
+
+    def __init__(self, message: str, fields: list[dict[str, str]]):
+        super().__init__(message)
+        self.fields = fields
+
+
+def points(request: SweepRequest) -> list[dict[str, Any]]:
+    """The sweep's points (path -> value), in order: the grid's product, or ``n`` seeded draws."""
+    paths = list(request.space)
+    if request.method == "grid":
+        return [dict(zip(paths, combination)) for combination in itertools.product(*request.space.values())]
+    rng = np.random.default_rng(request.seed)
+    return [{path: _draw(request.space[path], rng) for path in paths} for _ in range(request.n or 0)]
+
+
+def _draw(distribution: Distribution, rng: np.random.Generator) -> Any:
+    if isinstance(distribution, Choice):
+        return copy.deepcopy(distribution.choice[int(rng.integers(len(distribution.choice)))])
+    if isinstance(distribution, Uniform):
+        return float(rng.uniform(*distribution.uniform))
+    if isinstance(distribution, LogUniform):
+        low, high = distribution.log_uniform
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    low, high = distribution.int_uniform
+    return int(rng.integers(low, high, endpoint=True))
+
+
+def set_path(spec: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``value`` at the dotted ``path`` of ``spec`` in place; missing object keys are created.
+
+    A list position must exist (``model.hidden.2.units`` needs three hidden
+    layers in the base spec): a sweep changes layers, it does not add them.
+
+    Raises
+    ------
+    KeyError
+        The path goes through a value that is neither an object nor a list, or
+        names a list position that is not there.
+    """
+    parts = path.split(".")
+    node: Any = spec
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        elif isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise KeyError(f"{where}: the base spec has no list item {part} here ({len(node)} items)")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        else:
+            raise KeyError(f"{where}: the base spec has a {type(node).__name__} above this, not an object or list")
+
+
+def _label(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def run_name(name: str, index: int, point: dict[str, Any]) -> str:
+    """``"<sweep> #003 lr=0.01 units=8"``: the sweep, the point's number and its values by their last path part."""
+    values = " ".join(f"{path.rsplit('.', 1)[-1]}={_label(value)}" for path, value in point.items())
+    return f"{name} #{index + 1:03d} {values}"[:MAX_NAME_LENGTH]
+
+
+def expand(request: SweepRequest) -> list[TrainSpec]:
+    """The validated spec of every run of the sweep, in order.
+
+    Raises
+    ------
+    SweepPointError
+        A point cannot be set into the base spec or gives an invalid spec;
+        the first such point is reported (``points.<i>.<path>`` fields), and
+        nothing should be created.
+    """
+    specs = []
+    for index, point in enumerate(points(request)):
+        spec = copy.deepcopy(request.spec)
+        try:
+            for path, value in point.items():
+                set_path(spec, path, value)
+        except KeyError as exc:
+            message = exc.args[0]
+            fields = [{"field": f"points.{index}", "message": message}]
+            raise SweepPointError(f"point {index}: {message}", fields) from None
+        spec["name"] = run_name(request.name, index, point)
+        try:
+            specs.append(TrainSpec.model_validate(spec))
+        except ValidationError as exc:
+            fields = [{"field": f"points.{index}.{e['field']}", "message": e["message"]} for e in field_errors(exc)]
+            shown = ", ".join(f"{path}={value!r}" for path, value in point.items())
+            message = f"point {index} ({shown}) gives an invalid spec: {fields[0]['message']}"
+            raise SweepPointError(message, fields) from None
+    return specs
