@@ -24,6 +24,7 @@ file ``trainyard up`` writes in the data folder):
     trainyard cancel ID
     trainyard compare ID ID...
     trainyard export ID --format csv|json|npz [-o FILE]
+    trainyard sweep SWEEP.json [--watch] [--metric M]
 
 Every database command but ``db upgrade`` refuses a database whose schema
 is behind, naming the command that fixes it.  Training offline needs no
@@ -38,6 +39,7 @@ import itertools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +50,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from . import local
+from .api.sweeps import METRICS as SWEEP_METRICS
 from .client import DEFAULT_URL, ApiError, Client, ClientError
 from .config import ConfigError, Settings
 from .storage import migrate, repo
@@ -277,6 +280,59 @@ def _watch(client: Client, submitted: dict[str, Any]) -> None:
     if run["status"] != "succeeded":
         raise click.ClickException(f"run {run_id} {run['status']}" + (f": {run['error']}" if run["error"] else ""))
     click.echo(f"run {run_id} succeeded after {run['epochs_done']} epochs: {_summary(run['summary'])}")
+
+
+@client_command(help="Start the sweep in SWEEP (a JSON file, - for stdin: name, spec, method grid or random, "
+                     "space[, n, seed]); prints the sweep's id.")
+@click.argument("sweep", type=click.File("r", encoding="utf-8"))
+@click.option("--watch", is_flag=True, help="Show the sweep's progress until every run has ended, then its runs "
+                                            "ranked; the exit status is 1 if none succeeded.")
+@click.option("--metric", type=click.Choice(SWEEP_METRICS), help="What ranks the runs (default: val_loss with "
+                                                                 "held-out data, else train_loss).")
+def sweep(client: Client, sweep: TextIO, watch: bool, metric: str | None) -> None:
+    try:
+        body = json.load(sweep)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{sweep.name}: not JSON ({exc})") from exc
+    created = client.create_sweep(body)
+    click.echo(created["id"])
+    click.echo(f"sweep {created['id']} ({created['name']}): {created['progress']['runs']} runs queued", err=True)
+    if watch:
+        _watch_sweep(client, created, metric)
+
+
+def _watch_sweep(client: Client, created: dict[str, Any], metric: str | None, interval: float = 1.0) -> None:
+    """An overall progress bar (epochs of all runs) until every run has ended; then the runs, best first."""
+    sweep_id, progress = created["id"], created["progress"]
+    label = f"{created['name']} ({progress['runs']} runs)"
+    with click.progressbar(length=progress["epochs_total"], label=label, show_pos=True, file=sys.stderr,
+                           item_show_func=lambda text: text) as bar:
+        try:
+            while True:
+                current = client.sweep(sweep_id, metric=metric)
+                progress = current["progress"]
+                bar.update(max(0, progress["epochs_done"] - bar.pos), f"{progress['finished']} finished")
+                if progress["finished"] == progress["runs"]:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            raise click.ClickException(f"stopped watching; the sweep goes on (its id: {sweep_id})") from None
+    best = current["best"]
+    column = best["metric"]
+    summary_field = SWEEP_METRICS[column][0]
+    ranked = sorted(current["runs"], key=lambda run: _rank(run, summary_field, SWEEP_METRICS[column][1]))
+    rows = [(run["id"], run["name"], run["status"], _cell(run["summary"].get(summary_field))) for run in ranked]
+    _table(("id", "name", "status", column), rows)
+    counts = ", ".join(f"{progress[status]} {status}" for status in RUN_STATUSES if progress[status])
+    click.echo(f"sweep {sweep_id}: {counts}; best {column} {_cell(best['value'])} (run {best['run']})")
+    if not progress["succeeded"]:
+        raise click.ClickException(f"no run of sweep {sweep_id} succeeded")
+
+
+def _rank(run: dict[str, Any], field: str, higher_is_better: bool) -> tuple[bool, float]:
+    """Sort key: runs with a value first, best value first."""
+    value = run["summary"].get(field)
+    return value is None, 0.0 if value is None else (-value if higher_is_better else value)
 
 
 #: The metrics beside the progress bar of ``submit --watch``, with their labels.

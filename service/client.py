@@ -240,6 +240,27 @@ class Client:
                 return
             time.sleep(interval)
 
+    # ------------------------------------------------------------------ sweeps
+
+    def create_sweep(self, sweep: Mapping[str, Any]) -> JSON:
+        """Create a sweep (``{"name", "spec", "method", "space"[, "n", "seed"]}``) with all its runs queued.
+
+        The whole sweep is refused (an :class:`ApiError` naming ``points.<i>.<path>``) if any point is invalid.
+        """
+        return self._json("POST", "/api/sweeps", json=dict(sweep))
+
+    def sweep(self, sweep_id: str, *, metric: str | None = None) -> JSON:
+        """A sweep with its ``progress``, its ``runs`` and the ``best`` run by ``metric`` (e.g. ``val_loss``)."""
+        return self._json("GET", f"/api/sweeps/{sweep_id}", params={"metric": metric})
+
+    def sweeps(self, *, limit: int | None = None) -> list[JSON]:
+        """The sweeps, newest first, with their progress (not their runs)."""
+        return self._json("GET", "/api/sweeps", params={"limit": limit})["sweeps"]
+
+    def cancel_sweep(self, sweep_id: str) -> JSON:
+        """Cancel a sweep's queued runs and ask its running ones to stop; the sweep as it now is."""
+        return self._json("POST", f"/api/sweeps/{sweep_id}/cancel")
+
     # ------------------------------------------------------------------ compare and datasets
 
     def compare(self, run_ids: Sequence[str], *, fields: Sequence[str] | None = None,

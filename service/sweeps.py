@@ -231,13 +231,13 @@ def expand(request: SweepRequest) -> list[TrainSpec]:
         except KeyError as exc:
             message = exc.args[0]
             fields = [{"field": f"points.{index}", "message": message}]
-            raise SweepPointError(f"point {index}: {message}", fields) from None
+            raise SweepPointError(f"points.{index}: {message}", fields) from None
         spec["name"] = run_name(request.name, index, point)
         try:
             specs.append(TrainSpec.model_validate(spec))
         except ValidationError as exc:
             fields = [{"field": f"points.{index}.{e['field']}", "message": e["message"]} for e in field_errors(exc)]
             shown = ", ".join(f"{path}={value!r}" for path, value in point.items())
-            message = f"point {index} ({shown}) gives an invalid spec: {fields[0]['message']}"
+            message = f"{fields[0]['field']}: {fields[0]['message']} (point {index}: {shown})"
             raise SweepPointError(message, fields) from None
     return specs

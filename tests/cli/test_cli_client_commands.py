@@ -208,3 +208,49 @@ def test_unreachable_service_is_a_clear_error(cli, tmp_path):
     result = cli("runs", "--url", "http://127.0.0.1:9")
     assert result.exit_code == 1
     assert "cannot reach Trainyard at http://127.0.0.1:9" in result.output
+
+
+def test_sweep_watch_ranks_the_runs_when_all_have_ended(cli, tmp_path, spec, server, client):
+    """A grid of three learning rates, trained here by the worker's own training function as the runs queue up."""
+    from worker.training import Context, train_run
+
+    sweep_file = tmp_path / "sweep.json"
+    grid = {"name": "lr", "spec": spec, "method": "grid", "space": {"optimizer.lr": [0.5, 0.05, 0.005]}}
+    sweep_file.write_text(json.dumps(grid))
+    context = Context(Session=server.Session, worker="test", lease_seconds=30, flush_seconds=0.5,
+                      weights_budget_bytes=1 << 20)
+
+    def train_all() -> None:
+        deadline = time.monotonic() + 30
+        done = 0
+        while done < 3 and time.monotonic() < deadline:
+            with server.Session() as s:
+                queued, _ = repo.list_runs(session=s, status="queued")
+            for run in queued:
+                train_run(run.id, ctx=context)
+                done += 1
+            time.sleep(0.05)
+
+    trainer_thread = threading.Thread(target=train_all, daemon=True)
+    trainer_thread.start()
+    watched = cli("sweep", str(sweep_file), "--watch")
+    trainer_thread.join(30)
+
+    assert watched.exit_code == 0, watched.output
+    lines = watched.stdout.splitlines()
+    sweep_id = lines[0]
+    assert lines[1].split() == ["id", "name", "status", "train_loss"]
+    ranked = [line.split() for line in lines[2:5]]
+    losses = [float(row[-1]) for row in ranked]
+    assert losses == sorted(losses) and all(row[-2] == "succeeded" for row in ranked)
+    best = client.sweep(sweep_id)["best"]
+    assert best["metric"] == "train_loss" and ranked[0][0] == best["run"]
+    assert f"sweep {sweep_id}: 3 succeeded; best train_loss" in watched.stdout
+
+
+def test_sweep_refused_names_the_point(cli, tmp_path, spec, client):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"name": "bad", "spec": spec, "method": "grid", "space": {"optimizer.lr": [0.1, -1]}}))
+    refused = cli("sweep", str(path))
+    assert refused.exit_code == 1 and "points.1.optimizer.lr" in refused.output
+    assert list(client.runs()) == []
