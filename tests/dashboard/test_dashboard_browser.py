@@ -227,8 +227,20 @@ def test_log_in_select_two_runs_and_compare(page: Page, server: Server, token: s
     p.check("#differences-only")
     assert p.locator("#params-table tr.same").first.is_hidden()
     p.uncheck("#differences-only")
+    raw = p.evaluate("() => document.getElementById('chart-train_loss').data[0].y.slice(0, 20)")
+    p.locator("#smoothing").fill("0.9")
+    p.wait_for_function("() => document.getElementById('chart-train_loss').data[0].y[10] !== " + str(raw[10]))
+    smoothed = p.evaluate("() => document.getElementById('chart-train_loss').data[0].y.slice(0, 20)")
+    assert smoothed[0] == pytest.approx(raw[0]) and smoothed[10] != pytest.approx(raw[10])
+    p.locator("#smoothing").fill("0")
+    p.select_option("#x-axis", "elapsed")
+    p.wait_for_function("() => document.getElementById('chart-train_loss').layout.xaxis.title.text === 'wall time (s)'")
+    elapsed = p.evaluate("() => document.getElementById('chart-train_loss').data[0].x")
+    assert len(elapsed) == SPEC["epochs"] and all(b >= a for a, b in zip(elapsed, elapsed[1:])) and elapsed[-1] > 0
+    p.select_option("#x-axis", "epoch")
     p.check("#log-y")
     p.wait_for_function("() => document.getElementById('chart-train_loss').layout.yaxis.type === 'log'")
+    assert p.evaluate("() => document.getElementById('chart-train_accuracy').layout.yaxis.type") == "linear"
     p.screenshot(path=screenshots / "compare.png", full_page=True)
     if os.environ.get("TRAINYARD_UPDATE_DOCS") == "1":
         DOCS.mkdir(exist_ok=True)
@@ -237,7 +249,12 @@ def test_log_in_select_two_runs_and_compare(page: Page, server: Server, token: s
     p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
     p.wait_for_selector("#chart-boundary .contourlayer, #chart-boundary .heatmaplayer")
     p.wait_for_selector("#heatmap-0 .hm")
+    assert p.locator("#weights-epoch-value").text_content() == str(SPEC["epochs"])
+    assert "epoch 150" in p.locator("#chart-boundary .gtitle").text_content()
     p.screenshot(path=screenshots / "run.png", full_page=True)
+    p.locator("#weights-epoch").fill("0")  # the slider runs over the stored epochs: 1, 5, 20, 50, 100, 150
+    p.wait_for_function("() => document.querySelector('#chart-boundary .gtitle').textContent.endsWith('epoch 1')")
+    assert p.locator("#weights-epoch-value").text_content() == "1"
 
 
 def test_a_running_runs_curve_grows_without_a_reload(page: Page, server: Server, token: str,
