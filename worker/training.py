@@ -13,6 +13,8 @@ weights and the checkpoint of the latest epoch.  A flush happens at most every
 work, and the run resumes from a checkpoint that matches its epoch rows
 exactly (they are committed together).  Writes are idempotent, so an epoch
 replayed after a crash is not a second row.
+Between flushes a heartbeat thread keeps the lease alive through epochs
+longer than the lease.
 
 Weights are kept by a :class:`SnapshotPlan`: every epoch's while the run
 stays within its byte budget, otherwise every k-th, and always the first,
@@ -27,6 +29,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,10 +177,6 @@ class Summary:
 # --------------------------------------------------------------------------- the run
 
 
-class RunLost(Exception):
-    """The worker no longer holds the run (finished, deleted or taken over): write nothing more."""
-
-
 @dataclass
 class _Loaded:
     """What the claim transaction read: the spec, the data and where to resume."""
@@ -291,6 +290,38 @@ class _Tracker:
         repo.write_weights_many(session=s, run_id=self.run_id, snapshots=sorted(snapshots.items()))
 
 
+class _Heartbeat(threading.Thread):
+    """Renews the worker's lease every third of its length while an epoch runs longer than that.
+
+    Flushes renew the lease too, but only between epochs: without this, an
+    epoch longer than the lease (a large network) would let the reconciler
+    hand the run to another worker while this one still trains it.
+    """
+
+    def __init__(self, run_id: str, ctx: Context):
+        super().__init__(name=f"lease-{run_id}", daemon=True)
+        self.run_id, self.ctx = run_id, ctx
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        ctx = self.ctx
+        while not self._stopped.wait(ctx.lease_seconds / 3):
+            try:
+                with ctx.Session() as s, s.begin():
+                    lease = repo.renew_lease(
+                        session=s, run_id=self.run_id, worker=ctx.worker, lease_seconds=ctx.lease_seconds
+                    )
+            except SQLAlchemyError:  # the next flush will meet the same trouble and report it
+                logger.warning("run %s: could not renew the lease", self.run_id, exc_info=True)
+                continue
+            if not lease.held:
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
 def train_run(run_id: str, *, ctx: Context) -> str:
     """Claim the run ``run_id``, train it and finish it; returns what became of it.
 
@@ -321,6 +352,16 @@ def train_run(run_id: str, *, ctx: Context) -> str:
     if loaded.checkpoint is not None:
         logger.info("run %s: resuming from the checkpoint of epoch %d", run_id, loaded.checkpoint.epoch)
     tracker = _Tracker(run_id, loaded.spec, ctx, loaded.history)
+    heartbeat = _Heartbeat(run_id, ctx)
+    heartbeat.start()
+    try:
+        return _train(loaded, tracker)
+    finally:
+        heartbeat.stop()
+
+
+def _train(loaded: _Loaded, tracker: _Tracker) -> str:
+    """Run ``fit`` with the tracker and end the run by what happened."""
     try:
         result = fit(loaded.spec, data=loaded.data, on_epoch=tracker.on_epoch, checkpoint=loaded.checkpoint)
     except SQLAlchemyError:  # the database, not the run, failed: let the lease expire and the run be retried
@@ -332,7 +373,7 @@ def train_run(run_id: str, *, ctx: Context) -> str:
     except Exception as exc:
         if tracker.outcome is not None:  # the failure came from a flush that already ended the run
             raise
-        logger.exception("run %s failed", run_id)
+        logger.exception("run %s failed", tracker.run_id)
         return _end(tracker, "failed", f"training failed: {type(exc).__name__}: {exc}")
     return _end(tracker, "succeeded", None, result.checkpoint)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -264,6 +265,25 @@ def test_a_run_taken_over_stops_writing(Session, context):
     assert train_run(run_id, ctx=context()) == "succeeded"
     run, epochs, _ = read(Session, run_id)
     assert [row["epoch"] for row in epochs] == list(range(1, 101))
+
+
+def test_an_epoch_longer_than_the_lease_keeps_the_run(Session, context):
+    run_id = create(Session, spec_of(XOR, epochs=20))
+    polls = itertools.count()
+    taken: list[object] = []
+
+    def slow_epoch_10() -> bool:  # an epoch of 1 s under a 0.3 s lease: the heartbeat must hold the run
+        if next(polls) == 10:
+            time.sleep(1.0)
+            with Session() as s, s.begin():
+                taken.append(repo.claim_run(session=s, run_id=run_id, worker="intruder", lease_seconds=30))
+        return False
+
+    ctx = context(lease_seconds=0.3, flush_seconds=60.0, should_release=slow_epoch_10)
+    assert train_run(run_id, ctx=ctx) == "succeeded"
+    assert taken == [None]
+    run, epochs, _ = read(Session, run_id)
+    assert run.attempts == 1 and len(epochs) == 20
 
 
 def test_the_weights_budget_keeps_a_stride_and_the_first_best_and_last(Session, context):
