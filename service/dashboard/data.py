@@ -34,7 +34,7 @@ from service.api.compare import MAX_RUNS
 from service.api.encoding import OPTIONS
 from service.context import transaction
 from service.dashboard import security
-from service.dashboard.views import columns, elapsed_at, status_json
+from service.dashboard.views import columns, elapsed_at, is_run_id, status_json
 from service.errors import ApiError, invalid_parameter, not_found
 from service.storage import repo
 from service.storage.models import Run
@@ -81,6 +81,9 @@ def _ids(name: str = "runs") -> list[str]:
         raise invalid_parameter(name, "is required: a comma-separated list of run ids")
     if len(ids) > MAX_RUNS:
         raise invalid_parameter(name, f"at most {MAX_RUNS} runs")
+    malformed = [run_id for run_id in ids if not is_run_id(run_id)]
+    if malformed:
+        raise not_found(f"no run {', '.join(malformed)}")
     return list(dict.fromkeys(ids))
 
 
@@ -138,7 +141,7 @@ def _with_elapsed(s: Any, curves: dict[str, dict[str, np.ndarray]]) -> None:
         curve["elapsed"] = elapsed_at(curve["epoch"], full["epoch"], full["seconds"])
 
 
-@bp.get("/runs/<run_id>/series")
+@bp.get("/runs/<id:run_id>/series")
 @needs_session
 def series(run_id: str) -> Response:
     max_points = _max_points()
@@ -192,7 +195,7 @@ def poll() -> Response:
     return jsonify(runs=[status_json(run) for run in runs], epochs=epochs)
 
 
-@bp.get("/runs/<run_id>/weights")
+@bp.get("/runs/<id:run_id>/weights")
 @needs_session
 def weights(run_id: str) -> Response:
     epoch = _ints("epoch", 1)
@@ -214,7 +217,7 @@ def _layers(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(1, count + 1)]
 
 
-@bp.get("/runs/<run_id>/boundary")
+@bp.get("/runs/<id:run_id>/boundary")
 @needs_session
 def boundary(run_id: str) -> Response:
     """The classifier's probability of class 1 (or its class) on a grid over the data, at a stored epoch."""
@@ -255,7 +258,7 @@ def boundary(run_id: str) -> Response:
     )
 
 
-@bp.get("/runs/<run_id>/export.<any(csv, json, npz):format>")
+@bp.get("/runs/<id:run_id>/export.<any(csv, json, npz):format>")
 @needs_session
 def export(run_id: str, format: str) -> Response:
     """A run's epochs as CSV or JSON (every epoch, every field), or its latest weights as ``.npz``."""

@@ -30,7 +30,14 @@ from werkzeug.exceptions import HTTPException
 from service.api.compare import MAX_RUNS, compare_params
 from service.context import services, transaction
 from service.dashboard import security
-from service.dashboard.views import METRIC_COLUMNS, duration_seconds, format_duration, format_number, key_params
+from service.dashboard.views import (
+    METRIC_COLUMNS,
+    duration_seconds,
+    format_duration,
+    format_number,
+    is_run_id,
+    key_params,
+)
 from service.storage import repo
 from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run
 
@@ -47,8 +54,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 PAGE_SIZE = 50
 #: Which 2-D datasets get a decision boundary.
 BOUNDARY_DATASETS = ("or", "and", "xor", "moons", "circles", "spirals")
-#: The id of a run, as ``models.new_id`` makes them.
-RUN_ID_LENGTH = 32
 
 
 def page(scope: str) -> Callable[[F], F]:
@@ -153,6 +158,8 @@ def _filters() -> dict[str, Any]:
     status = request.args.get("status") or None
     if status is not None and status not in RUN_STATUSES:
         abort(400, f"status must be one of {', '.join(RUN_STATUSES)}")
+    if any("\x00" in value for value in request.args.values()):
+        abort(400, "a filter holds a NUL character")
     values = {
         "status": status,
         "tag": request.args.get("tag") or None,
@@ -199,7 +206,7 @@ def runs() -> str:
 
 
 def _run_or_404(run_id: str) -> Run:
-    if len(run_id) != RUN_ID_LENGTH:
+    if not is_run_id(run_id):
         abort(404, f"no run {run_id}")
     with transaction() as s:
         run = repo.get_run(session=s, run_id=run_id)
@@ -240,6 +247,8 @@ def cancel(run_id: str) -> Response:
 @bp.post("/runs/<run_id>/delete")
 @page("write")
 def delete(run_id: str) -> Response:
+    if not is_run_id(run_id):
+        abort(404, f"no run {run_id}")
     with transaction() as s:
         if not repo.delete_run(session=s, run_id=run_id):
             abort(404, f"no run {run_id}")
@@ -268,7 +277,7 @@ def compare() -> Any:
     ids = _compare_ids()
     if "run" in request.args:  # the table's form: to the shareable address
         return redirect(url_for(".compare", runs=",".join(ids)))
-    wanted = [run_id for run_id in ids if len(run_id) == RUN_ID_LENGTH]
+    wanted = [run_id for run_id in ids if is_run_id(run_id)]
     with transaction() as s:
         found = {run.id: run for run in s.scalars(select(Run).where(Run.id.in_(wanted)))} if wanted else {}
     missing = [run_id for run_id in ids if run_id not in found]

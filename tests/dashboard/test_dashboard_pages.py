@@ -165,6 +165,7 @@ def test_runs_table_filters_sorts_and_pages(client, logged_in, make_run, monkeyp
     assert client.get("/runs?status=bogus").status_code == 400
     assert client.get("/runs?sort=bogus").status_code == 400
     assert client.get("/runs?cursor=bogus").status_code == 400
+    assert client.get("/runs?q=a%00b").status_code == 400
     assert len(ids) == 5
 
 
@@ -185,11 +186,14 @@ def test_run_page_shows_the_run(client, logged_in, make_run) -> None:
 
 def test_unknown_run_is_a_404_page(client, logged_in) -> None:
     logged_in("read")
-    for path in ("/runs/" + "0" * 32, "/runs/nope", "/compare?runs=" + "0" * 32):
+    for path in ("/runs/" + "0" * 32, "/runs/nope", "/runs/%00", "/compare?runs=" + "0" * 32, "/compare?runs=%00"):
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.mimetype == "text/html" and "404" in response.get_data(as_text=True)
     assert client.get("/ui/data/runs/" + "0" * 32 + "/series").status_code == 404
+    for path in ("/ui/data/runs/%00/series", "/ui/data/poll?runs=%00", "/ui/data/compare?runs=x%00"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.mimetype == "application/json", path
 
 
 def test_user_strings_are_shown_as_text(client, logged_in, make_run) -> None:
@@ -244,6 +248,9 @@ def test_write_token_cancels_and_deletes_with_the_csrf_value(client, logged_in, 
     with Session() as s:
         assert repo.get_run(session=s, run_id=queued) is None
     assert client.post(f"/runs/{queued}/delete", data={"csrf": token}).status_code == 404
+    for bad in ("%00", "nope"):
+        assert client.post(f"/runs/{bad}/delete", data={"csrf": token}).status_code == 404
+        assert client.post(f"/runs/{bad}/cancel", data={"csrf": token}).status_code == 404
 
 
 def test_forms_without_the_csrf_value_are_refused(client, logged_in, make_run, Session) -> None:

@@ -26,7 +26,9 @@
     if (!response.ok) {
       let message = response.status + " " + response.statusText;
       try { message = (await response.json()).error.message; } catch (e) { /* keep the status line */ }
-      throw new Error(message);
+      const error = new Error(message);
+      error.status = response.status;
+      throw error;
     }
     return response.json();
   }
@@ -64,11 +66,17 @@
   }
 
   // Call `step` every POLL_MS (after the previous call finished) for as long as it resolves to true.
+  // A network error or a server error is retried; a 404 (a run was deleted) ends the polling.
   function poll(step) {
     let stopped = false;
     async function tick() {
       let again = false;
-      try { again = await step(); } catch (e) { console.warn("poll:", e.message); again = true; }
+      try {
+        again = await step();
+      } catch (e) {
+        console.warn("poll:", e.message);
+        again = e.status !== 404;
+      }
       if (again && !stopped) setTimeout(tick, POLL_MS);
     }
     setTimeout(tick, POLL_MS);

@@ -92,11 +92,24 @@
     }, TY.PLOT_CONFIG);
   }
 
+  // Dragging the slider fires many events: one request at a time, then the latest epoch asked for.
+  let loading = false, wanted = null;
+  async function follow() {
+    if (loading) return;
+    loading = true;
+    while (wanted !== null) {
+      const epoch = wanted;
+      wanted = null;
+      try { await showWeights(epoch); } catch (e) { console.warn(e.message); }
+    }
+    loading = false;
+  }
   slider.addEventListener("input", () => {
     const epoch = weightEpochs[Number(slider.value)];
     if (epoch !== undefined) {
       sliderValue.textContent = String(epoch);
-      showWeights(epoch).catch((e) => console.warn(e.message));
+      wanted = epoch;
+      follow();
     }
   });
 
