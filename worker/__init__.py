@@ -71,8 +71,9 @@ def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> 
     )
     threads = blas_threads(concurrency)
 
-    def limit_blas(**_: Any) -> None:
+    def init_pool_process(**_: Any) -> None:
         threadpool_limits(limits=threads)
+        engine.dispose(close=False)  # the reconciler's connections belong to the main process (SQLAlchemy's fork rule)
 
     def start_reconciler(**_: Any) -> None:
         reconciler.start()
@@ -81,7 +82,7 @@ def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> 
         shutting_down.set()
 
     handlers = [
-        (signals.worker_process_init, limit_blas),
+        (signals.worker_process_init, init_pool_process),
         (signals.worker_ready, start_reconciler),
         (signals.worker_shutting_down, release_runs),
     ]
