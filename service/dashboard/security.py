@@ -43,9 +43,15 @@ def persistent_secret_key(data_dir: Path) -> str:
         return _read_key(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{SECRET_KEY_FILE}.{secrets.token_hex(8)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot keep the dashboard's secret key in {path} ({exc.strerror}): "
+            "set TRAINYARD_SECRET_KEY, or make the data folder writable"
+        ) from exc
     try:
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_urlsafe(48) + "\n")

@@ -47,6 +47,12 @@ def test_a_broken_key_file_is_an_error_not_a_weak_key(tmp_path: Path) -> None:
         persistent_secret_key(tmp_path)
 
 
+def test_a_data_folder_that_cannot_be_made_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(RuntimeError, match="set TRAINYARD_SECRET_KEY"):
+        persistent_secret_key(tmp_path / "a-file" / "data")
+
+
 def test_apps_use_the_configured_key_or_share_the_made_one(url: str, tmp_path: Path) -> None:
     def app(secret_key: str | None):
         settings = Settings(data_dir=tmp_path, database_url=url, broker_url="memory://", secret_key=secret_key)
