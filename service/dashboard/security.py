@@ -43,15 +43,14 @@ def persistent_secret_key(data_dir: Path) -> str:
         return _read_key(path)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        raise _unusable(path, exc) from exc
     temporary = path.with_name(f".{SECRET_KEY_FILE}.{secrets.token_hex(8)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        raise RuntimeError(
-            f"cannot keep the dashboard's secret key in {path} ({exc.strerror}): "
-            "set TRAINYARD_SECRET_KEY, or make the data folder writable"
-        ) from exc
+        raise _unusable(path, exc) from exc
     try:
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_urlsafe(48) + "\n")
@@ -64,6 +63,13 @@ def persistent_secret_key(data_dir: Path) -> str:
     finally:
         temporary.unlink(missing_ok=True)
     return _read_key(path)
+
+
+def _unusable(path: Path, exc: OSError) -> RuntimeError:
+    return RuntimeError(
+        f"cannot keep the dashboard's secret key in {path} ({exc.strerror}): "
+        "set TRAINYARD_SECRET_KEY, or make the data folder writable"
+    )
 
 
 def _read_key(path: Path) -> str:
