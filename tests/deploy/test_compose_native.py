@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -150,10 +151,22 @@ class NativeCompose:
     def command(self, name: str) -> list[str]:
         return self._argv(command_of(self.services[name]))
 
-    def healthcheck(self, name: str) -> list[str]:
-        test = self.services[name]["healthcheck"]["test"]
-        assert test[0] == "CMD", f"{name}: run the exec form natively, not {test[0]}"
-        return self._argv(test[1:])
+    def healthcheck(self, name: str, *, server: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the service's healthcheck here, as Docker runs it in the container; its exit status says healthy.
+
+        A server's own check asks the server on the container's loopback (``-h 127.0.0.1``): here it asks
+        ``server`` ("host:port", default the machine's server that plays the service).
+        """
+        kind, *test = self.services[name]["healthcheck"]["test"]
+        assert kind in ("CMD", "CMD-SHELL"), f"{name}: healthcheck {kind}"
+        script = shlex.join(self._argv(test)) if kind == "CMD" else test[0]
+        if name in self.hosts:
+            host, port = (server or self.hosts[name]).rsplit(":", 1)
+            assert "-h 127.0.0.1" in script, script
+            script = script.replace("-h 127.0.0.1", f"-h {host} -p {port}")
+        env = self.base_env if name in self.hosts else self.env(name)
+        return subprocess.run(["sh", "-c", script], env=env, cwd=self.folder, capture_output=True, text=True,
+                              timeout=10)
 
     def run(self, name: str, *args: str, timeout: float = READY_TIMEOUT) -> subprocess.CompletedProcess[str]:
         """Run a one-shot service (or ``docker compose exec SERVICE ARGS`` when ``args`` are given) to its end."""
@@ -259,10 +272,11 @@ def test_the_compose_services_run_natively_train_runs_over_http_and_scale_worker
     migrate = stack.run("migrate")
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
 
+    assert stack.healthcheck("api").returncode != 0  # unhealthy while it is not serving
     api = stack.start("api")
     with Client(stack.api_url, timeout=2) as probe:
         api.wait_for(lambda: _ready(probe), "ready")
-    healthcheck = subprocess.run(stack.healthcheck("api"), env=stack.env("api"), capture_output=True, timeout=10)
+    healthcheck = stack.healthcheck("api")
     assert healthcheck.returncode == 0, healthcheck.stderr
 
     workers = [stack.start("worker"), stack.start("worker")]
@@ -321,3 +335,10 @@ def _ready(client: Client) -> bool:
     except ClientError:
         return False
     return True
+
+
+@pytest.mark.parametrize("server", ["postgres", "redis"])
+def test_the_servers_healthchecks_pass_on_a_live_server_and_fail_on_a_dead_one(stack, server):
+    assert stack.healthcheck(server).returncode == 0, stack.healthcheck(server)
+    dead = stack.healthcheck(server, server=f"127.0.0.1:{free_port()}")
+    assert dead.returncode != 0, dead
