@@ -79,19 +79,19 @@ def page(scope: str) -> Callable[[F], F]:
 
 
 def check_csrf() -> None:
+    """400 unless the request carries the session's CSRF value (form field ``csrf`` or header ``X-CSRF-Token``)."""
     sent = request.form.get(security.CSRF_FIELD) or request.headers.get(security.CSRF_HEADER)
     if not security.csrf_valid(sent):
         abort(400, "the form's CSRF token is missing or wrong: reload the page and try again")
 
 
-@bp.app_context_processor
+@bp.context_processor
 def _template_globals() -> dict[str, Any]:
     return {
         "csrf_token": security.csrf_token,
         "auth_on": services().settings.auth,
         "scope": g.get("scope"),
         "allows": lambda needed: security.allows(g.get("scope"), needed),
-        "format_duration": format_duration,
     }
 
 
@@ -301,8 +301,8 @@ def compare_points(runs: int) -> int:
     """Points per curve on the compare page: 1000, fewer for many runs (25,000 per chart, at least 300).
 
     With min and max kept per bucket, 500 points still show every spike of a
-    5,000-epoch run on a chart 500 pixels wide; and 50 runs draw in a third
-    of the time 1000 points take.
+    5,000-epoch run on a chart 500 pixels wide, and 50 runs draw in about
+    half the time 1000 points take.
     """
     return max(300, min(1000, 25_000 // max(runs, 1)))
 

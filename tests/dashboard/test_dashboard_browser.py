@@ -267,10 +267,17 @@ def test_a_running_runs_curve_grows_without_a_reload(page: Page, server: Server,
         repo.write_epochs(session=s, run_id=other.id, rows=[_epoch(e) for e in range(1, 4)])
     page.log_in(token)
     p = page.page
+    p.goto("/runs?tag=live")  # the runs table follows its running runs' progress
+    progress = p.locator(f'tr[data-run="{run.id}"] [data-field="progress"]')
+    assert progress.text_content() == "epoch 5 of 40"
+    with server.Session() as s, s.begin():
+        repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(6)])
+    p.wait_for_function(f"() => document.querySelector('tr[data-run=\"{run.id}\"] [data-field=\"progress\"]')"
+                        ".textContent === 'epoch 6 of 40'", timeout=2500)
     p.goto(f"/compare?runs={run.id},{other.id}")  # the compare page follows a running run too
     p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 2")
     with server.Session() as s, s.begin():
-        repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(6, 9)])
+        repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(7, 9)])
     p.wait_for_function("() => document.getElementById('chart-train_loss').data[0].x.length === 8", timeout=2500)
     assert p.evaluate("() => document.getElementById('chart-train_loss')._fullLayout.xaxis.range[1]") >= 8
     assert p.locator(f'tr[data-run="{run.id}"] [data-field="progress"]').text_content() == "epoch 8 of 40"
