@@ -46,6 +46,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 XSS = "<img src=x onerror=alert(1)>"
+#: Plotly reads some HTML in trace names: this one would become a link, were it not escaped.
+LINK = '<a href="https://example.com/">click</a> & <b>bold</b>'
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 SPEC: dict[str, Any] = {
@@ -317,7 +319,7 @@ def test_a_hostile_run_name_is_shown_as_text(page: Page, server: Server, token: 
         repo.claim_run(session=s, run_id=hostile.id, worker="browser-test", lease_seconds=600)
         repo.write_epochs(session=s, run_id=hostile.id, rows=[_epoch(e) for e in range(1, 4)])
         repo.finish_run(session=s, run_id=hostile.id, status="failed", error=XSS)
-        plain = repo.create_run(session=s, spec=SPEC, name="plain", seed=1, tags=["xss"], notes="", epochs_total=10)
+        plain = repo.create_run(session=s, spec=SPEC, name=LINK, seed=1, tags=["xss"], notes="", epochs_total=10)
         repo.write_epochs(session=s, run_id=plain.id, rows=[_epoch(e) for e in range(1, 3)])
     page.log_in(token)
     p = page.page
@@ -330,7 +332,9 @@ def test_a_hostile_run_name_is_shown_as_text(page: Page, server: Server, token: 
     p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
     p.goto(f"/compare?runs={hostile.id},{plain.id}")
     p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 2")
-    assert XSS in p.locator("#chart-train_loss .legendtext").all_text_contents()
+    assert sorted(p.locator("#chart-train_loss .legendtext").all_text_contents()) == sorted([XSS, LINK])
+    assert p.locator("#chart-train_loss .legend a, #chart-train_loss .legend b").count() == 0
+    assert p.locator(f'tr[data-run="{plain.id}"] td.name a').text_content().strip() == LINK
     assert p.locator("img[src=x]").count() == 0
     p.screenshot(path=screenshots / "xss.png", full_page=True)
     p.wait_for_timeout(300)

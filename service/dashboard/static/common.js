@@ -11,6 +11,12 @@
     return n <= COLORS.length ? COLORS[i % COLORS.length] : "hsl(" + Math.round((i * 360) / n) + ", 65%, 45%)";
   }
 
+  // Plotly reads a subset of HTML in trace names and hover text (<b>, <a href>...): user strings go in escaped,
+  // so it shows them as the text they are.
+  function plotText(value) {
+    return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
   function csrf() {
     const meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
@@ -162,6 +168,6 @@
     if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 
-  window.TY = {ACTIVE, COLORS, color, PLOT_CONFIG, csrf, getJSON, num, showStatus, poll, smooth, append, extendElapsed,
+  window.TY = {ACTIVE, COLORS, color, plotText, PLOT_CONFIG, csrf, getJSON, num, showStatus, poll, smooth, append, extendElapsed,
                lastEpoch, chartControls, layout};
 })();

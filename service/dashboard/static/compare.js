@@ -15,7 +15,7 @@
     for (const metric of METRICS) {
       const traces = runs.map((run, i) => {
         const c = curves[run.id];
-        return {type: "scatter", mode: "lines", name: run.name, x: options.x === "elapsed" ? c.elapsed : c.epoch,
+        return {type: "scatter", mode: "lines", name: TY.plotText(run.name), x: options.x === "elapsed" ? c.elapsed : c.epoch,
                 y: TY.smooth(c[metric], options.smoothing), line: {color: TY.color(i, runs.length), width: 1.5}};
       });
       const div = document.getElementById("chart-" + metric);
@@ -58,7 +58,7 @@
       paths.forEach((path, k) => {
         const x = data.differ[path].map((v) => (v === null || typeof v === "number" ? v : JSON.stringify(v)));
         Plotly.react("param-chart-" + k, [{
-          type: "scatter", mode: "markers", x: x, y: y, text: data.names, hovertemplate: "%{text}<extra></extra>",
+          type: "scatter", mode: "markers", x: x, y: y, text: data.names.map(TY.plotText), hovertemplate: "%{text}<extra></extra>",
           marker: {size: 9, color: data.names.map((_, i) => TY.color(i, data.names.length)),
                    line: {color: "#222", width: 0.5}},
         }], {
