@@ -200,10 +200,12 @@ def test_user_strings_are_shown_as_text(client, logged_in, make_run) -> None:
     logged_in("read")
     run_id = make_run(XSS, tags=[XSS], status="failed", error=XSS)
     other = make_run("plain", spec_changes={"notes": XSS})
-    for path in ("/runs", f"/runs/{run_id}", f"/compare?runs={run_id},{other}"):
+    many = [make_run(XSS + "</script>", spec_changes={"optimizer": {"name": "sgd", "lr": 0.1 * i}}) for i in range(4)]
+    for path in ("/runs", f"/runs/{run_id}", f"/compare?runs={run_id},{other}", "/compare?runs=" + ",".join(many)):
         html = client.get(path).get_data(as_text=True)
-        assert XSS not in html, path
+        assert XSS not in html and "</script><" not in html, path
         assert "&lt;img src=x onerror=alert(1)&gt;" in html, path
+    assert 'id="params-data"' in html and "\\u003cimg src=x" in html  # the JSON for the script, escaped too
 
 
 @pytest.mark.parametrize("path", ["/runs", "/runs/{id}", "/compare?runs={id},{other}", "/login"])
