@@ -220,7 +220,7 @@ def _layers(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
 @bp.get("/runs/<id:run_id>/boundary")
 @needs_session
 def boundary(run_id: str) -> Response:
-    """The classifier's probability of class 1 (or its class) on a grid over the data, at a stored epoch."""
+    """The classifier's probability of class 1 (its class: perceptrons, more classes) on a grid over the data."""
     epoch = _ints("epoch", 1)
     with transaction() as s:
         run = _run(s, run_id)
@@ -244,7 +244,7 @@ def boundary(run_id: str) -> Response:
     ys = np.linspace(low[1] - margin[1], high[1] + margin[1], GRID)
     grid = np.column_stack([np.repeat(xs[None, :], GRID, axis=0).ravel(), np.repeat(ys, GRID)])
     inputs = grid if scaler is None else scaler.transform(grid)
-    if dataset.n_classes == 2:
+    if dataset.n_classes == 2 and spec.model.type != "perceptron":  # a perceptron gives labels only
         z = network.predict_proba(inputs)[:, -1]
     else:
         z = network.predict(inputs).astype(np.float64)

@@ -121,6 +121,12 @@ def weights_npz(layers: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
 
 
 @pytest.fixture
+def npz() -> Callable[[list[tuple[np.ndarray, np.ndarray]]], bytes]:
+    """``npz([(W1, b1), ...])``: weights as the worker stores them."""
+    return weights_npz
+
+
+@pytest.fixture
 def make_run(Session: sessionmaker[OrmSession]) -> Callable[..., str]:
     """``make_run(name=..., epochs=k, status=..., spec_changes={...})``: a run with k epochs written; its id."""
 

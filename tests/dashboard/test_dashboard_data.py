@@ -80,6 +80,16 @@ def test_decision_boundary_of_a_2d_dataset(reader, make_run) -> None:
     assert reader.get(f"/ui/data/runs/{run_id}/boundary?epoch=3").status_code == 404
 
 
+def test_decision_boundary_of_a_perceptron_gives_its_classes(reader, make_run, Session, npz) -> None:
+    run_id = make_run("or", epochs=3, status="running",
+                      spec_changes={"dataset": {"name": "or"}, "model": {"type": "perceptron", "init": "zeros"}})
+    with Session() as s, s.begin():
+        repo.write_weights(session=s, run_id=run_id, epoch=3,
+                           data=npz([(np.array([[1.0], [1.0]]), np.array([-0.5]))]))
+    body = reader.get(f"/ui/data/runs/{run_id}/boundary").get_json()
+    assert body["epoch"] == 3 and set(np.ravel(body["z"])) == {0.0, 1.0}
+
+
 def test_exports(reader, make_run) -> None:
     run_id = make_run(epochs=4, status="running", weights=True)
     response = reader.get(f"/ui/data/runs/{run_id}/export.csv")
