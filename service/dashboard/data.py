@@ -54,6 +54,10 @@ MAX_POLL_EPOCHS = 5000
 COMPARE_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 #: Cells per side of the decision-boundary grid.
 GRID = 80
+#: Most data points drawn over the decision boundary (evenly spaced through the dataset).
+MAX_POINTS_SHOWN = 2000
+#: Most rows and columns of a layer's heatmap (larger layers are sampled evenly).
+MAX_HEATMAP_SIDE = 256
 
 
 def needs_session(view: F) -> F:
@@ -206,8 +210,15 @@ def weights(run_id: str) -> Response:
     if stored is None:
         return jsonify(epochs=stored_epochs, epoch=None, layers=[])
     at, data = stored
-    layers = [{"W": W, "b": b} for W, b in _layers(data)]
+    layers = [{"W": _sampled(W, MAX_HEATMAP_SIDE), "b": b, "shape": W.shape} for W, b in _layers(data)]
     return jsonify(epochs=stored_epochs, epoch=at, layers=layers)
+
+
+def _sampled(matrix: np.ndarray, side: int) -> np.ndarray:
+    """At most ``side`` evenly spaced rows and columns of ``matrix``: what a heatmap can show of a large layer."""
+    rows = np.unique(np.linspace(0, matrix.shape[0] - 1, min(matrix.shape[0], side)).round().astype(np.int64))
+    cols = np.unique(np.linspace(0, matrix.shape[1] - 1, min(matrix.shape[1], side)).round().astype(np.int64))
+    return np.ascontiguousarray(matrix[np.ix_(rows, cols)])
 
 
 def _layers(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -238,6 +249,7 @@ def boundary(run_id: str) -> Response:
     network = build_network(spec, dataset)
     network.set_params([array for layer in _layers(data) for array in layer])
     X = np.asarray(dataset.X, dtype=np.float64)
+    y = np.asarray(dataset.y).astype(np.int64)
     low, high = X.min(axis=0), X.max(axis=0)
     margin = (high - low) * 0.15 + 1e-9
     xs = np.linspace(low[0] - margin[0], high[0] + margin[0], GRID)
@@ -248,13 +260,14 @@ def boundary(run_id: str) -> Response:
         z = network.predict_proba(inputs)[:, -1]
     else:
         z = network.predict(inputs).astype(np.float64)
+    shown = np.unique(np.linspace(0, len(X) - 1, min(len(X), MAX_POINTS_SHOWN)).round().astype(np.int64))
     return jsonify(
         epoch=at,
         x=xs,
         y=ys,
         z=np.ascontiguousarray(z.reshape(GRID, GRID)),
         classes=dataset.n_classes,
-        points={"x": X[:, 0].copy(), "y": X[:, 1].copy(), "label": np.asarray(dataset.y).astype(np.int64)},
+        points={"x": X[shown, 0], "y": X[shown, 1], "label": y[shown]},
     )
 
 

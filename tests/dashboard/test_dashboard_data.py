@@ -90,6 +90,21 @@ def test_decision_boundary_of_a_perceptron_gives_its_classes(reader, make_run, S
     assert body["epoch"] == 3 and set(np.ravel(body["z"])) == {0.0, 1.0}
 
 
+def test_large_layers_and_datasets_are_sampled_for_display(reader, make_run, Session, npz, monkeypatch) -> None:
+    monkeypatch.setattr("service.dashboard.data.MAX_HEATMAP_SIDE", 3)
+    monkeypatch.setattr("service.dashboard.data.MAX_POINTS_SHOWN", 50)
+    moons = {"dataset": {"name": "moons", "n_samples": 400}}
+    run_id = make_run("moons", epochs=2, status="running", spec_changes=moons)
+    W1 = np.arange(8.0).reshape(2, 4)
+    with Session() as s, s.begin():
+        repo.write_weights(session=s, run_id=run_id, epoch=2,
+                           data=npz([(W1, np.zeros(4)), (np.ones((4, 1)), np.zeros(1))]))
+    layer = reader.get(f"/ui/data/runs/{run_id}/weights").get_json()["layers"][0]
+    assert layer["shape"] == [2, 4] and layer["W"] == [[0.0, 2.0, 3.0], [4.0, 6.0, 7.0]]  # columns 0, 2, 3 of 4
+    points = reader.get(f"/ui/data/runs/{run_id}/boundary").get_json()["points"]
+    assert len(points["x"]) == len(points["label"]) == 50
+
+
 def test_exports(reader, make_run) -> None:
     run_id = make_run(epochs=4, status="running", weights=True)
     response = reader.get(f"/ui/data/runs/{run_id}/export.csv")

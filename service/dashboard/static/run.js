@@ -63,7 +63,8 @@
     });
     data.layers.forEach((layer, k) => {
       Plotly.react("heatmap-" + k, [{type: "heatmap", z: layer.W, colorscale: "RdBu", zmid: 0, reversescale: true}], {
-        title: {text: "W" + (k + 1) + " (" + layer.W.length + " inputs × " + (layer.W[0] || []).length + " units)",
+        title: {text: "W" + (k + 1) + " (" + layer.shape[0] + " inputs × " + layer.shape[1] + " units" +
+                      (layer.W.length < layer.shape[0] || (layer.W[0] || []).length < layer.shape[1] ? ", sampled" : "") + ")",
                 font: {size: 13}},
         margin: {l: 45, r: 10, t: 35, b: 35}, height: 260,
         xaxis: {title: {text: "unit"}}, yaxis: {title: {text: "input"}, autorange: "reversed"},
