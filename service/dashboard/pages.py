@@ -64,7 +64,7 @@ def page(scope: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             g.scope = security.current_scope()
             if g.scope is None:
-                if request.method != "GET":
+                if request.method not in ("GET", "HEAD"):
                     abort(401)
                 return redirect(url_for(".login", next=request.full_path.rstrip("?")))
             if request.method == "POST":
