@@ -284,6 +284,9 @@ def up(settings: Settings, *, host: str, port: int, workers: int, demo: bool = F
         return 1
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.database_url)
+    from worker.celery_app import declare_queue  # here: Celery takes a while to import, other commands need none
+
+    declare_queue(settings)  # before the API and the worker can race to create it on the local broker
     made = ensure_token(settings)
     url = client_address(host, port)
     env = {**os.environ, "TRAINYARD_DATA_DIR": str(settings.data_dir)}

@@ -167,7 +167,7 @@ def test_body_at_the_limit_is_read(api, assert_error):
     assert api.post("/api/runs", data=body, content_type="application/json").status_code == 201
 
 
-@pytest.mark.parametrize("path", ["/nope", "/api", "/api/", "/api/nope", "/api/runs/x/y", "/api/sweeps"])
+@pytest.mark.parametrize("path", ["/nope", "/api", "/api/", "/api/nope", "/api/runs/x/y", "/api/sweeps/x"])
 def test_unknown_route_is_json_404(api, assert_error, path):
     assert_error(api.get(path), 404, "not_found")
 
