@@ -253,7 +253,6 @@ class _Tracker:
             if not lease.held:
                 self.outcome = "lost"
                 return
-            repo.prefer_fast_compression(session=s)
             repo.write_epochs_batch(session=s, run_id=run_id, rows=self.rows)
             self._write_weights(s, last=finish is not None or lease.cancel_requested)
             if checkpoint is not None:

@@ -1213,23 +1213,3 @@ def write_epochs_batch(*, session: Session, run_id: str, rows: Sequence[Mapping[
     with contextlib.closing(session.connection().connection.cursor(binary=True)) as cursor:
         cursor.execute(_EPOCH_UNNEST, params)
         return len(cursor.fetchall())
-
-
-_LZ4_TOAST = (
-    "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings "
-    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
-)
-
-
-def prefer_fast_compression(*, session: Session) -> None:
-    """Have PostgreSQL compress this transaction's large values with lz4 instead of its default pglz.
-
-    Weights barely compress (about 7%) and checkpoints arrive compressed, so
-    pglz spends CPU for nothing: with lz4 a flush of 30 digits snapshots
-    (1.2 MB) is about three times faster.  Only for the current transaction,
-    only where the server has lz4 (PostgreSQL 14+ built with it); nothing
-    elsewhere.  Storing the blobs uncompressed (``ALTER COLUMN data SET
-    STORAGE EXTERNAL``) would be faster still, but that is a schema change.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection().exec_driver_sql(_LZ4_TOAST)
