@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 
@@ -316,6 +317,10 @@ def up(settings: Settings, *, host: str, port: int, workers: int, demo: bool = F
 def _announce(settings: Settings, url: str, made: bool) -> None:
     path = token_path(settings)
     click.echo(f"Trainyard is running at {url}")
+    if settings.auth:  # a one-click login: the page sets its session cookie and drops the token from the address
+        click.echo(f"  dashboard (logs you in): {url}/login?{urlencode({'token': read_token(settings)})}")
+    else:
+        click.echo(f"  dashboard: {url}/")
     click.echo(f"  API and its interactive documentation: {url}/docs")
     click.echo(f"  admin token: {path} ({'new' if made else 'kept'}; the trainyard command here reads it)")
     click.echo("Press Ctrl-C to stop.")

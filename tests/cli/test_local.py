@@ -184,6 +184,11 @@ def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path,
     assert httpx.get(f"{up.url}/docs", timeout=10).status_code == 200  # the page the announcement points to
     token_file = token_path(up.settings())
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    link = next(line.split(": ", 1)[1] for line in up.output().splitlines() if "dashboard (logs you in)" in line)
+    assert link == f"{up.url}/login?token={token_file.read_text().strip()}"
+    with httpx.Client(timeout=10) as browser:
+        page = browser.get(link, follow_redirects=True)  # the one-click login lands on the runs page
+    assert page.status_code == 200 and page.url.path == "/runs" and "token" not in str(page.url)
     assert up.cli("token", "list").output.count("admin") == 1
 
     spec_file = tmp_path / "spec.json"
