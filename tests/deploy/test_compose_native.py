@@ -20,6 +20,7 @@ run over, and every run must succeed with all its epochs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
@@ -79,10 +80,10 @@ def children(pid: int) -> set[int]:
 
 
 class Process:
-    """One service's process, started with its output in ``log``."""
+    """A process of the compose service ``service``, called ``name`` (``worker-2``), its output in ``log``."""
 
-    def __init__(self, name: str, command: list[str], env: Mapping[str, str], log: Path):
-        self.name, self.log = name, log
+    def __init__(self, service: str, name: str, command: list[str], env: Mapping[str, str], log: Path):
+        self.service, self.name, self.log = service, name, log
         with log.open("wb") as output:
             self.popen = subprocess.Popen(command, env=dict(env), cwd=log.parent, stdout=output,
                                           stderr=subprocess.STDOUT)
@@ -106,6 +107,9 @@ class Process:
             try:
                 self.popen.wait(grace)
             except subprocess.TimeoutExpired:
+                for pid in children(self.popen.pid):  # gunicorn's and Celery's pool processes, not to be left behind
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 self.popen.kill()
                 self.popen.wait()
         return time.monotonic() - started
@@ -175,15 +179,16 @@ class NativeCompose:
                               timeout=timeout)
 
     def start(self, name: str) -> Process:
-        index = sum(process.name.startswith(name) for process in self.processes) + 1
-        process = Process(f"{name}-{index}", self.command(name), self.env(name), self.folder / f"{name}-{index}.log")
+        index = sum(process.service == name for process in self.processes) + 1
+        process = Process(name, f"{name}-{index}", self.command(name), self.env(name),
+                          self.folder / f"{name}-{index}.log")
         self.processes.append(process)
         return process
 
     def close(self) -> None:
         """Stop every process (the API and workers have their grace periods, cut short to keep tests quick)."""
         for process in reversed(self.processes):
-            process.stop(grace=min(10.0, self.grace(process.name.rsplit("-", 1)[0])))
+            process.stop(grace=min(10.0, self.grace(process.service)))
 
     def _on_this_machine(self, value: str) -> str:
         """``value`` with a URL's service host name replaced by the machine's server that plays the service."""

@@ -217,7 +217,8 @@ def test_the_dockerfile_builds_one_slim_image_that_runs_as_a_user_and_serves_the
 
 def test_the_build_context_holds_what_pip_install_needs():
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
-    kept = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert lines[lines.index("*") + 1:] and "*" in lines  # everything else is left out, .git and tests included
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[0] == "*", "everything is left out (.git, tests, local data) but what is named"
+    kept = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     assert {name.rstrip("*") for name in packages["include"]} | {"pyproject.toml", "README.md"} == kept
