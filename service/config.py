@@ -74,8 +74,9 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
     ),
     SettingDoc(
         "TRAINYARD_SECRET_KEY",
-        "(unset)",
-        "Secret for signing (Flask sessions of the dashboard). Unset: none is configured.",
+        "a random key kept in `<data dir>/secret_key`",
+        "Signs the dashboard's session cookies; the same for every API process. Unset: a random key is made once "
+        "and kept in the data folder (mode 0600). Set it when API processes do not share a data folder.",
     ),
     SettingDoc(
         "TRAINYARD_QUEUE",
