@@ -49,14 +49,15 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 READY_TIMEOUT = 60
 RUNS_TIMEOUT = 60
 
-#: The runs submitted: XOR, seeds 0 to 5; 3000 epochs take a worker a few seconds here.
+#: The runs submitted: XOR, seeds 0 to 5. 10 000 epochs take a worker seconds here: runs are still queued when
+#: the third worker is ready (a Celery worker takes seconds to start), and one is in training when a worker stops.
 RUNS = 6
 SPEC: dict[str, Any] = {
     "name": "xor-deploy",
     "dataset": {"name": "xor"},
     "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}], "init": "xavier"},
     "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 3000,
+    "epochs": 10_000,
     "batch_size": 4,
     "tags": ["deploy-test"],
 }
