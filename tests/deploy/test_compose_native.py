@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 import redis
 from compose_kit import command_of, duration_seconds, environment_of, interpolate, load_compose, read_env_file
@@ -292,6 +293,12 @@ def test_the_compose_services_run_natively_train_runs_over_http_and_scale_worker
     created = stack.run("api", "trainyard", "token", "create", "--scope", "admin")  # docker compose exec api ...
     assert created.returncode == 0, created.stderr
     token = created.stdout.splitlines()[0]
+
+    # The dashboard: log in with the token once, and every page is served, by whichever gunicorn process.
+    with httpx.Client(base_url=stack.api_url, timeout=10) as browser:
+        assert browser.get("/login", params={"token": token}).status_code == 303
+        pages = [browser.get("/runs") for _ in range(20)]
+    assert [page.status_code for page in pages] == [200] * 20
 
     engine = create_engine(postgres_database)
 
