@@ -306,6 +306,21 @@ def test_a_running_runs_curve_grows_without_a_reload(page: Page, server: Server,
     p.goto("/runs?tag=live")
     assert p.locator(f'tr[data-run="{run.id}"] [data-field="status"]').text_content() == "succeeded"
 
+    with server.Session() as s, s.begin():  # a run finishing on the compare page takes the star it earns
+        late = repo.create_run(session=s, spec=SPEC, name="late", seed=2, tags=["live"], notes="", epochs_total=3)
+        repo.claim_run(session=s, run_id=late.id, worker="browser-test", lease_seconds=600)
+        repo.write_epochs(session=s, run_id=late.id, rows=[_epoch(e) for e in range(1, 3)])
+    p.goto(f"/compare?runs={run.id},{late.id}")
+    best = f'tr[data-run="{run.id}"] [data-field="final_train_loss"]'
+    assert "best" in p.locator(best).get_attribute("class")
+    with server.Session() as s, s.begin():
+        repo.write_epochs(session=s, run_id=late.id, rows=[_epoch(3)])
+        repo.finish_run(session=s, run_id=late.id, status="succeeded", summary={"final_train_loss": 0.01})
+    cell = f'tr[data-run="{late.id}"] [data-field="final_train_loss"]'
+    p.wait_for_function("(cell) => document.querySelector(cell).classList.contains('best')", arg=cell, timeout=2500)
+    assert "best" not in p.locator(best).get_attribute("class")
+    assert p.locator(cell).text_content() == "0.01"
+
 
 def _epoch(e: int) -> dict[str, Any]:
     return {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_accuracy": 1 - 0.5 / e,

@@ -22,12 +22,23 @@
     return meta ? meta.content : "";
   }
 
+  // A failed request (the server unreachable, or the page left while it ran) is a `network` error: pages warn and
+  // retry; any other error is a bug and logged as one.
   async function getJSON(url) {
-    const response = await fetch(url, {credentials: "same-origin"});
+    let response;
+    try {
+      response = await fetch(url, {credentials: "same-origin"});
+    } catch (e) {
+      const error = new Error("cannot reach the server: " + e.message);
+      error.network = true;
+      throw error;
+    }
     if (response.status === 401) {
       const next = window.location.pathname + window.location.search;
       window.location.assign("/login?next=" + encodeURIComponent(next));
-      throw new Error("logged out");
+      const error = new Error("logged out");
+      error.network = true;
+      throw error;
     }
     if (!response.ok) {
       let message = response.status + " " + response.statusText;
@@ -162,12 +173,17 @@
     };
   }
 
+  // What a page's start-up does with an error: a network one is expected now and then, anything else is a bug.
+  function report(e) {
+    if (e.network) console.warn(e.message); else console.error(e);
+  }
+
   // Forms with data-confirm ask first (no inline handlers: the page's CSP forbids them).
   document.addEventListener("submit", (event) => {
     const form = event.target;
     if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 
-  window.TY = {ACTIVE, COLORS, color, plotText, PLOT_CONFIG, csrf, getJSON, num, showStatus, poll, smooth, append, extendElapsed,
+  window.TY = {ACTIVE, COLORS, color, plotText, report, PLOT_CONFIG, csrf, getJSON, num, showStatus, poll, smooth, append, extendElapsed,
                lastEpoch, chartControls, layout};
 })();

@@ -72,6 +72,22 @@
     render();
   }
 
+  // ------------------------------------------------------------------ best of each metric column
+  // The server stars the best value of each column; a run that finishes while the page is open may take the star.
+  const STARRED = ["final_train_loss", "final_val_loss", "final_train_accuracy", "final_val_accuracy",
+                   "best_val_loss", "best_val_accuracy"];
+  function markBest(table) {
+    for (const field of STARRED) {
+      const values = runs.map((run) => run.summary[field]).filter((v) => v !== null && v !== undefined);
+      const best = values.length ? (field.includes("accuracy") ? Math.max(...values) : Math.min(...values)) : null;
+      const winner = runs.find((run) => run.summary[field] === best);
+      for (const run of runs) {
+        const cell = table.querySelector('tr[data-run="' + run.id + '"] [data-field="' + field + '"]');
+        if (cell) cell.classList.toggle("best", winner !== undefined && run.id === winner.id);
+      }
+    }
+  }
+
   // ------------------------------------------------------------------ live
   async function start() {
     const data = await TY.getJSON(page.dataset.curves);  // preloaded by the page's <link rel="preload">
@@ -110,8 +126,9 @@
         }
       }
       if (grew) draw();
+      markBest(table);
       return active().length > 0;
     });
   }
-  start().catch((e) => console.error(e));
+  start().catch(TY.report);
 })();

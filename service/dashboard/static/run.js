@@ -145,5 +145,5 @@
       return true;
     });
   }
-  start().catch((e) => console.error(e));
+  start().catch(TY.report);
 })();
