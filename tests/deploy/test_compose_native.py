@@ -314,12 +314,16 @@ def test_the_compose_services_run_natively_train_runs_over_http_and_scale_worker
             workers.append(stack.start("worker"))  # docker compose up -d --scale worker=3
             workers[2].wait_for(lambda: training_on(workers[2]), "training")
 
-            # docker compose up -d --scale worker=2: the first worker is stopped while it trains a run.
-            workers[0].wait_for(lambda: training_on(workers[0]), "training")
-            stopped_pool, handed_over = children(workers[0].popen.pid), training_on(workers[0])
+            # docker compose up -d --scale worker=2: one of the first two is stopped while it trains a run.
+            deadline = time.monotonic() + READY_TIMEOUT
+            while not (busy := [worker for worker in workers[:2] if training_on(worker)]):
+                assert time.monotonic() < deadline, "neither of the first two workers is training"
+                time.sleep(0.1)
+            stopping = busy[0]
+            stopped_pool, handed_over = children(stopping.popen.pid), training_on(stopping)
             grace = stack.grace("worker")
-            seconds = workers[0].stop(grace)
-            assert workers[0].popen.returncode == 0, f"killed after {seconds:.1f} s:\n{workers[0].output()}"
+            seconds = stopping.stop(grace)
+            assert stopping.popen.returncode == 0, f"killed after {seconds:.1f} s:\n{stopping.output()}"
             assert seconds < grace / 4, f"its soft shutdown took {seconds:.1f} s of {grace} s"
 
             deadline = time.monotonic() + RUNS_TIMEOUT
