@@ -12,11 +12,11 @@ from __future__ import annotations
 from flask import Flask
 
 from service.api import compare, datasets, health, openapi, runs, sweeps
-from service.api.encoding import OrjsonProvider
 from service.api.requests import IdConverter
 from service.config import Settings
 from service.context import Services, install
 from service.dashboard import init_app as init_dashboard
+from service.encoding import OrjsonProvider
 from service.errors import register_error_handlers
 from service.queue import CeleryQueue, RunQueue
 from service.storage.db import make_engine, make_sessionmaker

@@ -50,12 +50,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from . import local
-from .api.sweeps import METRICS as SWEEP_METRICS
 from .client import DEFAULT_URL, ApiError, Client, ClientError
 from .config import ConfigError, Settings
 from .storage import migrate, repo
 from .storage.db import make_engine, make_sessionmaker
 from .storage.models import RUN_STATUSES, SUMMARY_FIELDS, TOKEN_SCOPES
+from .sweeps import METRICS as SWEEP_METRICS
 
 
 @click.group(help=__doc__.split("\n\n")[0])

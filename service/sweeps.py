@@ -31,6 +31,16 @@ from trainer.spec import MAX_NAME_LENGTH, field_errors
 #: Most runs one sweep may create.
 MAX_SWEEP_RUNS = 200
 
+#: What ranks a sweep's runs (``?metric=``, ``--metric``) -> (summary column, whether higher is better).
+METRICS: dict[str, tuple[str, bool]] = {
+    "val_loss": ("best_val_loss", False),
+    "val_accuracy": ("best_val_accuracy", True),
+    "train_loss": ("final_train_loss", False),
+    "train_accuracy": ("final_train_accuracy", True),
+    "final_val_loss": ("final_val_loss", False),
+    "final_val_accuracy": ("final_val_accuracy", True),
+}
+
 #: Most values a grid axis or a ``choice`` may list, and most paths a space may have.
 MAX_VALUES = MAX_SWEEP_RUNS
 MAX_PATHS = 16

@@ -16,8 +16,7 @@ epoch has no value.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
@@ -27,6 +26,7 @@ from service.api.requests import int_param, list_param, str_param
 from service.api.runs import MAX_POINTS
 from service.api.schemas import run_json
 from service.auth import requires
+from service.comparison import MAX_RUNS, compare_params
 from service.context import transaction
 from service.errors import ApiError, invalid_parameter
 from service.storage import repo
@@ -34,17 +34,11 @@ from service.storage.models import Run
 
 bp = Blueprint("compare", __name__, url_prefix="/api")
 
-#: Most runs one comparison takes.
-MAX_RUNS = 100
-
 #: The curves returned when ``fields`` is not given.
 DEFAULT_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 #: Points per curve when ``max_points`` is not given.
 DEFAULT_MAX_POINTS = 1000
-
-#: Top-level spec keys that describe a run rather than configure it: not compared.
-UNCOMPARED_KEYS = frozenset(("name", "tags", "notes"))
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -74,43 +68,6 @@ def _runs_or_404(s: Session, run_ids: Sequence[str]) -> list[Run]:
         message = f"no run {', '.join(missing)}"
         raise ApiError(404, "not_found", message, [{"field": "runs", "message": message}])
     return [found[run_id] for run_id in run_ids]
-
-
-def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """The leaves of a JSON value as ``(dotted path, value)``; lists by index, empty lists and objects as leaves."""
-    if isinstance(value, Mapping) and value:
-        for key, item in value.items():
-            yield from flatten(item, f"{prefix}{key}.")
-    elif isinstance(value, list) and value:
-        for index, item in enumerate(value):
-            yield from flatten(item, f"{prefix}{index}.")
-    else:
-        yield prefix[:-1], value
-
-
-def _equal(a: Any, b: Any) -> bool:
-    """JSON equality: ``True`` is not ``1``."""
-    return (type(a) is bool) == (type(b) is bool) and a == b
-
-
-def compare_params(specs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Split the specs' dotted paths (not :data:`UNCOMPARED_KEYS`) into ``same`` and ``differ``.
-
-    A path with one value in every spec goes into ``same`` (path → value);
-    any other into ``differ`` (path → one value per spec, None where a spec
-    lacks the path).  Paths come in the order they first appear.
-    """
-    flat = [dict(flatten({key: item for key, item in spec.items() if key not in UNCOMPARED_KEYS})) for spec in specs]
-    paths = dict.fromkeys(path for leaves in flat for path in leaves)
-    same: dict[str, Any] = {}
-    differ: dict[str, list[Any]] = {}
-    for path in paths:
-        first = flat[0].get(path)
-        if all(path in leaves and _equal(leaves[path], first) for leaves in flat):
-            same[path] = first
-        else:
-            differ[path] = [leaves.get(path) for leaves in flat]
-    return {"differ": differ, "same": same}
 
 
 @bp.get("/compare")

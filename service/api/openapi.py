@@ -20,15 +20,16 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, url_for
 from swagger_ui_bundle import swagger_ui_path
 
-from service.api.compare import DEFAULT_FIELDS, DEFAULT_MAX_POINTS, MAX_RUNS
+from service.api.compare import DEFAULT_FIELDS, DEFAULT_MAX_POINTS
 from service.api.datasets import TASKS
 from service.api.runs import MAX_POINTS
 from service.api.schemas import RunPatch
-from service.api.sweeps import METRICS as SWEEP_METRICS
+from service.comparison import MAX_RUNS
 from service.errors import invalid_parameter
 from service.storage import repo
 from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS
 from service.sweeps import MAX_SWEEP_RUNS, SweepRequest
+from service.sweeps import METRICS as SWEEP_METRICS
 from trainer import TrainSpec
 
 bp = Blueprint("openapi", __name__, static_folder=swagger_ui_path, static_url_path="/docs/static")

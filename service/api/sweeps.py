@@ -23,19 +23,9 @@ from service.context import transaction
 from service.errors import ApiError, not_found
 from service.storage import repo
 from service.storage.models import RUN_STATUSES, Run, Sweep
-from service.sweeps import SweepPointError, SweepRequest, expand
+from service.sweeps import METRICS, SweepPointError, SweepRequest, expand
 
 bp = Blueprint("sweeps", __name__, url_prefix="/api")
-
-#: ``?metric=`` names -> (summary column, whether higher is better).
-METRICS: dict[str, tuple[str, bool]] = {
-    "val_loss": ("best_val_loss", False),
-    "val_accuracy": ("best_val_accuracy", True),
-    "train_loss": ("final_train_loss", False),
-    "train_accuracy": ("final_train_accuracy", True),
-    "final_val_loss": ("final_val_loss", False),
-    "final_val_accuracy": ("final_val_accuracy", True),
-}
 
 #: Most sweeps one listing returns.
 MAX_LIST = 500

@@ -30,11 +30,11 @@ import orjson
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 
-from service.api.compare import MAX_RUNS
-from service.api.encoding import OPTIONS
+from service.comparison import MAX_RUNS
 from service.context import transaction
 from service.dashboard import security
 from service.dashboard.views import columns, elapsed_at, is_run_id, status_json
+from service.encoding import OPTIONS
 from service.errors import ApiError, invalid_parameter, not_found
 from service.storage import repo
 from service.storage.models import Run

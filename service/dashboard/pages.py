@@ -27,7 +27,7 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from service.api.compare import MAX_RUNS, compare_params
+from service.comparison import MAX_RUNS, compare_params
 from service.context import services, transaction
 from service.dashboard import security
 from service.dashboard.views import (

@@ -29,7 +29,6 @@ from flask import session
 from service.auth import SCOPES
 from service.context import services, transaction
 from service.storage import repo
-from service.storage.models import ApiToken
 
 SECRET_KEY_FILE = "secret_key"
 CSRF_FIELD = "csrf"
@@ -121,8 +120,8 @@ def current_scope() -> str | None:
     if not isinstance(token_id, str):
         return None
     with transaction() as s:
-        row = s.get(ApiToken, token_id)
-        scope = row.scope if row is not None and row.active else None
+        row = repo.get_active_token(session=s, token_id=token_id)
+        scope = None if row is None else row.scope
     if scope is None:
         session.clear()
     return scope

@@ -991,6 +991,12 @@ def verify_token(*, session: Session, token: str, now: dt.datetime | None = None
     return row
 
 
+def get_active_token(*, session: Session, token_id: str) -> ApiToken | None:
+    """The token with this id if it is not revoked, else None (a dashboard session re-checks its token so)."""
+    token = session.get(ApiToken, token_id)
+    return token if token is not None and token.active else None
+
+
 def list_tokens(*, session: Session) -> list[ApiToken]:
     """Every token, revoked ones included, oldest first."""
     return list(session.scalars(select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)))

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from service.api import compare
-from service.api.compare import compare_params, flatten
+from service.comparison import compare_params, flatten
 from service.storage import repo
 
 

@@ -79,3 +79,14 @@ def test_unknown_scope(Session):
         with pytest.raises(ValueError, match="scope must be one of read, write, admin"):
             repo.create_token(session=s, scope="root")
         assert repo.list_tokens(session=s) == []
+
+
+def test_get_active_token(Session):
+    with Session() as s, s.begin():
+        _, kept = repo.create_token(session=s, scope="read")
+        _, revoked = repo.create_token(session=s, scope="write")
+        repo.revoke_token(session=s, token_id=revoked.id)
+    with Session() as s:
+        assert repo.get_active_token(session=s, token_id=kept.id).scope == "read"
+        assert repo.get_active_token(session=s, token_id=revoked.id) is None
+        assert repo.get_active_token(session=s, token_id="0" * 32) is None
