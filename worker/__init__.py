@@ -14,9 +14,11 @@ and oversubscribe the CPU.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from celery import signals
@@ -31,10 +33,33 @@ from worker.reconciler import QUEUED_RESEND_LEASES, Reconciler, broker_housekeep
 __all__ = ["blas_threads", "run"]
 
 
+#: Where a cgroup v2 CPU quota is (a container's ``cpus:`` limit): ``"<quota> <period>"`` or ``"max <period>"``.
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def quota_cores(cpu_max: str) -> int | None:
+    """The cores a cgroup v2 ``cpu.max`` line allows (rounded up), or None for no quota."""
+    quota, period = cpu_max.split()
+    return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by its container's CPU quota if any.
+
+    Affinity alone counts every core of the host inside a container limited
+    with ``cpus:``, and BLAS threads beyond the quota slow training badly.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota = quota_cores(CPU_MAX.read_text())
+    except (OSError, ValueError):  # no cgroup v2 here, or a line we do not understand: no cap
+        quota = None
+    return cores if quota is None else min(cores, quota)
+
+
 def blas_threads(concurrency: int) -> int:
     """BLAS threads per pool process: the cores this process may use, shared by ``concurrency`` processes."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, concurrency))
+    return max(1, usable_cores() // max(1, concurrency))
 
 
 def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> None:

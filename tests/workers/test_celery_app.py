@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import create_engine, text
 
 from service.config import Settings
 from service.queue import TRAIN_TASK
-from worker import blas_threads
+from worker import blas_threads, quota_cores, usable_cores
 from worker.celery_app import VISIBILITY_TIMEOUT, declare_queue, make_celery, transport_options
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
@@ -46,4 +48,13 @@ def test_declare_queue_on_the_local_broker_is_idempotent(tmp_path):
 
 
 def test_blas_threads_share_the_cores():
-    assert blas_threads(1) >= 1 and blas_threads(10**6) == 1
+    assert blas_threads(1) == usable_cores() and blas_threads(10**6) == 1
+    assert usable_cores() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cores"),
+    [("max 100000", None), ("200000 100000", 2), ("150000 100000", 2), ("50000 100000", 1), ("100000 100000", 1)],
+)
+def test_a_containers_cpu_quota_caps_the_cores(cpu_max, cores):
+    assert quota_cores(cpu_max) == cores
