@@ -12,6 +12,7 @@
 - ``GET /ui/data/runs/<id>/boundary?epoch=E``: a 2-D classifier's output on a
   grid at a stored epoch, and the training points.
 - ``GET /ui/data/runs/<id>/export.csv|json|npz``: downloads.
+- ``GET /ui/data/sweeps/<id>?metric=``: a sweep's progress and ranked runs (the sweep page polls it).
 
 Errors are the API's JSON errors; no session gives 401 (the scripts then go
 to the login page).
@@ -32,12 +33,13 @@ from sqlalchemy import select
 
 from service.comparison import MAX_RUNS
 from service.context import transaction
-from service.dashboard import security
+from service.dashboard import security, sweeps
 from service.dashboard.views import columns, elapsed_at, is_run_id, status_json
 from service.encoding import OPTIONS
 from service.errors import ApiError, invalid_parameter, not_found
 from service.storage import repo
 from service.storage.models import Run
+from service.sweeps import METRICS
 from trainer import TrainSpec
 from trainer import datasets as trainer_datasets
 from trainer.fit import build_network, load_data
@@ -305,3 +307,19 @@ def _cell(value: Any) -> Any:
 
 def _attachment(body: bytes, mimetype: str, filename: str) -> Response:
     return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@bp.get("/sweeps/<id:sweep_id>")
+@needs_session
+def sweep(sweep_id: str) -> Response:
+    """A sweep's progress and its runs ranked by ``metric`` (what the sweep page polls while it is unfinished)."""
+    metric = request.args.get("metric") or None
+    if metric is not None and metric not in METRICS:
+        raise invalid_parameter("metric", f"must be one of {', '.join(METRICS)}")
+    with transaction() as s:
+        shown = sweeps.get_sweep(s, sweep_id)
+        if shown is None:
+            raise not_found(f"no sweep {sweep_id}")
+        body = sweeps.sweep_view(shown, sweeps.sweep_runs(s, [sweep_id])[sweep_id],
+                                 metric or sweeps.default_metric(shown))
+    return jsonify(body)

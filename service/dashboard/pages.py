@@ -1,4 +1,4 @@
-"""The dashboard's HTML pages: login, runs table, run, compare; and the forms that cancel and delete runs.
+"""The dashboard's HTML pages: login, runs table, run, compare, sweeps; the forms that cancel and delete runs.
 
 Pages need a session with scope ``read`` (else they redirect to ``/login``);
 the forms need ``write`` and the session's CSRF value.  Pages carry no data
@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.comparison import MAX_RUNS, compare_params
 from service.context import services, transaction
-from service.dashboard import security
+from service.dashboard import security, sweeps
 from service.dashboard.views import (
     METRIC_COLUMNS,
     duration_seconds,
@@ -40,6 +40,7 @@ from service.dashboard.views import (
 )
 from service.storage import repo
 from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run
+from service.sweeps import METRICS
 
 bp = Blueprint(
     "dashboard",
@@ -52,6 +53,8 @@ bp = Blueprint(
 F = TypeVar("F", bound=Callable[..., Any])
 
 PAGE_SIZE = 50
+#: Runs the sweep page's "compare the top k" link starts with.
+TOP_K = 5
 #: Which 2-D datasets get a decision boundary.
 BOUNDARY_DATASETS = ("or", "and", "xor", "moons", "circles", "spirals")
 
@@ -330,3 +333,73 @@ def plotly_js() -> Response:
     """``plotly.min.js`` from the installed ``plotly`` package (never a CDN)."""
     return send_file(current_app.extensions["trainyard.dashboard"]["plotly_js"], mimetype="text/javascript",
                      max_age=86400)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _sweep_metric(sweep: Any) -> str:
+    metric = request.args.get("metric") or sweeps.default_metric(sweep)
+    if metric not in METRICS:
+        abort(400, f"metric must be one of {', '.join(METRICS)}")
+    return metric
+
+
+@bp.get("/sweeps")
+@page("read")
+def sweep_list() -> str:
+    with transaction() as s:
+        shown = sweeps.list_sweeps(s)
+        runs = sweeps.sweep_runs(s, [sweep.id for sweep in shown])
+        rows = []
+        for sweep in shown:
+            metric = sweeps.default_metric(sweep)
+            view = sweeps.sweep_view(sweep, runs[sweep.id], metric)
+            rows.append({"sweep": sweep, "view": view, "metric": metric})
+    return render_template("dashboard/sweeps.html", rows=rows, statuses=RUN_STATUSES)
+
+
+def _sweep_or_404(s: Any, sweep_id: str) -> Any:
+    sweep = sweeps.get_sweep(s, sweep_id) if is_run_id(sweep_id) else None
+    if sweep is None:
+        abort(404, f"no sweep {sweep_id}")
+    return sweep
+
+
+@bp.get("/sweeps/<sweep_id>")
+@page("read")
+def sweep(sweep_id: str) -> str:
+    with transaction() as s:
+        shown = _sweep_or_404(s, sweep_id)
+        metric = _sweep_metric(shown)
+        view = sweeps.sweep_view(shown, sweeps.sweep_runs(s, [sweep_id])[sweep_id], metric)
+        space = sweeps.space_text(shown)
+        spec_text = json.dumps(shown.base_spec, indent=2, ensure_ascii=False)
+        seed = (shown.space or {}).get("seed") if shown.method == "random" else None
+    return render_template(
+        "dashboard/sweep.html",
+        sweep=shown,
+        view=view,
+        metric=metric,
+        metrics=list(METRICS),
+        space=space,
+        seed=seed,
+        spec_text=spec_text,
+        top_k=min(TOP_K, MAX_RUNS),
+        max_k=max(1, min(MAX_RUNS, len(view["runs"]))),
+        top_ids=[row["id"] for row in view["runs"][:TOP_K]],
+        statuses=RUN_STATUSES,
+        data_url=url_for("dashboard_data.sweep", sweep_id=sweep_id, metric=metric),
+    )
+
+
+@bp.post("/sweeps/<sweep_id>/cancel")
+@page("write")
+def cancel_sweep(sweep_id: str) -> Response:
+    """Cancel the sweep's queued runs and flag its running ones (as ``POST /api/sweeps/<id>/cancel``)."""
+    with transaction() as s:
+        _sweep_or_404(s, sweep_id)
+        for run in sweeps.sweep_runs(s, [sweep_id])[sweep_id]:
+            if not run.finished:
+                repo.request_cancel(session=s, run_id=run.id)
+    return redirect(security.safe_next(request.form.get("next"), url_for(".sweep", sweep_id=sweep_id)), 303)

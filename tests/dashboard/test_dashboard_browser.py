@@ -408,3 +408,67 @@ def test_compare_of_50_runs_of_5000_epochs_opens_in_under_2_s(page: Page, server
     assert p.locator("#param-chart-0 .scatterlayer .point").count() == 50
     assert p.locator("#param-chart-0 .xtitle").text_content() == "optimizer.lr"
     p.screenshot(path=screenshots / "compare-50.png", full_page=True)
+
+
+def test_sweep_page_draws_parallel_coordinates_and_compares_the_top_k(page: Page, server: Server, token: str,
+                                                                      screenshots: Path) -> None:
+    """A 2x2 grid on xor (lr x hidden units): three runs finished, one running that finishes while the page is open."""
+    lrs, units = [0.001, 0.5], [4, 16]
+    base = {"version": 1, "name": "xor", "dataset": {"name": "xor", "test_fraction": 0.25, "standardize": False},
+            "model": {"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}], "init": "xavier"},
+            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "epochs": 5, "batch_size": 4, "seed": 1}
+    ids, losses = [], []
+    with server.Session() as s, s.begin():
+        sweep = repo.create_sweep(session=s, name=XSS, method="grid", base_spec=base,
+                                  space={"space": {"optimizer.lr": lrs, "model.hidden.0.units": units}, "n": None,
+                                         "seed": 0})
+        for i, (lr, width) in enumerate((lr, width) for lr in lrs for width in units):
+            spec = copy.deepcopy(base)
+            spec["optimizer"]["lr"] = lr
+            spec["model"]["hidden"][0]["units"] = width
+            spec["name"] = f"xor #{i + 1:03d} lr={lr} units={width}"
+            run = repo.create_run(session=s, spec=spec, name=spec["name"], seed=1, tags=[], notes="", epochs_total=5,
+                                  sweep_id=sweep.id)
+            repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+            repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6 if i < 3 else 3)])
+            losses.append(0.05 + (0.5 - lr) + 1 / width)
+            if i < 3:
+                repo.finish_run(session=s, run_id=run.id, status="succeeded", summary={"best_val_loss": losses[i]})
+            ids.append(run.id)
+    page.log_in(token)
+    p = page.page
+    p.goto(f"/sweeps/{sweep.id}")
+    assert p.locator(".sweep-name").text_content() == XSS
+    p.wait_for_function("() => document.querySelectorAll('#parcoords path.pc-line').length === 4")
+    assert p.locator("#parcoords path.pc-line.pending").count() == 1  # the running run: no value yet
+    titles = p.locator("#parcoords text.axis-title").all_text_contents()
+    assert titles == ["optimizer.lr (log)", "model.hidden.0.units", "val loss"]
+    assert p.locator('#parcoords [data-axis="1"] text.tick').all_text_contents() == ["4", "16"]
+    assert p.locator("#sweep-runs tbody tr[data-run]").count() == 4
+    assert p.locator('[data-field="runs-progress"]').text_content() == "3 of 4 finished"
+
+    with server.Session() as s, s.begin():  # the last run finishes, and is the best: the page follows
+        repo.write_epochs(session=s, run_id=ids[3], rows=[_epoch(e) for e in range(3, 6)])
+        repo.finish_run(session=s, run_id=ids[3], status="succeeded", summary={"best_val_loss": 0.01})
+    p.wait_for_function("() => document.querySelector('[data-field=\"runs-progress\"]').textContent"
+                        " === '4 of 4 finished'", timeout=3000)
+    assert p.locator("#parcoords path.pc-line.pending").count() == 0
+    assert p.locator("#parcoords path.pc-line.best").get_attribute("data-run") == ids[3]
+    order = [ids[3]] + [ids[i] for i in sorted(range(3), key=lambda i: losses[i])]
+    rows = p.locator("#sweep-runs tbody tr[data-run]")
+    assert [rows.nth(i).get_attribute("data-run") for i in range(4)] == order
+    assert "best" in rows.first.locator('[data-field="metric"]').get_attribute("class")
+    assert p.locator("#cancel-sweep").is_hidden()
+    p.screenshot(path=screenshots / "sweep.png", full_page=True)
+    assert p.locator("img[src=x]").count() == 0
+
+    p.locator("#top-k").fill("2")
+    assert p.locator("#compare-top").text_content() == "compare the top 2"
+    p.click("#compare-top")
+    p.wait_for_url("**/compare?runs=*")
+    assert p.url.split("runs=")[1].split(",") == order[:2]
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 2")
+    p.goto(f"/sweeps/{sweep.id}")
+    p.click("#runs-link")
+    p.wait_for_url(f"**/runs?sweep={sweep.id}")
+    assert p.locator("#runs-table tbody tr[data-run]").count() == 4

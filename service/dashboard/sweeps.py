@@ -1,0 +1,148 @@
+"""What the dashboard shows of a sweep: its runs ranked by a metric, their swept values, its progress.
+
+The pages (:mod:`.pages`) render it; the sweep page's script gets the same
+dict from ``/ui/data/sweeps/<id>`` (:mod:`.data`) while the sweep has queued
+or running runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.dashboard.views import duration_seconds, format_duration
+from service.storage import repo
+from service.storage.models import RUN_STATUSES, Run, Sweep
+from service.sweeps import METRICS
+
+#: Most sweeps the list shows.
+MAX_SWEEPS = 200
+
+
+def sweep_runs(s: Session, sweep_ids: Sequence[str]) -> dict[str, list[Run]]:
+    """The runs of each sweep, in the order of its points (their names are numbered)."""
+    by_sweep: dict[str, list[Run]] = {sweep_id: [] for sweep_id in sweep_ids}
+    if by_sweep:
+        for run in s.scalars(select(Run).where(Run.sweep_id.in_(list(by_sweep))).order_by(Run.name, Run.id)):
+            by_sweep[run.sweep_id].append(run)
+    return by_sweep
+
+
+def list_sweeps(s: Session, limit: int = MAX_SWEEPS) -> list[Sweep]:
+    """The newest sweeps first."""
+    return list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)))
+
+
+def default_metric(sweep: Sweep) -> str:
+    """``val_loss`` when the base spec holds data out, else ``train_loss`` (as the API ranks)."""
+    dataset = sweep.base_spec.get("dataset")
+    held_out = isinstance(dataset, dict) and (dataset.get("test_fraction") or 0) > 0
+    return "val_loss" if held_out else "train_loss"
+
+
+def progress(runs: Sequence[Run]) -> dict[str, Any]:
+    """Runs finished of all, by status, and epochs done of all."""
+    counts = Counter(run.status for run in runs)
+    return {
+        "runs": len(runs),
+        "counts": {status: counts.get(status, 0) for status in RUN_STATUSES},
+        "finished": sum(1 for run in runs if run.finished),
+        "epochs_done": sum(run.epochs_done for run in runs),
+        "epochs_total": sum(run.epochs_total for run in runs),
+    }
+
+
+def metric_value(run: Run, metric: str) -> float | None:
+    value = getattr(run, METRICS[metric][0])
+    return None if value is None else float(value)
+
+
+def ranked(runs: Sequence[Run], metric: str) -> list[Run]:
+    """Best first by ``metric``; runs without a value last, in their sweep order."""
+    higher = METRICS[metric][1]
+    scored = [run for run in runs if metric_value(run, metric) is not None]
+    scored.sort(key=lambda run: -metric_value(run, metric) if higher else metric_value(run, metric))  # type: ignore[operator]
+    return scored + [run for run in runs if metric_value(run, metric) is None]
+
+
+def swept_paths(sweep: Sweep) -> list[str]:
+    return list((sweep.space or {}).get("space") or {})
+
+
+def value_at(spec: Any, path: str) -> Any:
+    """The value at the dotted ``path`` of ``spec`` (list positions included); None when it is not there."""
+    node = spec
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def space_text(sweep: Sweep) -> list[tuple[str, str]]:
+    """Each swept path with what it takes: the grid's values or the distribution, as short text."""
+    rows = []
+    for path, values in ((sweep.space or {}).get("space") or {}).items():
+        if isinstance(values, list):
+            text = ", ".join(_short(value) for value in values)
+        elif isinstance(values, dict) and len(values) == 1:
+            kind, arg = next(iter(values.items()))
+            shown = ", ".join(_short(value) for value in arg) if isinstance(arg, list) else _short(arg)
+            text = f"{kind.replace('_', '-')} [{shown}]" if kind != "choice" else f"choice of {shown}"
+        else:
+            text = _short(values)
+        rows.append((path, text))
+    return rows
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def sweep_view(sweep: Sweep, runs: Sequence[Run], metric: str) -> dict[str, Any]:
+    """The sweep as its page and its script show it: runs ranked by ``metric``, each with its swept values."""
+    paths = swept_paths(sweep)
+    order = ranked(runs, metric)
+    best = order[0] if order and metric_value(order[0], metric) is not None else None
+    rows = [
+        {
+            "id": run.id,
+            "name": run.name,
+            "status": run.status,
+            "cancel_requested": run.cancel_requested,
+            "epochs_done": run.epochs_done,
+            "epochs_total": run.epochs_total,
+            "duration": format_duration(duration_seconds(run)),
+            "value": metric_value(run, metric),
+            "params": [value_at(run.spec, path) for path in paths],
+        }
+        for run in order
+    ]
+    return {
+        "id": sweep.id,
+        "name": sweep.name,
+        "method": sweep.method,
+        "metric": metric,
+        "higher_is_better": METRICS[metric][1],
+        "paths": paths,
+        "progress": progress(runs),
+        "active": any(not run.finished for run in runs),
+        "best": None if best is None else {"run": best.id, "value": metric_value(best, metric)},
+        "runs": rows,
+    }
+
+
+def get_sweep(s: Session, sweep_id: str) -> Sweep | None:
+    return repo.get_sweep(session=s, sweep_id=sweep_id)
