@@ -462,6 +462,12 @@ def test_sweep_page_draws_parallel_coordinates_and_compares_the_top_k(page: Page
     p.screenshot(path=screenshots / "sweep.png", full_page=True)
     assert p.locator("img[src=x]").count() == 0
 
+    p.select_option("#metric", "val_accuracy")  # no run has one: every line waits for its value, in sweep order
+    p.wait_for_url("**metric=val_accuracy")
+    p.wait_for_function("() => document.querySelectorAll('#parcoords path.pc-line.pending').length === 4")
+    assert p.locator("#parcoords text.axis-title").last.text_content() == "val accuracy"
+    p.select_option("#metric", "val_loss")
+    p.wait_for_url("**metric=val_loss")
     p.locator("#top-k").fill("2")
     assert p.locator("#compare-top").text_content() == "compare the top 2"
     p.click("#compare-top")

@@ -169,3 +169,32 @@ def test_a_read_token_cannot_cancel_a_sweep(client: FlaskClient, Session, logged
     assert client.post(f"/sweeps/{sweep_id}/cancel", data={"csrf": csrf}).status_code == 403
     with Session() as s:
         assert {run.status for run in s.query(Run).filter(Run.sweep_id == sweep_id)} == {"queued"}
+
+
+def test_a_random_sweep_shows_its_distributions_and_non_numeric_values(client: FlaskClient, Session, logged_in) -> None:
+    space = {"space": {"optimizer.lr": {"log_uniform": [0.0001, 0.1]}, "model.hidden.0.activation":
+                       {"choice": ["tanh", "relu"]}}, "n": 2, "seed": 7}
+    with Session() as s, s.begin():
+        sweep = repo.create_sweep(session=s, name="random", method="random", base_spec=SPEC, space=space)
+        for i, (lr, activation) in enumerate([(0.003, "relu"), (0.02, XSS)]):
+            spec = copy.deepcopy(SPEC)
+            spec["optimizer"]["lr"] = lr
+            spec["model"]["hidden"][0]["activation"] = activation
+            repo.create_run(session=s, spec=spec, name=f"random #{i + 1:03d}", seed=3, tags=[], notes="",
+                            epochs_total=10, sweep_id=sweep.id)
+    logged_in("read")
+    html = client.get(f"/sweeps/{sweep.id}").get_data(as_text=True)
+    assert "random search (seed 7)" in html
+    assert "log-uniform [0.0001, 0.1]" in html and "choice of tanh, relu" in html
+    assert XSS not in html and "&lt;img src=x" in html
+    data = page_data(html)
+    assert data["metric"] == "train_loss" and [run["params"] for run in data["runs"]] == [[0.003, "relu"], [0.02, XSS]]
+
+
+def test_the_runs_table_filtered_by_a_sweep_links_back_to_it(client: FlaskClient, Session, logged_in) -> None:
+    sweep_id, _ = make_sweep(Session)
+    logged_in("read")
+    html = client.get(f"/runs?sweep={sweep_id}").get_data(as_text=True)
+    assert html.count("<tr data-run=") == 8 and f'href="/sweeps/{sweep_id}"' in html
+    for odd in ("a/b?c", XSS):
+        assert client.get("/runs", query_string={"sweep": odd}).status_code == 200
