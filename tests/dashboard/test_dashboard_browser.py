@@ -478,3 +478,38 @@ def test_sweep_page_draws_parallel_coordinates_and_compares_the_top_k(page: Page
     p.click("#runs-link")
     p.wait_for_url(f"**/runs?sweep={sweep.id}")
     assert p.locator("#runs-table tbody tr[data-run]").count() == 4
+
+
+def test_a_random_sweep_draws_a_categorical_axis(page: Page, server: Server, token: str, screenshots: Path) -> None:
+    base = {"version": 1, "name": "xor", "dataset": {"name": "xor", "standardize": False},
+            "model": {"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}], "init": "xavier"},
+            "optimizer": {"name": "sgd", "lr": 0.1}, "epochs": 5, "batch_size": 4, "seed": 1}
+    points = [(0.0002, "relu"), (0.003, "tanh"), (0.05, "relu"), (0.09, "sigmoid"), (0.01, "tanh")]
+    with server.Session() as s, s.begin():
+        space = {"optimizer.lr": {"log_uniform": [0.0001, 0.1]},
+                 "model.hidden.0.activation": {"choice": ["relu", "tanh", "sigmoid"]}}
+        sweep = repo.create_sweep(session=s, name="random xor", method="random", base_spec=base,
+                                  space={"space": space, "n": len(points), "seed": 0})
+        for i, (lr, activation) in enumerate(points):
+            spec = copy.deepcopy(base)
+            spec["optimizer"]["lr"] = lr
+            spec["model"]["hidden"][0]["activation"] = activation
+            run = repo.create_run(session=s, spec=spec, name=f"random xor #{i + 1:03d}", seed=1, tags=[], notes="",
+                                  epochs_total=5, sweep_id=sweep.id)
+            if i < 4:
+                repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+                repo.finish_run(session=s, run_id=run.id, status="succeeded", summary={"final_train_loss": 0.1 * i})
+    page.log_in(token)
+    p = page.page
+    p.goto(f"/sweeps/{sweep.id}")
+    p.wait_for_function("() => document.querySelectorAll('#parcoords path.pc-line').length === 5")
+    assert p.locator("#parcoords text.axis-title").all_text_contents() == [
+        "optimizer.lr (log)", "model.hidden.0.activation", "train loss"]
+    assert p.locator('#parcoords [data-axis="1"] text.tick').all_text_contents() == ["relu", "tanh", "sigmoid"]
+    assert p.locator("#parcoords path.pc-line.pending").count() == 1  # queued: no value yet
+    assert p.locator("#cancel-sweep").is_visible()
+    p.screenshot(path=screenshots / "sweep-random.png", full_page=True)
+    p.click("#cancel-sweep button")  # confirm() is dismissed by the test page: nothing is cancelled
+    assert page.dialogs == ["Cancel this sweep's queued and running runs?"]
+    with server.Session() as s:
+        assert repo.list_runs(session=s, sweep_id=sweep.id, status="queued", limit=10)[0]
