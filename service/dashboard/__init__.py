@@ -6,9 +6,10 @@ session cookie: signed with ``TRAINYARD_SECRET_KEY`` or, when it is unset,
 with a key kept in ``<data dir>/secret_key`` (see :mod:`.security`); HttpOnly,
 SameSite=Lax, ending with the browser session.
 
-Live updates are incremental polls (``/ui/data/poll``), once a second and
-only while a shown run is queued or running: no request is held open, so any
-gunicorn worker class serves them.
+Live updates are incremental polls (``/ui/data/poll``; a sweep's page polls
+``/ui/data/sweeps/<id>``), once a second and only while a shown run is queued
+or running: no request is held open, so any gunicorn worker class serves
+them.
 """
 
 from __future__ import annotations

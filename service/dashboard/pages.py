@@ -39,7 +39,7 @@ from service.dashboard.views import (
     key_params,
 )
 from service.storage import repo
-from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run
+from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run, Sweep
 from service.sweeps import METRICS
 
 bp = Blueprint(
@@ -338,7 +338,8 @@ def plotly_js() -> Response:
 # --------------------------------------------------------------------------- sweeps
 
 
-def _sweep_metric(sweep: Any) -> str:
+def _sweep_metric(sweep: Sweep) -> str:
+    """``?metric=`` (a key of ``service.sweeps.METRICS``; 400 otherwise), or the sweep's default."""
     metric = request.args.get("metric") or sweeps.default_metric(sweep)
     if metric not in METRICS:
         abort(400, f"metric must be one of {', '.join(METRICS)}")
@@ -359,7 +360,7 @@ def sweep_list() -> str:
     return render_template("dashboard/sweeps.html", rows=rows, statuses=RUN_STATUSES)
 
 
-def _sweep_or_404(s: Any, sweep_id: str) -> Any:
+def _sweep_or_404(s: Any, sweep_id: str) -> Sweep:
     sweep = sweeps.get_sweep(s, sweep_id) if is_run_id(sweep_id) else None
     if sweep is None:
         abort(404, f"no sweep {sweep_id}")

@@ -198,3 +198,21 @@ def test_the_runs_table_filtered_by_a_sweep_links_back_to_it(client: FlaskClient
     assert html.count("<tr data-run=") == 8 and f'href="/sweeps/{sweep_id}"' in html
     for odd in ("a/b?c", XSS):
         assert client.get("/runs", query_string={"sweep": odd}).status_code == 200
+
+
+def test_sweep_pages_load_nothing_from_elsewhere_and_run_no_inline_code(client: FlaskClient, Session,
+                                                                         logged_in) -> None:
+    sweep_id, _ = make_sweep(Session)
+    with Session() as s, s.begin():
+        empty = repo.create_sweep(session=s, name="empty", method="grid", base_spec=SPEC,
+                                  space={"space": {"seed": [1]}, "n": None, "seed": 0}).id
+    logged_in("read")
+    for path in ("/sweeps", f"/sweeps/{sweep_id}", f"/sweeps/{empty}"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        html = response.get_data(as_text=True)
+        for tag in re.findall(r"<script[^>]*>", html):
+            assert 'src="/ui/' in tag or 'type="application/json"' in tag, tag
+        assert not re.search(r'(src|href)="(https?:)?//', html), path
+    assert "This sweep has no runs." in client.get(f"/sweeps/{empty}").get_data(as_text=True)
