@@ -32,6 +32,7 @@ import time
 import httpx
 import numpy as np
 import redis
+from record import add_option, record
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    add_option(parser)
     args = parser.parse_args(argv)
 
     admin = create_engine(
@@ -188,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {p50:.1f} | {p99:.1f} | {rates[label]:.0f} |")
     post_rate, floor_rate = rates.values()
     print(f"\nPOST /api/runs reaches {post_rate / floor_rate:.2f}x the throughput of the stack's floor.")
+    (post, _), (floor, _) = results.values()
+    for name, q in (("p50", 50), ("p99", 99)):
+        ours, reference = float(np.percentile(post, q)), float(np.percentile(floor, q))
+        record(args.record, benchmark="API latency", figure=f"POST /api/runs {name}, {args.clients} clients, "
+               "gunicorn, PostgreSQL + Redis", unit="ms", ours=ours, reference="GET /healthz",
+               reference_value=reference, ratio=ours / reference, target="reported", met=None)
+    record(args.record, benchmark="API throughput", figure=f"POST /api/runs, {args.clients} clients", unit="req/s",
+           ours=post_rate, reference="GET /healthz", reference_value=floor_rate, ratio=post_rate / floor_rate,
+           target="reported", met=None)
     return 0
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from record import add_option, record
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5000)
     parser.add_argument("--max-points", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=20)
+    add_option(parser)
     args = parser.parse_args(argv)
 
     admin = create_engine(
@@ -182,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\nOf which (medians): curves (`repo.get_curves`, {args.runs} runs) {curves_ms:.0f} ms, "
         f"JSON encoding {json_ms:.0f} ms."
     )
+    record(args.record, benchmark="compare latency", figure=f"GET /api/compare, {args.runs} runs x "
+           f"{args.epochs:,} epochs, max_points={args.max_points} (median; p95 {p95:.0f} ms)", unit="ms",
+           ours=median, reference="target", reference_value=TARGET_MS, ratio=median / TARGET_MS,
+           target=f"<= {TARGET_MS:.0f} ms", met=p95 <= TARGET_MS)
     return 0 if p95 <= TARGET_MS else 2
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from record import add_option, record
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=5)
+    add_option(parser)
     args = parser.parse_args(argv)
     rows = epoch_rows(args.rows)
     with postgres_database() as url:
@@ -153,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| an INSERT per row, a transaction per batch | {per_row:,.0f} | {ours / per_row:.1f}x |")
     print(f"| a transaction per row | {per_transaction:,.0f} | {ours / per_transaction:.1f}x |")
     print(f"\nTarget: >= {TARGET:,.0f} rows/s: {'met' if ours >= TARGET else 'not met'}.")
+    record(args.record, benchmark="ingestion", figure=f"epoch rows into PostgreSQL, batches of {args.batch}",
+           unit="rows/s", ours=ours, reference="an INSERT per row", reference_value=per_row, ratio=ours / per_row,
+           target=f">= {TARGET:,.0f} rows/s", met=ours >= TARGET)
     return 0 if ours >= TARGET else 2
 
 

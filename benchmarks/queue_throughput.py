@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from record import add_option, record
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    add_option(parser)
     args = parser.parse_args(argv)
     redis_url = os.environ.get("TRAINYARD_TEST_REDIS_URL") or DEFAULT_REDIS_URL
     queue_name = f"trainyard-bench-{secrets.token_hex(6)}"
@@ -171,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| target | {TARGET:.0f} | {ours / TARGET:.2f}x |")
     print(f"\nRounds: {', '.join(f'{t:.1f} s' for t in times)}.  Target >= {TARGET:.0f} runs/s: "
           f"{'met' if ours >= TARGET else 'not met'}.")
+    record(args.record, benchmark="queue throughput", figure=f"{args.runs} XOR runs x {args.epochs} epochs, "
+           f"{WORKERS} workers, Redis + PostgreSQL", unit="runs/s", ours=ours, reference=f"training alone, "
+           f"{WORKERS} processes", reference_value=bound, ratio=ours / bound, target=f">= {TARGET:.0f} runs/s",
+           met=ours >= TARGET)
     return 0 if ours >= TARGET else 2
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from record import add_option, record
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_info
@@ -125,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD", help=f"any of {', '.join(WORKLOADS)}")
     parser.add_argument("--repeats", type=int, default=7)
+    add_option(parser)
     args = parser.parse_args()
     unknown = sorted(set(args.workloads) - set(WORKLOADS))
     if unknown:
@@ -147,6 +149,9 @@ def main() -> None:
             cost = statistics.median(c / a - 1 for a, c in zip(ours, full))
             print(f"| {w.name} | {w.unit} | {work / o:,.0f} | {work / r:,.0f} | {ratio:.2f}x | "
                   f">= {w.target}x | {work / f:,.0f} | {cost:+.0%} |", flush=True)
+            record(args.record, benchmark="trainer", figure=w.name, unit=w.unit, ours=work / o,
+                   reference="scikit-learn MLPClassifier", reference_value=work / r, ratio=ratio,
+                   target=f">= {w.target}x", met=ratio >= w.target)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from record import add_option, record
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--epochs", type=int, default=30)
+    add_option(parser)
     args = parser.parse_args(argv)
     spec = digits_spec(args.epochs)
     results = {}
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, ratio)
         print(f"| {name} | {alone * 1000:.0f} | {worker * 1000:.0f} | {ratio:.2f}x | <= {TARGET}x | "
               f"{'yes' if ratio <= TARGET else 'no'} |")
+        record(args.record, benchmark="tracking overhead", figure=f"digits {args.epochs} epochs, weights every "
+               f"epoch, {name}", unit="ms", ours=worker * 1000, reference="fit alone", reference_value=alone * 1000,
+               ratio=ratio, target=f"<= {TARGET}x", met=ratio <= TARGET)
     stored = results["PostgreSQL"][3]
     print(f"\nWeights stored per run: {stored / 1024:.0f} KiB ({args.epochs} snapshots).")
     return 0 if worst <= TARGET else 2
