@@ -323,9 +323,9 @@ def _watch_sweep(client: Client, created: dict[str, Any], metric: str | None, in
     ranked = sorted(current["runs"], key=lambda run: _rank(run, summary_field, SWEEP_METRICS[column][1]))
     rows = [(run["id"], run["name"], run["status"], _cell(run["summary"].get(summary_field))) for run in ranked]
     _table(("id", "name", "status", column), rows)
-    counts = ", ".join(f"{progress[status]} {status}" for status in RUN_STATUSES if progress[status])
+    counts = ", ".join(f"{n} {status}" for status, n in progress["counts"].items() if n)
     click.echo(f"sweep {sweep_id}: {counts}; best {column} {_cell(best['value'])} (run {best['run']})")
-    if not progress["succeeded"]:
+    if not progress["counts"]["succeeded"]:
         raise click.ClickException(f"no run of sweep {sweep_id} succeeded")
 
 

@@ -20,11 +20,14 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from service.storage.models import RUN_STATUSES, Run
 from trainer import TrainSpec
 from trainer.spec import MAX_NAME_LENGTH, field_errors
 
@@ -251,3 +254,39 @@ def expand(request: SweepRequest) -> list[TrainSpec]:
             message = f"{fields[0]['field']}: {fields[0]['message']} (point {index}: {shown})"
             raise SweepPointError(message, fields) from None
     return specs
+
+
+# --------------------------------------------------------------------------- a sweep's runs
+
+
+def default_metric(base_spec: Mapping[str, Any]) -> str:
+    """``val_loss`` when the base spec holds data out, else ``train_loss``."""
+    dataset = base_spec.get("dataset")
+    held_out = isinstance(dataset, dict) and (dataset.get("test_fraction") or 0) > 0
+    return "val_loss" if held_out else "train_loss"
+
+
+def metric_value(run: Run, metric: str) -> float | None:
+    """The run's value of a ranking metric (:data:`METRICS`), or None while it has none."""
+    value = getattr(run, METRICS[metric][0])
+    return None if value is None else float(value)
+
+
+def ranked(runs: Sequence[Run], metric: str) -> list[Run]:
+    """Best first by ``metric`` (ties and runs without a value keep their sweep order, those without last)."""
+    higher = METRICS[metric][1]
+    scored = [run for run in runs if metric_value(run, metric) is not None]
+    scored.sort(key=lambda run: -metric_value(run, metric) if higher else metric_value(run, metric))  # type: ignore[operator]
+    return scored + [run for run in runs if metric_value(run, metric) is None]
+
+
+def progress(runs: Sequence[Run]) -> dict[str, Any]:
+    """Runs in all, by status (``counts``) and finished; epochs done and to do of all runs."""
+    counts = Counter(run.status for run in runs)
+    return {
+        "runs": len(runs),
+        "counts": {status: counts.get(status, 0) for status in RUN_STATUSES},
+        "finished": sum(1 for run in runs if run.finished),
+        "epochs_done": sum(run.epochs_done for run in runs),
+        "epochs_total": sum(run.epochs_total for run in runs),
+    }

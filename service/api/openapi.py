@@ -264,8 +264,15 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "progress": {
                 "type": "object",
-                "description": "Runs in all and by status, finished runs, epochs done and to do.",
-                "additionalProperties": INTEGER,
+                "description": "Runs in all, by status and finished; epochs done and to do of all runs.",
+                "required": ["runs", "counts", "finished", "epochs_done", "epochs_total"],
+                "properties": {
+                    "runs": INTEGER,
+                    "counts": {"type": "object", "properties": {status: INTEGER for status in RUN_STATUSES}},
+                    "finished": INTEGER,
+                    "epochs_done": INTEGER,
+                    "epochs_total": INTEGER,
+                },
             },
             "best": {
                 "type": "object",

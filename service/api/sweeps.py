@@ -8,11 +8,9 @@ or not at all.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, url_for
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.api.requests import choice_param, int_param, json_body
@@ -22,8 +20,17 @@ from service.auth import requires
 from service.context import transaction
 from service.errors import ApiError, not_found
 from service.storage import repo
-from service.storage.models import RUN_STATUSES, Run, Sweep
-from service.sweeps import METRICS, SweepPointError, SweepRequest, expand
+from service.storage.models import Run, Sweep
+from service.sweeps import (
+    METRICS,
+    SweepPointError,
+    SweepRequest,
+    default_metric,
+    expand,
+    metric_value,
+    progress,
+    ranked,
+)
 
 bp = Blueprint("sweeps", __name__, url_prefix="/api")
 
@@ -31,42 +38,16 @@ bp = Blueprint("sweeps", __name__, url_prefix="/api")
 MAX_LIST = 500
 
 
-def _runs(s: Session, sweep_id: str) -> list[Run]:
-    """The sweep's runs in the order of its points (their names are numbered)."""
-    return list(s.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.name, Run.id)))
-
-
-def _progress(runs: list[Run]) -> dict[str, Any]:
-    counts = Counter(run.status for run in runs)
-    return {
-        "runs": len(runs),
-        **{status: counts.get(status, 0) for status in RUN_STATUSES},
-        "finished": sum(1 for run in runs if run.finished),
-        "epochs_done": sum(run.epochs_done for run in runs),
-        "epochs_total": sum(run.epochs_total for run in runs),
-    }
-
-
-def _default_metric(sweep: Sweep) -> str:
-    """``val_loss`` when the base spec holds data out, else ``train_loss``."""
-    dataset = sweep.base_spec.get("dataset")
-    held_out = isinstance(dataset, dict) and (dataset.get("test_fraction") or 0) > 0
-    return "val_loss" if held_out else "train_loss"
-
-
 def _best(runs: list[Run], metric: str) -> dict[str, Any]:
     """The run with the best value of ``metric`` among those that have one (ties: the first)."""
-    column, higher = METRICS[metric]
-    scored = [(getattr(run, column), run) for run in runs if getattr(run, column) is not None]
-    if not scored:
-        return {"metric": metric, "value": None, "run": None}
-    value, run = (max if higher else min)(scored, key=lambda pair: pair[0])
-    return {"metric": metric, "value": value, "run": run.id}
+    order = ranked(runs, metric)
+    value = metric_value(order[0], metric) if order else None
+    return {"metric": metric, "value": value, "run": None if value is None else order[0].id}
 
 
 def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None, with_runs: bool = True) -> dict[str, Any]:
     """A sweep as the API shows it: its request, progress, best run by ``metric`` and (optionally) its runs."""
-    metric = metric or _default_metric(sweep)
+    metric = metric or default_metric(sweep.base_spec)
     body: dict[str, Any] = {
         "id": sweep.id,
         "name": sweep.name,
@@ -76,12 +57,16 @@ def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None, with
         "seed": sweep.space.get("seed"),
         "spec": sweep.base_spec,
         "created_at": iso(sweep.created_at),
-        "progress": _progress(runs),
+        "progress": progress(runs),
         "best": _best(runs, metric),
     }
     if with_runs:
         body["runs"] = [run_json(run) for run in runs]
     return body
+
+
+def _runs(s: Session, sweep_id: str) -> list[Run]:
+    return repo.sweep_runs(session=s, sweep_ids=[sweep_id])[sweep_id]
 
 
 def _sweep_or_404(s: Session, sweep_id: str) -> Sweep:
@@ -128,11 +113,8 @@ def get_sweep(sweep_id: str) -> Response:
 def list_sweeps() -> Response:
     limit = int_param("limit", minimum=1, maximum=MAX_LIST) or 100
     with transaction() as s:
-        sweeps = list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)))
-        by_sweep: dict[str, list[Run]] = {sweep.id: [] for sweep in sweeps}
-        if sweeps:
-            for run in s.scalars(select(Run).where(Run.sweep_id.in_(by_sweep)).order_by(Run.name, Run.id)):
-                by_sweep[run.sweep_id].append(run)
+        sweeps = repo.list_sweeps(session=s, limit=limit)
+        by_sweep = repo.sweep_runs(session=s, sweep_ids=[sweep.id for sweep in sweeps])
         body = [sweep_json(sweep, by_sweep[sweep.id], with_runs=False) for sweep in sweeps]
     return jsonify(sweeps=body)
 

@@ -8,16 +8,15 @@ or running runs.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import sweeps as shared
 from service.dashboard.views import duration_seconds, format_duration
 from service.storage import repo
-from service.storage.models import RUN_STATUSES, Run, Sweep
+from service.storage.models import Run, Sweep
 from service.sweeps import METRICS
 
 #: Most sweeps the list shows.
@@ -25,49 +24,18 @@ MAX_SWEEPS = 200
 
 
 def sweep_runs(s: Session, sweep_ids: Sequence[str]) -> dict[str, list[Run]]:
-    """The runs of each sweep, in the order of its points (their names are numbered)."""
-    by_sweep: dict[str, list[Run]] = {sweep_id: [] for sweep_id in sweep_ids}
-    if by_sweep:
-        for run in s.scalars(select(Run).where(Run.sweep_id.in_(list(by_sweep))).order_by(Run.name, Run.id)):
-            by_sweep[run.sweep_id].append(run)
-    return by_sweep
+    """The runs of each sweep, in the order of its points."""
+    return repo.sweep_runs(session=s, sweep_ids=sweep_ids)
 
 
 def list_sweeps(s: Session, limit: int = MAX_SWEEPS) -> list[Sweep]:
     """The newest sweeps first."""
-    return list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)))
+    return repo.list_sweeps(session=s, limit=limit)
 
 
 def default_metric(sweep: Sweep) -> str:
     """``val_loss`` when the base spec holds data out, else ``train_loss`` (as the API ranks)."""
-    dataset = sweep.base_spec.get("dataset")
-    held_out = isinstance(dataset, dict) and (dataset.get("test_fraction") or 0) > 0
-    return "val_loss" if held_out else "train_loss"
-
-
-def progress(runs: Sequence[Run]) -> dict[str, Any]:
-    """Runs finished of all, by status, and epochs done of all."""
-    counts = Counter(run.status for run in runs)
-    return {
-        "runs": len(runs),
-        "counts": {status: counts.get(status, 0) for status in RUN_STATUSES},
-        "finished": sum(1 for run in runs if run.finished),
-        "epochs_done": sum(run.epochs_done for run in runs),
-        "epochs_total": sum(run.epochs_total for run in runs),
-    }
-
-
-def metric_value(run: Run, metric: str) -> float | None:
-    value = getattr(run, METRICS[metric][0])
-    return None if value is None else float(value)
-
-
-def ranked(runs: Sequence[Run], metric: str) -> list[Run]:
-    """Best first by ``metric``; runs without a value last, in their sweep order."""
-    higher = METRICS[metric][1]
-    scored = [run for run in runs if metric_value(run, metric) is not None]
-    scored.sort(key=lambda run: -metric_value(run, metric) if higher else metric_value(run, metric))  # type: ignore[operator]
-    return scored + [run for run in runs if metric_value(run, metric) is None]
+    return shared.default_metric(sweep.base_spec)
 
 
 def swept_paths(sweep: Sweep) -> list[str]:
@@ -114,8 +82,8 @@ def _short(value: Any) -> str:
 def sweep_view(sweep: Sweep, runs: Sequence[Run], metric: str) -> dict[str, Any]:
     """The sweep as its page and its script show it: runs ranked by ``metric``, each with its swept values."""
     paths = swept_paths(sweep)
-    order = ranked(runs, metric)
-    best = order[0] if order and metric_value(order[0], metric) is not None else None
+    order = shared.ranked(runs, metric)
+    best = order[0] if order and shared.metric_value(order[0], metric) is not None else None
     rows = [
         {
             "id": run.id,
@@ -125,7 +93,7 @@ def sweep_view(sweep: Sweep, runs: Sequence[Run], metric: str) -> dict[str, Any]
             "epochs_done": run.epochs_done,
             "epochs_total": run.epochs_total,
             "duration": format_duration(duration_seconds(run)),
-            "value": metric_value(run, metric),
+            "value": shared.metric_value(run, metric),
             "params": [value_at(run.spec, path) for path in paths],
         }
         for run in order
@@ -137,9 +105,9 @@ def sweep_view(sweep: Sweep, runs: Sequence[Run], metric: str) -> dict[str, Any]
         "metric": metric,
         "higher_is_better": METRICS[metric][1],
         "paths": paths,
-        "progress": progress(runs),
+        "progress": shared.progress(runs),
         "active": any(not run.finished for run in runs),
-        "best": None if best is None else {"run": best.id, "value": metric_value(best, metric)},
+        "best": None if best is None else {"run": best.id, "value": shared.metric_value(best, metric)},
         "runs": rows,
     }
 

@@ -1083,6 +1083,21 @@ def get_sweep(*, session: Session, sweep_id: str) -> Sweep | None:
     return session.get(Sweep, sweep_id)
 
 
+def list_sweeps(*, session: Session, limit: int = 100) -> list[Sweep]:
+    """The newest ``limit`` sweeps, newest first."""
+    return list(session.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)))
+
+
+def sweep_runs(*, session: Session, sweep_ids: Sequence[str]) -> dict[str, list[Run]]:
+    """The runs of each sweep (one query), in the order of its points: their names are numbered."""
+    by_sweep: dict[str, list[Run]] = {sweep_id: [] for sweep_id in sweep_ids}
+    if by_sweep:
+        query = select(Run).where(Run.sweep_id.in_(list(by_sweep))).order_by(Run.name, Run.id)
+        for run in session.scalars(query):
+            by_sweep[run.sweep_id].append(run)
+    return by_sweep
+
+
 # --------------------------------------------------------------------------- worker
 
 

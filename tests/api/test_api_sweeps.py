@@ -27,7 +27,7 @@ def test_a_grid_sweep_creates_and_queues_every_run(api, grid, sent, run_count):
     assert response.headers["Location"].endswith(f"/api/sweeps/{sweep['id']}")
     assert sweep["method"] == "grid" and sweep["space"] == grid["space"] and sweep["spec"] == grid["spec"]
     assert sweep["progress"] == {
-        "runs": 6, "queued": 6, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0,
+        "runs": 6, "counts": {"queued": 6, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0},
         "finished": 0, "epochs_done": 0, "epochs_total": 6 * grid["spec"]["epochs"],
     }  # fmt: skip
     runs = sweep["runs"]
@@ -104,7 +104,7 @@ def test_sweep_progress_and_best_run(api, reader, grid, Session):
     body = reader.get(f"/api/sweeps/{sweep['id']}").get_json()
 
     progress = body["progress"]
-    assert progress["succeeded"] == 2 and progress["failed"] == 1 and progress["queued"] == 3
+    assert progress["counts"] == {"queued": 3, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
     assert progress["finished"] == 3 and progress["epochs_done"] == 3
     assert body["best"] == {"metric": "train_loss", "value": 0.1, "run": second}  # no held-out data: train loss
     best_accuracy = reader.get(f"/api/sweeps/{sweep['id']}?metric=train_accuracy").get_json()["best"]
@@ -126,7 +126,7 @@ def test_cancelling_a_sweep_cancels_its_queued_and_running_runs(api, grid, Sessi
     assert statuses[running] == ("running", True)  # its worker stops it at the next flush
     assert statuses[done] == ("succeeded", False)
     assert all(status == "cancelled" for run_id, (status, _) in statuses.items() if run_id not in (running, done))
-    assert body["progress"]["cancelled"] == 4
+    assert body["progress"]["counts"]["cancelled"] == 4
 
 
 def test_list_sweeps_newest_first(api, reader, grid):
