@@ -253,7 +253,7 @@ class _Tracker:
             if not lease.held:
                 self.outcome = "lost"
                 return
-            repo.write_epochs_batch(session=s, run_id=run_id, rows=self.rows)
+            repo.write_epochs(session=s, run_id=run_id, rows=self.rows)
             self._write_weights(s, last=finish is not None or lease.cancel_requested)
             if checkpoint is not None:
                 repo.save_checkpoint(session=s, run_id=run_id, epoch=checkpoint.epoch, data=data)

@@ -386,7 +386,7 @@ def test_compare_of_50_runs_of_5000_epochs_opens_in_under_2_s(page: Page, server
             rows = [{"epoch": int(e), "train_loss": float(v), "val_loss": float(1.1 * v),
                      "train_accuracy": float(1 - v / 2), "val_accuracy": float(1 - v / 1.8), "seconds": 0.01}
                     for e, v in zip(k, loss)]
-            repo.write_epochs_batch(session=s, run_id=run.id, rows=rows)
+            repo.write_epochs(session=s, run_id=run.id, rows=rows)
             repo.finish_run(session=s, run_id=run.id, status="succeeded",
                             summary={"best_val_loss": float(loss.min()), "final_val_accuracy": float(1 - loss[-1])})
             ids.append(run.id)

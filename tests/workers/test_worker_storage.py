@@ -36,29 +36,6 @@ def rows(first: int, last: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_write_epochs_batch_matches_write_epochs(Session):
-    ours, theirs = new_run(Session), new_run(Session)
-    with Session() as s, s.begin():
-        assert repo.write_epochs_batch(session=s, run_id=ours, rows=rows(1, 5)) == 5
-        assert repo.write_epochs(session=s, run_id=theirs, rows=rows(1, 5)) == 5
-        assert repo.write_epochs_batch(session=s, run_id=ours, rows=rows(4, 7)) == 2  # a replay is skipped
-        assert repo.write_epochs(session=s, run_id=theirs, rows=rows(4, 7)) == 2
-        assert repo.write_epochs_batch(session=s, run_id=ours, rows=[]) == 0
-    with Session() as s:
-        assert repo.get_epochs(session=s, run_id=ours) == repo.get_epochs(session=s, run_id=theirs)
-        assert repo.get_epochs(session=s, run_id=ours)[1]["val_loss"] is None
-        assert repo.get_run(session=s, run_id=ours).epochs_done == 7
-
-
-def test_write_epochs_batch_refuses_a_missing_run_and_bad_rows(Session):
-    run_id = new_run(Session)
-    with Session() as s, s.begin():
-        with pytest.raises(LookupError):
-            repo.write_epochs_batch(session=s, run_id="0" * 32, rows=rows(1, 1))
-        with pytest.raises(ValueError, match="unknown epoch field"):
-            repo.write_epochs_batch(session=s, run_id=run_id, rows=[{"epoch": 1, "loss": 1.0}])
-
-
 def test_weights_many_and_delete(Session):
     run_id = new_run(Session)
     with Session() as s, s.begin():
