@@ -266,6 +266,8 @@ class _Tracker:
                     summary=self.summary.fields(), worker=ctx.worker,
                 )
                 self.outcome = status
+                if status == "succeeded":  # a finished run is never resumed: its training state is dead weight
+                    repo.delete_checkpoint(session=s, run_id=run_id)
             elif release:
                 repo.release_run(session=s, run_id=run_id, worker=ctx.worker)
                 self.outcome = "released"
@@ -362,7 +364,7 @@ def train_run(run_id: str, *, ctx: Context) -> str:
 def _train(loaded: _Loaded, tracker: _Tracker) -> str:
     """Run ``fit`` with the tracker and end the run by what happened."""
     try:
-        result = fit(loaded.spec, data=loaded.data, on_epoch=tracker.on_epoch, checkpoint=loaded.checkpoint)
+        fit(loaded.spec, data=loaded.data, on_epoch=tracker.on_epoch, checkpoint=loaded.checkpoint)
     except SQLAlchemyError:  # the database, not the run, failed: let the lease expire and the run be retried
         raise
     except TrainingDiverged as exc:
@@ -374,17 +376,18 @@ def _train(loaded: _Loaded, tracker: _Tracker) -> str:
             raise
         logger.exception("run %s failed", tracker.run_id)
         return _end(tracker, "failed", f"training failed: {type(exc).__name__}: {exc}")
-    return _end(tracker, "succeeded", None, result.checkpoint)
+    return _end(tracker, "succeeded", None)
 
 
-def _end(tracker: _Tracker, status: str, error: str | None, checkpoint: Checkpoint | None = None) -> str:
+def _end(tracker: _Tracker, status: str, error: str | None) -> str:
     """The final flush: buffered epochs, the last weights and the final status, in one transaction.
 
-    A failed run keeps the checkpoint of its last flush; it is not resumed.
+    A succeeded run keeps no checkpoint (its weights are stored; nothing resumes a finished run); a
+    failed or cancelled one keeps that of its last flush, to look at.
     """
     if tracker.outcome is not None:  # a flush already ended it (cancelled, released or lost)
         return tracker.outcome
-    tracker.flush(checkpoint=checkpoint, finish=(status, error))
+    tracker.flush(finish=(status, error))
     return tracker.outcome or status
 
 

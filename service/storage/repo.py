@@ -979,6 +979,11 @@ def save_checkpoint(*, session: Session, run_id: str, epoch: int, data: bytes) -
     return session.execute(upsert.returning(table.c.epoch)).first() is not None
 
 
+def delete_checkpoint(*, session: Session, run_id: str) -> bool:
+    """Drop a run's checkpoint; whether there was one."""
+    return session.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id)).rowcount == 1
+
+
 def get_checkpoint(*, session: Session, run_id: str) -> tuple[int, bytes] | None:
     """``(epoch, bytes)`` of a run's checkpoint, or None."""
     row = session.execute(select(Checkpoint.epoch, Checkpoint.data).where(Checkpoint.run_id == run_id)).first()

@@ -236,6 +236,8 @@ def test_release_then_resume_is_bit_identical_with_one_row_per_epoch(Session, co
     assert run.attempts == 2 and [row["epoch"] for row in epochs] == list(range(1, 13))
     assert weight_epochs == list(range(1, 13))
     assert_same_arrays(final_weights(Session, run_id), reference_weights(spec))
+    with Session() as s:
+        assert repo.get_checkpoint(session=s, run_id=run_id) is None  # a succeeded run keeps none
     uninterrupted = fit(spec).history
     assert run.best_val_loss == min(record.val_loss for record in uninterrupted)
 
