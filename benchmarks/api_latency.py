@@ -32,16 +32,14 @@ import time
 import httpx
 import numpy as np
 import redis
+import servers
 from record import add_option, record
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from servers import postgres_database
+from sqlalchemy import text
 
 from service.storage import repo
 from service.storage.db import make_engine, make_sessionmaker
 from service.storage.migrate import upgrade
-
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 SPEC = {
     "name": "bench-xor",
@@ -115,66 +113,57 @@ def main(argv: list[str] | None = None) -> int:
     add_option(parser)
     args = parser.parse_args(argv)
 
-    admin = create_engine(
-        make_url(os.environ.get("TRAINYARD_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL), isolation_level="AUTOCOMMIT"
-    )
-    redis_url = os.environ.get("TRAINYARD_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    redis_url = servers.redis_url()
     queue = f"trainyard-bench-{secrets.token_hex(4)}"
-    name = f"trainyard_bench_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
     server = None
-    try:
-        url = admin.url.set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        engine = make_engine(url)
-        with make_sessionmaker(engine)() as s, s.begin():
-            token, _ = repo.create_token(session=s, scope="write", name="bench")
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        with tempfile.TemporaryDirectory() as data_dir:
-            env = dict(
-                os.environ,
-                TRAINYARD_DATA_DIR=data_dir,
-                TRAINYARD_DATABASE_URL=url,
-                TRAINYARD_BROKER_URL=redis_url,
-                TRAINYARD_QUEUE=queue,
-            )
-            command = [
-                sys.executable, "-m", "gunicorn", "service.wsgi:app", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads),
-                "--log-level", "warning",
-            ]  # fmt: skip
-            server = subprocess.Popen(command, env=env)
-            _wait_ready(base, server)
-            headers = {"Authorization": f"Bearer {token}"}
+    with postgres_database() as url:
+        try:
+            upgrade(url)
+            engine = make_engine(url)
+            with make_sessionmaker(engine)() as s, s.begin():
+                token, _ = repo.create_token(session=s, scope="write", name="bench")
+            port = _free_port()
+            base = f"http://127.0.0.1:{port}"
+            with tempfile.TemporaryDirectory() as data_dir:
+                env = dict(
+                    os.environ,
+                    TRAINYARD_DATA_DIR=data_dir,
+                    TRAINYARD_DATABASE_URL=url,
+                    TRAINYARD_BROKER_URL=redis_url,
+                    TRAINYARD_QUEUE=queue,
+                )
+                command = [
+                    sys.executable, "-m", "gunicorn", "service.wsgi:app", "--bind", f"127.0.0.1:{port}",
+                    "--workers", str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads),
+                    "--log-level", "warning",
+                ]  # fmt: skip
+                server = subprocess.Popen(command, env=env)
+                _wait_ready(base, server)
+                headers = {"Authorization": f"Bearer {token}"}
 
-            def post(client: httpx.Client) -> None:
-                response = client.post(f"{base}/api/runs", json=SPEC, headers=headers)
-                assert response.status_code == 201, response.text
+                def post(client: httpx.Client) -> None:
+                    response = client.post(f"{base}/api/runs", json=SPEC, headers=headers)
+                    assert response.status_code == 201, response.text
 
-            def health(client: httpx.Client) -> None:
-                assert client.get(f"{base}/healthz").status_code == 200
+                def health(client: httpx.Client) -> None:
+                    assert client.get(f"{base}/healthz").status_code == 200
 
-            warmup = max(50, args.requests // 20)
-            _load(post, warmup, args.clients)
-            _load(health, warmup, args.clients)
-            results = {"POST /api/runs": _load(post, args.requests, args.clients)}
-            results["GET /healthz (reference)"] = _load(health, args.requests, args.clients)
-            with engine.connect() as connection:
-                created = connection.execute(text("SELECT count(*) FROM runs")).scalar()
-            client = redis.Redis.from_url(redis_url)
-            sent = client.llen(queue)
-            client.delete(queue, f"_kombu.binding.{queue}")
-            client.close()
-        engine.dispose()
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+                warmup = max(50, args.requests // 20)
+                _load(post, warmup, args.clients)
+                _load(health, warmup, args.clients)
+                results = {"POST /api/runs": _load(post, args.requests, args.clients)}
+                results["GET /healthz (reference)"] = _load(health, args.requests, args.clients)
+                with engine.connect() as connection:
+                    created = connection.execute(text("SELECT count(*) FROM runs")).scalar()
+                client = redis.Redis.from_url(redis_url)
+                sent = client.llen(queue)
+                client.delete(queue, f"_kombu.binding.{queue}")
+                client.close()
+            engine.dispose()
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
 
     print(
         f"gunicorn {args.workers} gthread workers x {args.threads} threads, PostgreSQL + Redis on 127.0.0.1, "

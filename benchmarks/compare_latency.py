@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -24,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from record import add_option, record
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from servers import postgres_database
 
 from service.api import compare
 from service.api.schemas import run_fields
@@ -35,7 +32,6 @@ from service.storage import repo
 from service.storage.migrate import upgrade
 from trainer import TrainSpec
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TARGET_MS = 300.0
 BATCH = 1000
 
@@ -129,45 +125,36 @@ def main(argv: list[str] | None = None) -> int:
     add_option(parser)
     args = parser.parse_args(argv)
 
-    admin = create_engine(
-        make_url(os.environ.get("TRAINYARD_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL), isolation_level="AUTOCOMMIT"
-    )
-    name = f"trainyard_bench_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
     app = None
-    try:
-        url = admin.url.set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        with tempfile.TemporaryDirectory() as data_dir:
-            settings = Settings(data_dir=Path(data_dir), database_url=url, broker_url="memory://", auth=True)
-            app = create_app(settings, queue=NullQueue())
-            started = time.perf_counter()
-            ids, token = _fill(app, args.runs, args.epochs)
-            fill_s = time.perf_counter() - started
-            client = app.test_client()
-            path = f"/api/compare?runs={','.join(ids)}&max_points={args.max_points}"
-            headers = {"Authorization": f"Bearer {token}"}
-            response = client.get(path, headers=headers)  # warm-up: connection pool, compiled queries
-            if response.status_code != 200:
-                print(f"GET /api/compare failed: {response.status_code} {response.get_data(as_text=True)[:500]}")
-                return 1
-            body = response.get_json()
-            points = sum(len(curve) for curve in body["curves"].values())
-            size = len(response.get_data())
-            times = []
-            for _ in range(args.repeat):
+    with postgres_database() as url:
+        try:
+            upgrade(url)
+            with tempfile.TemporaryDirectory() as data_dir:
+                settings = Settings(data_dir=Path(data_dir), database_url=url, broker_url="memory://", auth=True)
+                app = create_app(settings, queue=NullQueue())
                 started = time.perf_counter()
-                response = client.get(path, headers=headers)
-                times.append((time.perf_counter() - started) * 1000)
-                assert response.status_code == 200
-            breakdown = _breakdown(app, ids, args.max_points, body, args.repeat)
-    finally:
-        if app is not None:
-            app.extensions["trainyard"].engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+                ids, token = _fill(app, args.runs, args.epochs)
+                fill_s = time.perf_counter() - started
+                client = app.test_client()
+                path = f"/api/compare?runs={','.join(ids)}&max_points={args.max_points}"
+                headers = {"Authorization": f"Bearer {token}"}
+                response = client.get(path, headers=headers)  # warm-up: connection pool, compiled queries
+                if response.status_code != 200:
+                    print(f"GET /api/compare failed: {response.status_code} {response.get_data(as_text=True)[:500]}")
+                    return 1
+                body = response.get_json()
+                points = sum(len(curve["epoch"]) for curve in body["curves"].values())
+                size = len(response.get_data())
+                times = []
+                for _ in range(args.repeat):
+                    started = time.perf_counter()
+                    response = client.get(path, headers=headers)
+                    times.append((time.perf_counter() - started) * 1000)
+                    assert response.status_code == 200
+                breakdown = _breakdown(app, ids, args.max_points, body, args.repeat)
+        finally:
+            if app is not None:
+                app.extensions["trainyard"].engine.dispose()
 
     median, p95 = statistics.median(times), _percentile(times, 95)
     verdict = "yes" if p95 <= TARGET_MS else "no"

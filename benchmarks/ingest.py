@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import secrets
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from record import add_option, record
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from servers import postgres_database
+from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.storage import repo
@@ -42,24 +39,7 @@ from service.storage.db import make_engine, make_sessionmaker
 from service.storage.migrate import upgrade
 from service.storage.models import Epoch, utcnow
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TARGET = 20_000.0
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    admin = create_engine(
-        make_url(os.environ.get("TRAINYARD_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL), isolation_level="AUTOCOMMIT"
-    )
-    name = f"trainyard_bench_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def epoch_rows(count: int) -> list[dict[str, Any]]:

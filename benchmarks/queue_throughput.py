@@ -29,9 +29,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+import servers
 from record import add_option, record
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from servers import postgres_database
+from sqlalchemy import func, select
 
 from service.queue import CeleryQueue
 from service.storage import repo
@@ -40,8 +41,6 @@ from service.storage.migrate import upgrade
 from service.storage.models import Run
 from trainer import fit
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGET = 20.0
 WORKERS = 2
 
@@ -56,22 +55,6 @@ def xor_spec(index: int, epochs: int) -> dict:
         "batch_size": 4,
         "seed": index,
     }
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    admin = create_engine(
-        make_url(os.environ.get("TRAINYARD_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL), isolation_level="AUTOCOMMIT"
-    )
-    name = f"trainyard_bench_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextmanager
@@ -134,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     add_option(parser)
     args = parser.parse_args(argv)
-    redis_url = os.environ.get("TRAINYARD_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    redis_url = servers.redis_url()
     queue_name = f"trainyard-bench-{secrets.token_hex(6)}"
 
     started = time.perf_counter()

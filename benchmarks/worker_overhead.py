@@ -16,18 +16,13 @@ and drop it).
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from record import add_option, record
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from servers import postgres_database
 
 from service.storage import repo
 from service.storage.db import make_engine, make_sessionmaker
@@ -36,7 +31,6 @@ from trainer import fit
 from worker.tasks import worker_name
 from worker.training import Context, train_run
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TARGET = 1.2
 
 
@@ -50,22 +44,6 @@ def digits_spec(epochs: int) -> dict:
         "batch_size": 32,
         "seed": 0,
     }
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    admin = create_engine(
-        make_url(os.environ.get("TRAINYARD_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL), isolation_level="AUTOCOMMIT"
-    )
-    name = f"trainyard_bench_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def measure(url: str, spec: dict, repeat: int) -> tuple[float, float, float, int]:
