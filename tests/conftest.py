@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -87,3 +88,25 @@ def url(database_url: str) -> str:
     """The test's database, migrated to head."""
     upgrade(database_url)
     return database_url
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis: ``TRAINYARD_TEST_REDIS_URL``, default ``redis://127.0.0.1:6379/0``."""
+    return os.environ.get("TRAINYARD_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test Redis; skips when it is unreachable.  Tests use queues or keys of their own."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        pytest.skip(f"Redis not reachable at {redis_url}: {exc}")
+    yield client
+    client.close()

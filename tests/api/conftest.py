@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,8 +30,6 @@ from service.config import Settings
 from service.queue import CeleryQueue
 from service.storage import repo
 from service.storage.models import Run
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 #: A small valid spec.
 SPEC: dict[str, Any] = {
@@ -52,24 +49,6 @@ SPEC: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- queue
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("TRAINYARD_TEST_REDIS_URL") or DEFAULT_REDIS_URL
-
-
-@pytest.fixture(scope="session")
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client of the test Redis; skips when it is unreachable."""
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        pytest.skip(f"Redis not reachable at {redis_url}: {exc}")
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import io
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -37,8 +36,6 @@ from service.queue import CeleryQueue
 from service.storage import repo
 from trainer import STOP, EpochRecord, TrainSpec, fit
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
 #: A small valid spec that trains in milliseconds.
 SPEC: dict[str, Any] = {
     "name": "xor-tanh",
@@ -58,26 +55,14 @@ def spec() -> dict[str, Any]:
     return copy.deepcopy(SPEC)
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("TRAINYARD_TEST_REDIS_URL") or DEFAULT_REDIS_URL
-
-
 @pytest.fixture
-def queue(redis_url: str) -> Iterator[CeleryQueue]:
+def queue(redis_url: str, redis_client: redis.Redis) -> Iterator[CeleryQueue]:
     """A real queue on Redis, of this test's own (its keys deleted after the test); skips without Redis."""
-    connection = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        connection.close()
-        pytest.skip(f"Redis not reachable at {redis_url}: {exc}")
     name = f"trainyard-test-{secrets.token_hex(6)}"
     queue = CeleryQueue(redis_url, queue_name=name)
     yield queue
     queue.close()
-    connection.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
-    connection.close()
+    redis_client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
 
 
 @dataclass(frozen=True)

@@ -9,38 +9,15 @@ and a PostgreSQL database made for the stack), each on a queue of its own.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 import pytest
-import redis
 from sqlalchemy import Engine, text
 from worker_kit import Stack, local_stack, redis_stack
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
 # --------------------------------------------------------------------------- servers
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("TRAINYARD_TEST_REDIS_URL") or DEFAULT_REDIS_URL
-
-
-@pytest.fixture(scope="session")
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client of the test Redis; skips when it is unreachable."""
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        pytest.skip(f"Redis not reachable at {redis_url}: {exc}")
-    yield client
-    client.close()
 
 
 @contextmanager
