@@ -1,8 +1,8 @@
 """Fixtures of the dashboard tests: an app on a fresh database (SQLite and PostgreSQL), tokens, runs with epochs.
 
 The database fixtures (``database_url``, ``url``) come from ``tests/conftest.py``.
-The dashboard sends nothing to the broker, so the app gets a queue that only
-records what it is asked to send.
+The dashboard sends nothing to the broker; the app's queue is Celery on
+kombu's in-memory transport (``broker_url="memory://"``).
 """
 
 from __future__ import annotations
@@ -40,19 +40,6 @@ SPEC: dict[str, Any] = {
 }
 
 
-class RecordingQueue:
-    """A run queue that keeps the ids it is sent (the dashboard should send none)."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def send(self, run_id: str) -> None:
-        self.sent.append(run_id)
-
-    def ping(self) -> None:
-        pass
-
-
 @pytest.fixture
 def auth_on() -> bool:
     return True
@@ -65,7 +52,7 @@ def settings(url: str, tmp_path, auth_on: bool) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings, queue=RecordingQueue())
+    app = create_app(settings)  # its queue: Celery on kombu's in-memory transport (the pages send nothing)
     yield app
     app.extensions["trainyard"].engine.dispose()
 

@@ -67,7 +67,7 @@ class Server:
     """The app served over HTTP from a thread."""
 
     def __init__(self, settings: Settings):
-        self.app = create_app(settings, queue=_NoQueue())
+        self.app = create_app(settings)
         self.Session: sessionmaker[OrmSession] = self.app.extensions["trainyard"].Session
         self.http = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.http.server_port}"
@@ -79,14 +79,6 @@ class Server:
         self.http.server_close()
         self.thread.join(10)
         self.app.extensions["trainyard"].engine.dispose()
-
-
-class _NoQueue:
-    def send(self, run_id: str) -> None:
-        pass
-
-    def ping(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,6 @@ from service.dashboard.security import SECRET_KEY_FILE, persistent_secret_key
 from service.storage import repo
 
 
-class _NoQueue:
-    def send(self, run_id: str) -> None:
-        pass
-
-    def ping(self) -> None:
-        pass
-
-
 def test_a_key_is_made_once_private_and_reused(tmp_path: Path) -> None:
     folder = tmp_path / "new" / "data"
     key = persistent_secret_key(folder)
@@ -56,7 +48,7 @@ def test_a_data_folder_that_cannot_be_made_says_what_to_do(tmp_path: Path) -> No
 def test_apps_use_the_configured_key_or_share_the_made_one(url: str, tmp_path: Path) -> None:
     def app(secret_key: str | None):
         settings = Settings(data_dir=tmp_path, database_url=url, broker_url="memory://", secret_key=secret_key)
-        made = create_app(settings, queue=_NoQueue())
+        made = create_app(settings)
         made.extensions["trainyard"].engine.dispose()
         return made
 
@@ -70,7 +62,7 @@ def test_apps_use_the_configured_key_or_share_the_made_one(url: str, tmp_path: P
 def test_a_session_made_by_one_app_is_valid_in_another(url: str, tmp_path: Path) -> None:
     """What gunicorn's workers and a restart need: the cookie one process signed, another accepts."""
     settings = Settings(data_dir=tmp_path, database_url=url, broker_url="memory://")
-    apps = [create_app(settings, queue=_NoQueue()) for _ in range(2)]
+    apps = [create_app(settings) for _ in range(2)]
     try:
         Session = apps[0].extensions["trainyard"].Session
         with Session() as s, s.begin():
