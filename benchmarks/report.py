@@ -8,9 +8,9 @@ machine should be otherwise idle: run nothing else meanwhile.
 
     python benchmarks/report.py [--quick] [--out REPORT.md] [BENCHMARK ...]
 
-``--quick`` runs fewer repeats (minutes instead of a quarter of an hour);
-quote the full run's numbers.  Needs the ``bench`` extra (scikit-learn),
-PostgreSQL and Redis as the tests find them.
+``--quick`` runs fewer repeats and a shorter load (minutes instead of a
+quarter of an hour); quote the full run's numbers.  Needs the ``bench``
+extra (scikit-learn), PostgreSQL and Redis as the tests find them.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "ingest": ("ingest.py", ["--repeat", "5"], ["--repeat", "3"]),
     "compare": ("compare_latency.py", ["--repeat", "20"], ["--repeat", "8"]),
     "api": ("api_latency.py", ["--requests", "2000"], ["--requests", "500"]),
+    "load": ("api_load.py", ["--duration", "30"], ["--duration", "10"]),
 }
 
 
@@ -60,7 +61,7 @@ def table(figures: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("benchmarks", nargs="*", metavar="BENCHMARK", help=f"any of {', '.join(BENCHMARKS)}")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, a shorter load")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     chosen = args.benchmarks or list(BENCHMARKS)
