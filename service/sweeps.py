@@ -28,8 +28,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from service.storage.models import RUN_STATUSES, Run
-from trainer import TrainSpec
-from trainer.spec import MAX_NAME_LENGTH, field_errors
+from trainer import Dataset, SpecError, TrainSpec, check
+from trainer.fit import load_data
+from trainer.spec import MAX_NAME_LENGTH, UploadData, field_errors
 
 #: Most runs one sweep may create.
 MAX_SWEEP_RUNS = 200
@@ -235,7 +236,8 @@ def expand(request: SweepRequest) -> list[TrainSpec]:
         the first such point is reported (``points.<i>.<path>`` fields), and
         nothing should be created.
     """
-    specs = []
+    specs: list[TrainSpec] = []
+    data: dict[tuple[str, int], Dataset] = {}
     for index, point in enumerate(points(request)):
         spec = copy.deepcopy(request.spec)
         try:
@@ -247,13 +249,30 @@ def expand(request: SweepRequest) -> list[TrainSpec]:
             raise SweepPointError(f"points.{index}: {message}", fields) from None
         spec["name"] = run_name(request.name, index, point)
         try:
-            specs.append(TrainSpec.model_validate(spec))
+            valid = TrainSpec.model_validate(spec)
+            _check_trainable(valid, data)
         except ValidationError as exc:
-            fields = [{"field": f"points.{index}.{e['field']}", "message": e["message"]} for e in field_errors(exc)]
-            shown = ", ".join(f"{path}={value!r}" for path, value in point.items())
-            message = f"{fields[0]['field']}: {fields[0]['message']} (point {index}: {shown})"
-            raise SweepPointError(message, fields) from None
+            errors = [(e["field"], e["message"]) for e in field_errors(exc)]
+        except SpecError as exc:
+            errors = [(exc.field, exc.message)]
+        else:
+            specs.append(valid)
+            continue
+        fields = [{"field": f"points.{index}.{field}", "message": message} for field, message in errors]
+        shown = ", ".join(f"{path}={value!r}" for path, value in point.items())
+        message = f"{fields[0]['field']}: {fields[0]['message']} (point {index}: {shown})"
+        raise SweepPointError(message, fields)
     return specs
+
+
+def _check_trainable(spec: TrainSpec, data: dict[tuple[str, int], Dataset]) -> None:
+    """:func:`trainer.check` for a built-in dataset, loading each (dataset, seed) once per sweep."""
+    if isinstance(spec.dataset, UploadData):
+        return  # the worker checks an upload's fit (see service.api.runs.check_trainable)
+    key = (spec.dataset.model_dump_json(), spec.seed)
+    if key not in data:
+        data[key] = load_data(spec)
+    check(spec, data[key])
 
 
 # --------------------------------------------------------------------------- a sweep's runs

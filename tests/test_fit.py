@@ -269,3 +269,24 @@ def test_loss_must_fit_the_task():
 def test_test_fraction_too_large_for_the_gate():
     with pytest.raises(SpecError, match="test_fraction"):
         fit(xor_mlp(dataset={"name": "or", "test_fraction": 0.5}))  # AND's and OR's lone class can't be split
+
+
+def test_check_refuses_what_fit_would_refuse_without_training():
+    """``check`` runs every test ``fit`` makes before its first epoch: the API refuses such specs at submission."""
+    from trainer import check
+
+    too_large = xor_mlp(model={"hidden": [{"units": 4096}, {"units": 4096}]}, epochs=1_000_000)
+    for bad, field in [
+        (too_large, "model.hidden"),
+        (xor_mlp(loss="mse"), "loss"),
+        (xor_mlp(dataset={"name": "or", "test_fraction": 0.5}), "dataset.test_fraction"),
+        (xor_mlp(batch_size=None, dataset={"name": "moons", "n_samples": 100_000},
+                 model={"hidden": [{"units": 4096}]}), "batch_size"),
+    ]:
+        with pytest.raises(SpecError) as refused:
+            check(bad)
+        assert refused.value.field == field
+        with pytest.raises(SpecError) as also:
+            fit(bad)
+        assert also.value.field == field
+    assert check(xor_mlp().model_dump()) == xor_mlp()  # a dict is validated; a good spec comes back

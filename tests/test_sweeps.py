@@ -76,6 +76,16 @@ def test_an_invalid_point_refuses_the_sweep_naming_point_and_path():
     assert "optimizer.lr=-1.0" in str(caught.value)
 
 
+def test_a_point_too_large_for_its_data_refuses_the_sweep():
+    sweep = request(method="grid", space={"model.hidden": [[{"units": 4}], [{"units": 4096}] * 2]})
+
+    with pytest.raises(SweepPointError) as caught:
+        expand(sweep)
+
+    assert caught.value.fields[0]["field"] == "points.1.model.hidden"
+    assert "parameters" in caught.value.fields[0]["message"]
+
+
 @pytest.mark.parametrize(
     ("fields", "match"),
     [

@@ -13,7 +13,7 @@ dashboard build on it and nothing here knows of them.
 """
 
 from .datasets import Dataset, DatasetError, load_builtin, load_csv
-from .fit import STOP, Checkpoint, EpochRecord, FitResult, TrainingDiverged, build_network, fit
+from .fit import STOP, Checkpoint, EpochRecord, FitResult, TrainingDiverged, build_network, check, fit
 from .network import Network
 from .spec import SpecError, TrainSpec
 
@@ -29,6 +29,7 @@ __all__ = [
     "TrainSpec",
     "TrainingDiverged",
     "build_network",
+    "check",
     "fit",
     "load_builtin",
     "load_csv",

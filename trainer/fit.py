@@ -234,8 +234,7 @@ class _EarlyStopper:
 # -------------------------------------------------------------------------- fit
 def build_network(spec: TrainSpec, data: Dataset) -> Network:
     """The untrained network a spec describes for ``data``, initialised from ``spec.seed``."""
-    n_outputs = _n_outputs(spec, data)
-    check_fits_data(spec, data.n_samples, data.n_features, n_outputs)
+    n_outputs = _check_network(spec, data)
     sizes = layer_sizes(spec, data.n_features, n_outputs)
     init_rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[0])
     if isinstance(spec.model, PerceptronModel):
@@ -245,6 +244,13 @@ def build_network(spec: TrainSpec, data: Dataset) -> Network:
     )
     activations = [layer.activation for layer in spec.model.hidden]
     return Network(sizes, activations, head, init=spec.model.init, rng=init_rng, dtype=spec.dtype)
+
+
+def _check_network(spec: TrainSpec, data: Dataset) -> int:
+    """The network's number of outputs for ``data``; SpecError if the spec's network does not fit it."""
+    n_outputs = _n_outputs(spec, data)
+    check_fits_data(spec, data.n_samples, data.n_features, n_outputs)
+    return n_outputs
 
 
 def _n_outputs(spec: TrainSpec, data: Dataset) -> int:
@@ -271,6 +277,43 @@ def load_data(spec: TrainSpec) -> Dataset:
         return datasets.load_builtin(ds.name, n_samples=ds.n_samples, noise=ds.noise, seed=spec.seed)
     except datasets.DatasetError as exc:
         raise SpecError("dataset", str(exc)) from exc
+
+
+def _validated(spec: TrainSpec | dict | str) -> TrainSpec:
+    if isinstance(spec, TrainSpec):
+        return spec
+    return TrainSpec.model_validate_json(spec) if isinstance(spec, str) else TrainSpec.model_validate(spec)
+
+
+def _prepare(spec: TrainSpec, data: Dataset) -> tuple[datasets.Split, datasets.Standardizer | None]:
+    """``data`` split and standardised as the spec says."""
+    try:
+        return datasets.prepare(
+            data, test_fraction=spec.dataset.held_out, seed=spec.seed, standardize=spec.dataset.standardize
+        )
+    except datasets.DatasetError as exc:
+        raise SpecError("dataset.test_fraction", str(exc)) from exc
+
+
+def check(spec: TrainSpec | dict | str, data: Dataset | None = None) -> TrainSpec:
+    """Check everything :func:`fit` checks before its first epoch, without training; the validated spec.
+
+    A service calls this when a job is submitted, so a spec that cannot train
+    on its data (too many parameters for its input features, a loss that
+    does not suit the task, a held-out split too small) is refused then, not
+    when a worker starts it.  Costs a load of the data, never a network.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        The spec is invalid.
+    SpecError
+        The spec does not fit the data.
+    """
+    spec = _validated(spec)
+    split, _ = _prepare(spec, load_data(spec) if data is None else data)
+    _check_network(spec, split.train)
+    return spec
 
 
 def fit(
@@ -304,16 +347,10 @@ def fit(
     TrainingDiverged
         The loss became NaN or infinite.
     """
-    if not isinstance(spec, TrainSpec):
-        spec = TrainSpec.model_validate_json(spec) if isinstance(spec, str) else TrainSpec.model_validate(spec)
+    spec = _validated(spec)
     if data is None:
         data = load_data(spec)
-    try:
-        split, scaler = datasets.prepare(
-            data, test_fraction=spec.dataset.held_out, seed=spec.seed, standardize=spec.dataset.standardize
-        )
-    except datasets.DatasetError as exc:
-        raise SpecError("dataset.test_fraction", str(exc)) from exc
+    split, scaler = _prepare(spec, data)
     run = _Run(spec, split.train, split.val)
     epoch = 0 if checkpoint is None else run.restore(checkpoint)
 

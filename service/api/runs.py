@@ -15,7 +15,7 @@ from service.errors import ApiError, invalid_field, invalid_parameter, not_found
 from service.queue import QueueError
 from service.storage import repo
 from service.storage.models import RUN_STATUSES, Run
-from trainer import TrainSpec
+from trainer import SpecError, TrainSpec, check
 from trainer.spec import UploadData
 
 bp = Blueprint("runs", __name__, url_prefix="/api")
@@ -37,6 +37,21 @@ def check_dataset(s: Session, spec: TrainSpec) -> None:
         raise invalid_field("dataset.upload", f"no uploaded dataset {spec.dataset.upload}")
 
 
+def check_trainable(spec: TrainSpec) -> None:
+    """422 naming the field if the spec cannot train on its built-in dataset (a network with too many parameters
+    for its features, a loss that does not suit the task): refused now rather than failed by a worker.
+
+    Called outside any transaction (it loads the data).  An upload's fit is left to the worker, which reads the
+    file anyway; the API would otherwise parse up to 16 MiB per request.
+    """
+    if isinstance(spec.dataset, UploadData):
+        return
+    try:
+        check(spec)
+    except SpecError as exc:
+        raise invalid_field(exc.field, exc.message) from None
+
+
 def enqueue(run_id: str) -> None:
     """Send the committed run to the workers; a broker that is down leaves it queued for the reconciler."""
     try:
@@ -49,6 +64,7 @@ def enqueue(run_id: str) -> None:
 @requires("write")
 def create_run() -> tuple[Response, int, dict[str, str]]:
     spec = json_body(TrainSpec)
+    check_trainable(spec)
     with transaction() as s:
         check_dataset(s, spec)
         run = repo.create_run(session=s, **run_fields(spec))

@@ -71,6 +71,9 @@ MALFORMED = [
     (_with(early_stopping={"monitor": "val_loss"}), "early_stopping.monitor"),
     (_with(lr_schedule={"name": "warp"}), "lr_schedule"),
     (_with(snapshot_every=0), "snapshot_every"),
+    # Refused only against the data (trainer.check): 2 x 4096 x 4096 x 1 is over 10 million parameters on XOR.
+    (_with(model={"type": "mlp", "hidden": [{"units": 4096}] * 2}), "model.hidden"),
+    (_with(dataset={"name": "sine"}, loss="cross_entropy"), "loss"),
     ([BASE], "body"),
     ("spec", "body"),
     (None, "body"),
