@@ -4,7 +4,9 @@ Every error response is::
 
     {"error": {"code": "<short_code>", "message": "...", "fields": [{"field": "...", "message": "..."}]}}
 
-with a 4xx status for anything a client sent (a 500 only for a bug, logged).
+with a 4xx status for anything a client sent, a 503 while the database is
+unreachable (a restart or failover: the client should try again), and a 500
+only for a bug, logged.
 Views raise :class:`ApiError`; Flask's own HTTP errors (404 for an unknown
 route, 405, 413 for a body over ``MAX_CONTENT_LENGTH``) and pydantic's
 ``ValidationError`` (422 with the fields' JSON paths) are converted here.
@@ -17,11 +19,16 @@ from collections.abc import Mapping, Sequence
 
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from service.storage.db import unreachable
 from trainer.spec import field_errors
 
 FieldError = Mapping[str, str]
+
+#: The ``Retry-After`` of a 503 while the database is unreachable.
+RETRY_AFTER_SECONDS = 5
 
 #: Short codes of the HTTP errors Flask raises itself; others get ``http_<status>``.
 HTTP_CODES: dict[int, str] = {
@@ -122,6 +129,10 @@ def register_error_handlers(app: Flask) -> None:
     """Make every error of ``app`` a JSON error response."""
 
     def unexpected(exc: Exception) -> Response:
+        if isinstance(exc, SQLAlchemyError) and unreachable(exc):
+            app.logger.warning("the database is unreachable: %s", exc.orig or exc)
+            message = "the database is unreachable; try again shortly"
+            return error_response(503, "unavailable", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         app.logger.exception("unexpected error")
         return error_response(500, "internal_error", "internal server error")
 

@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.storage import repo
+from service.storage.db import unreachable
 from trainer import STOP, Checkpoint, Dataset, EpochRecord, SpecError, TrainingDiverged, TrainSpec, fit, load_csv
 from trainer.spec import UploadData
 
@@ -48,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 #: A run claimed more often than this (its worker died each time) is failed instead of tried again.
 MAX_ATTEMPTS = 5
+
+#: How long a worker keeps retrying a write while the database is unreachable before it gives the run up
+#: (the lease then expires and the reconciler hands the run out again once the database is back).
+DB_RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Context:
         flushed, given back to the queue and :attr:`requeue` is called.
     requeue : callable, optional
         ``requeue(run_id)`` sends the run to the queue again (after a release).
+    db_retry_seconds : float
+        How long a claim or flush retries while the database is unreachable (see :func:`retrying`).
     """
 
     Session: sessionmaker[Session]
@@ -80,6 +87,29 @@ class Context:
     weights_budget_bytes: int
     should_release: Callable[[], bool] = field(default=lambda: False)
     requeue: Callable[[str], None] | None = None
+    db_retry_seconds: float = DB_RETRY_SECONDS
+
+
+def retrying(ctx: Context, what: str, transaction: Callable[[], Any]) -> Any:
+    """``transaction()``, called again with a growing pause while the database is unreachable.
+
+    A restarted or failed-over database costs the run a pause, not its
+    buffered epochs.  After ``ctx.db_retry_seconds``, or once the worker is
+    shutting down, the error propagates: the run's lease then expires and the
+    reconciler sends it out again.  ``transaction`` must be safe to repeat
+    (every write of a flush is idempotent).
+    """
+    deadline = time.monotonic() + ctx.db_retry_seconds
+    pause = 0.1
+    while True:
+        try:
+            return transaction()
+        except SQLAlchemyError as exc:
+            if not unreachable(exc) or time.monotonic() + pause > deadline or ctx.should_release():
+                raise
+            logger.warning("%s: the database is unreachable, trying again in %.1f s: %s", what, pause, exc.orig or exc)
+        time.sleep(pause)
+        pause = min(2 * pause, 2.0)
 
 
 # --------------------------------------------------------------------------- weights
@@ -244,51 +274,64 @@ class _Tracker:
         requested cancel ends it as ``cancelled`` whatever was asked.  Sets
         :attr:`outcome` when training must stop.  The checkpoint is taken by
         the caller at the last buffered epoch (it copies the whole training
-        state, so not at every epoch).
+        state, so not at every epoch).  While the database is unreachable the
+        transaction is tried again (:func:`retrying`), the buffer kept.
         """
         ctx, run_id = self.ctx, self.run_id
         data = None if checkpoint is None else checkpoint.to_bytes()
-        with ctx.Session() as s, s.begin():
-            lease = repo.renew_lease(session=s, run_id=run_id, worker=ctx.worker, lease_seconds=ctx.lease_seconds)
-            if not lease.held:
-                self.outcome = "lost"
-                return
-            repo.write_epochs(session=s, run_id=run_id, rows=self.rows)
-            self._write_weights(s, last=finish is not None or lease.cancel_requested)
-            if checkpoint is not None:
-                repo.save_checkpoint(session=s, run_id=run_id, epoch=checkpoint.epoch, data=data)
-            if lease.cancel_requested:
-                finish = ("cancelled", None)
-            if finish is not None:
-                status, error = finish
-                repo.finish_run(
-                    session=s, run_id=run_id, status=status, error=error,
-                    summary=self.summary.fields(), worker=ctx.worker,
+
+        def transaction() -> str | None:
+            with ctx.Session() as s, s.begin():
+                lease = repo.renew_lease(
+                    session=s, run_id=run_id, worker=ctx.worker, lease_seconds=ctx.lease_seconds
                 )
-                self.outcome = status
-                if status == "succeeded":  # a finished run is never resumed: its training state is dead weight
-                    repo.delete_checkpoint(session=s, run_id=run_id)
-            elif release:
-                repo.release_run(session=s, run_id=run_id, worker=ctx.worker)
-                self.outcome = "released"
+                if not lease.held:
+                    return "lost"
+                repo.write_epochs(session=s, run_id=run_id, rows=self.rows)
+                snapshots, superseded = self._weight_writes(last=finish is not None or lease.cancel_requested)
+                if superseded:
+                    repo.delete_weights(session=s, run_id=run_id, epochs=superseded)
+                repo.write_weights_many(session=s, run_id=run_id, snapshots=snapshots)
+                if checkpoint is not None:
+                    repo.save_checkpoint(session=s, run_id=run_id, epoch=checkpoint.epoch, data=data)
+                status, error = ("cancelled", None) if lease.cancel_requested else finish or (None, None)
+                if status is not None:
+                    repo.finish_run(
+                        session=s, run_id=run_id, status=status, error=error,
+                        summary=self.summary.fields(), worker=ctx.worker,
+                    )
+                    if status == "succeeded":  # a finished run is never resumed: its training state is dead weight
+                        repo.delete_checkpoint(session=s, run_id=run_id)
+                    return status
+                if release:
+                    repo.release_run(session=s, run_id=run_id, worker=ctx.worker)
+                    return "released"
+                return None
+
+        self.outcome = retrying(ctx, f"run {run_id}: flush", transaction)
+        if self.outcome == "lost":
+            return
+        if self.best is not None:
+            self.stored_best, self.best = self.best[0], None
         self.rows, self.snapshots = [], {}
         self.flushed_at = time.monotonic()
         if self.outcome == "released" and ctx.requeue is not None:
             ctx.requeue(run_id)
 
-    def _write_weights(self, s: Session, *, last: bool) -> None:
+    def _weight_writes(self, *, last: bool) -> tuple[list[tuple[int, bytes]], list[int]]:
+        """The snapshots a flush writes and the stored best it supersedes (to delete); changes nothing."""
         snapshots = dict(self.snapshots)
+        superseded: list[int] = []
         if self.best is not None:
             epoch, data = self.best
             if data is not None:
                 snapshots[epoch] = data
             if self.stored_best is not None and self.stored_best != epoch and not self.plan.keeps(self.stored_best):
-                repo.delete_weights(session=s, run_id=self.run_id, epochs=[self.stored_best])
-            self.stored_best, self.best = epoch, None
+                superseded.append(self.stored_best)
         if last and self.last is not None:
             epoch, weights = self.last
             snapshots.setdefault(epoch, weights_npz(weights))
-        repo.write_weights_many(session=s, run_id=self.run_id, snapshots=sorted(snapshots.items()))
+        return sorted(snapshots.items()), superseded
 
 
 class _Heartbeat(threading.Thread):
@@ -393,6 +436,10 @@ def _end(tracker: _Tracker, status: str, error: str | None) -> str:
 
 def _claim(run_id: str, ctx: Context) -> _Loaded | str | None:
     """Claim the run and read what training needs; None if not claimed, a message if it cannot be trained."""
+    return retrying(ctx, f"run {run_id}: claim", lambda: _claim_once(run_id, ctx))
+
+
+def _claim_once(run_id: str, ctx: Context) -> _Loaded | str | None:
     with ctx.Session() as s, s.begin():
         run = repo.claim_run(session=s, run_id=run_id, worker=ctx.worker, lease_seconds=ctx.lease_seconds)
         if run is None:
@@ -431,6 +478,9 @@ def _claim(run_id: str, ctx: Context) -> _Loaded | str | None:
 
 
 def _fail(run_id: str, ctx: Context, error: str) -> str:
-    with ctx.Session() as s, s.begin():
-        repo.finish_run(session=s, run_id=run_id, status="failed", error=error, worker=ctx.worker)
+    def transaction() -> None:
+        with ctx.Session() as s, s.begin():
+            repo.finish_run(session=s, run_id=run_id, status="failed", error=error, worker=ctx.worker)
+
+    retrying(ctx, f"run {run_id}: fail", transaction)
     return "failed"

@@ -10,7 +10,9 @@ SQLAlchemy's SQLite documentation describes).  Keep transactions short: on
 SQLite one open transaction holds up every other.
 
 PostgreSQL gets ``pool_pre_ping`` so a restarted server costs no failed
-request; a plain ``postgresql://`` URL means the psycopg 3 driver.
+request, and a connect timeout so an unreachable one fails in seconds; a plain
+``postgresql://`` URL means the psycopg 3 driver.  :func:`unreachable` tells an
+outage from an error in what was asked: callers retry the one, not the other.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 #: How long a SQLite connection waits for another's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: Seconds a new PostgreSQL connection may take (unless the URL sets ``connect_timeout``).
+POSTGRES_CONNECT_TIMEOUT = 10
 
 _POSTGRES_DRIVERNAMES = {"postgresql", "postgres"}
 
@@ -58,7 +64,20 @@ def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: A
         return _sqlite_engine(url, foreign_keys=sqlite_foreign_keys, **kwargs)
     if backend == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
+        if "connect_timeout" not in url.query:
+            kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or dropped the connection.
+
+    Such an error is worth retrying; any other (a constraint, a bad query) is not.
+    SQLite's "database is locked" is an ``OperationalError`` too, and retrying it is right.
+    """
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

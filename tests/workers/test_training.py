@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 from worker_kit import DIGITS, DIVERGES, XOR, npz_arrays, spec_of
@@ -18,7 +20,7 @@ from service.api.schemas import weights_layers
 from service.storage import repo
 from service.storage.db import make_engine, make_sessionmaker
 from trainer import fit
-from worker.training import Context, SnapshotPlan, train_run, weights_npz
+from worker.training import Context, SnapshotPlan, retrying, train_run, weights_npz
 
 MB = 1024 * 1024
 
@@ -321,3 +323,52 @@ def test_a_run_given_up_after_too_many_attempts(Session, context):
     assert train_run(run_id, ctx=context()) == "failed"
     run, _, _ = read(Session, run_id)
     assert run.attempts == 6 and "gave up after 5 attempts" in run.error
+
+
+# --------------------------------------------------------------------------- an unreachable database
+
+
+def test_an_unreachable_database_is_retried_then_reported(caplog):
+    """A claim against a server that refuses connections is tried again until ``db_retry_seconds``, then raises."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/nowhere")
+    ctx = Context(Session=make_sessionmaker(engine), worker="test:0", lease_seconds=30.0, flush_seconds=0.0,
+                  weights_budget_bytes=MB, db_retry_seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(OperationalError):
+        train_run("no-such-run", ctx=ctx)
+    assert 0.5 <= time.monotonic() - started < 5  # it gives up rather than pause past the second
+    retries = [r for r in caplog.records if "the database is unreachable, trying again" in r.getMessage()]
+    assert len(retries) >= 3
+    engine.dispose()
+
+
+def test_retrying_repeats_only_what_an_outage_caused():
+    ctx = Context(Session=None, worker="test:0", lease_seconds=30.0, flush_seconds=0.0, weights_budget_bytes=MB)
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+        return "written"
+
+    assert retrying(ctx, "flaky", flaky) == "written" and len(calls) == 3
+
+    def refused() -> None:
+        calls.append(1)
+        raise IntegrityError("INSERT", {}, ValueError("duplicate key"))
+
+    calls.clear()
+    with pytest.raises(IntegrityError):
+        retrying(ctx, "refused", refused)
+    assert len(calls) == 1  # a constraint is not an outage: no second try
+
+    shutting_down = Context(Session=None, worker="test:0", lease_seconds=30.0, flush_seconds=0.0,
+                            weights_budget_bytes=MB, should_release=lambda: True)
+    calls.clear()
+    with pytest.raises(OperationalError):
+        retrying(shutting_down, "flaky", flaky)
+    assert len(calls) == 1  # a worker shutting down hands the run back instead of waiting
