@@ -1,4 +1,4 @@
-"""Helpers of the worker tests: specs, polling, a stack (database + queue) and worker subprocesses."""
+"""Helpers of the worker and reliability tests: specs, polling, a stack (database + queue) and worker subprocesses."""
 from __future__ import annotations
 
 import copy
@@ -22,7 +22,9 @@ from service.queue import CeleryQueue
 from service.storage import repo
 from service.storage.db import make_engine, make_sessionmaker
 from service.storage.migrate import upgrade
+from trainer import fit
 from worker.celery_app import declare_queue
+from worker.training import weights_npz
 
 XOR: dict[str, Any] = {
     "name": "xor",
@@ -78,6 +80,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def assert_one_row_per_epoch(stack: Stack, run_id: str, epochs: int) -> None:
+    """The run has one epoch row for each of its ``epochs`` epochs, no gap and no double."""
+    assert [row["epoch"] for row in stack.epochs(run_id)] == list(range(1, epochs + 1))
+
+
+def assert_bit_identical_to_fit(stack: Stack, run_id: str, spec: dict[str, Any]) -> None:
+    """The run's last weights are those of ``fit(spec)`` in this process, bit for bit."""
+    expected = npz_arrays(weights_npz(fit(spec).network.params))
+    epoch, data = stack.weights(run_id)
+    got = npz_arrays(data)
+    assert epoch == spec["epochs"] and got.keys() == expected.keys()
+    for name in expected:
+        assert np.array_equal(got[name], expected[name]), name
 
 
 # --------------------------------------------------------------------------- stacks

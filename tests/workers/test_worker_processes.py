@@ -15,13 +15,21 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
-from worker_kit import DIGITS, DIVERGES, XOR, Stack, WorkerProcess, npz_arrays, spec_of, wait_for
+from worker_kit import (
+    DIGITS,
+    DIVERGES,
+    XOR,
+    Stack,
+    WorkerProcess,
+    assert_bit_identical_to_fit,
+    assert_one_row_per_epoch,
+    spec_of,
+    wait_for,
+)
 
 from service.api.schemas import weights_layers
 from service.storage import repo
-from trainer import fit
 from worker.reconciler import broker_housekeeping
-from worker.training import weights_npz
 
 #: kombu's SQLAlchemy transport (the local broker) declares its queue with ``noload``, deprecated in SQLAlchemy 2.1.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
@@ -33,19 +41,6 @@ def shared(stack_factory) -> Stack:
     stack = stack_factory(lease=2.0)
     stack.start_worker(concurrency=2)
     return stack
-
-
-def assert_one_row_per_epoch(stack: Stack, run_id: str, epochs: int) -> None:
-    assert [row["epoch"] for row in stack.epochs(run_id)] == list(range(1, epochs + 1))
-
-
-def assert_bit_identical_to_fit(stack: Stack, run_id: str, spec: dict[str, Any]) -> None:
-    expected = npz_arrays(weights_npz(fit(spec).network.params))
-    epoch, data = stack.weights(run_id)
-    got = npz_arrays(data)
-    assert epoch == spec["epochs"] and got.keys() == expected.keys()
-    for name in expected:
-        assert np.array_equal(got[name], expected[name]), name
 
 
 def wait_training(stack: Stack, run_id: str, min_epochs: int = 1) -> Any:
