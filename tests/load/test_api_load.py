@@ -6,8 +6,9 @@ PostgreSQL database made for the test and a Redis queue of its own: the API
 exactly as docker-compose.yml runs it (gunicorn's gthread workers, its
 ``GUNICORN_CMD_ARGS``), after the migrations, with two workers training the
 runs the clients submit.  Asserts no error at all (every response the
-expected 2xx, no connection error), every operation done many times, p50 and
-p99 measured (shown in the terminal summary), and every submitted run
+expected 2xx, no connection error, nothing wrong in the API's and workers'
+logs), every operation done many times, p50 and p99 measured (shown in the
+terminal summary), runs trained during the load, and every submitted run
 succeeded after a bounded wait.
 
 Cleanup: the benchmark stops what it started; the test then kills any
@@ -103,8 +104,8 @@ def test_fifty_clients_for_thirty_seconds_get_no_errors_while_workers_train(
     for label, o in [*operations.items(), ("all", overall), ("GET /healthz (floor)", floor)]:
         summary(f"  {label:<28} requests {o['requests']:>6}  errors {o['errors']:>3}  p50 {o['p50_ms']:8.1f} ms  "
                 f"p99 {o['p99_ms']:8.1f} ms  {o['requests_per_s']:6.0f} req/s")
-    summary(f"  runs submitted {runs['submitted']}, succeeded {runs['succeeded']} {runs['statuses']} "
-            f"(waited {runs['waited_s']:.1f} s after the load)")
+    summary(f"  runs submitted {runs['submitted']}, {runs['succeeded_during_load']} trained during the load, "
+            f"succeeded {runs['succeeded']} {runs['statuses']} (waited {runs['waited_s']:.1f} s after the load)")
 
     assert results["errors"] == 0, f"{results['errors']} errors, e.g. {results['error_examples']}"
     assert set(operations) == {"POST /api/runs", "GET /api/runs", "GET /api/runs/<id>", "GET /api/runs/<id>/epochs"}
@@ -116,4 +117,6 @@ def test_fifty_clients_for_thirty_seconds_get_no_errors_while_workers_train(
     assert results["seconds"] >= DURATION
     assert runs["submitted"] >= operations["POST /api/runs"]["requests"] > 0
     assert runs["succeeded"] == runs["submitted"], f"not every submitted run succeeded: {runs}"
+    assert runs["succeeded_during_load"] > 0, "the workers trained nothing while the load ran"
+    assert not results["log_problems"], f"the API's or a worker's log tells of problems: {results['log_problems']}"
     assert process.returncode == 0, output
