@@ -18,6 +18,7 @@ def test_sqlite_pragmas_and_folder(tmp_path):
         with engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
         assert path.parent.is_dir()
     finally:
