@@ -433,6 +433,30 @@ def _wait_finished(engine: Any, run_ids: list[str], timeout: float) -> tuple[dic
         time.sleep(0.5)
 
 
+def _cpu(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far: by the processes of each group's process groups (the API's
+    gunicorn processes, the workers' Celery processes) or, for ``clients``, by those processes; and by the whole
+    machine (``machine``: every core's busy time, whoever used it)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[2]), (int(fields[11]) + int(fields[12])) / ticks)  # pgrp, cpu
+    used = {}
+    for name, pids in groups.items():
+        if name == "clients":
+            used[name] = sum(stats[pid][1] for pid in pids if pid in stats)
+        else:
+            used[name] = sum(cpu for pgrp, cpu in stats.values() if pgrp in pids)
+    times = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    used["machine"] = (sum(times) - times[3] - times[4]) / ticks  # user to steal, but idle and iowait
+    return used
+
+
 def _succeeded(engine: Any) -> int:
     with engine.connect() as connection:
         return int(connection.execute(text("SELECT count(*) FROM runs WHERE status = 'succeeded'")).scalar())
@@ -507,8 +531,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         phase = dict(clients=args.clients, processes=args.processes, run_ids=seeds, timeout=args.timeout)
         warmup = run_phase(pool, stack.base, token, MIX, seconds=args.warmup, **phase)
         floor = run_phase(pool, stack.base, token, FLOOR, seconds=args.floor_duration, **phase)
-        sessions, succeeded = _sessions(engine), _succeeded(engine)
+        groups = {"api": [api.pid], "workers": [worker.pid for worker in workers],
+                  "clients": [child.pid for child in context.active_children()]}
+        sessions, succeeded, cpu = _sessions(engine), _succeeded(engine), _cpu(groups)
         load = run_phase(pool, stack.base, token, MIX, seconds=args.duration, **phase)
+        cpu = {name: seconds - cpu[name] for name, seconds in _cpu(groups).items()}
         after, trained = _sessions(engine), _succeeded(engine) - succeeded
         sessions = None if sessions is None or after is None else after - sessions
 
@@ -533,6 +560,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "error_examples": (load["examples"] + floor["examples"] + warmup["examples"])[:20],
         "warmup": {"requests": warmup["overall"]["requests"], "errors": warmup["overall"]["errors"]},
         "postgres_sessions_opened": sessions,
+        "cpu_seconds": cpu,
         "log_problems": log_problems,
         "runs": {
             "submitted": len(submitted),
@@ -571,6 +599,12 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\nfloor: {HEALTH} alone from the same {setup['clients']} clients for {setup['floor_duration_s']:g} s, "
           f"just before the load. PostgreSQL sessions opened during the load (API and workers): "
           f"{results['postgres_sessions_opened']}. Errors, all phases (warm-up included): {results['errors']}")
+    cpu, seconds = results["cpu_seconds"], results["seconds"]
+    ours = cpu["api"] + cpu["workers"] + cpu["clients"]
+    print(f"Cores busy during the load ({setup['cores']} in all): API {cpu['api'] / seconds:.2f}, workers "
+          f"{cpu['workers'] / seconds:.2f}, clients {cpu['clients'] / seconds:.2f}, everything else (PostgreSQL, "
+          f"Redis, other programs) {(cpu['machine'] - ours) / seconds:.2f}; the API's CPU per request: "
+          f"{cpu['api'] * 1000 / max(1, results['overall']['requests']):.1f} ms.")
     for example in results["error_examples"]:
         print(f"  {example}")
     for name, lines in results["log_problems"].items():
