@@ -314,13 +314,33 @@ def up(settings: Settings, *, host: str, port: int, workers: int, demo: bool = F
         return _shut_down(children, dead)
 
 
-def _announce(settings: Settings, url: str, made: bool) -> None:
+def login_link(url: str, token: str) -> str:
+    """The dashboard's one-click login: ``<url>/login#token=<token>``.
+
+    The token is in the URL's fragment, which a browser never sends to a
+    server: no access log, proxy log or ``Referer`` header gets it.  The login
+    page's script (``login.js``) clears it from the address bar and posts it
+    through the login form.  (A token in the query string, ``/login?token=``,
+    is refused: servers log query strings.)
+    """
+    return f"{url}/login#{urlencode({'token': token})}"
+
+
+def _announce(settings: Settings, url: str, made: bool, *, terminal: bool | None = None) -> None:
+    """Print where the service is; the one-click login link only when ``terminal`` (default: stdout is a tty)."""
     path = token_path(settings)
+    if terminal is None:
+        terminal = bool(getattr(sys.stdout, "isatty", lambda: False)())
     click.echo(f"Trainyard is running at {url}")
-    if settings.auth:  # a one-click login: the page sets its session cookie and drops the token from the address
-        click.echo(f"  dashboard (logs you in): {url}/login?{urlencode({'token': read_token(settings)})}")
-    else:
+    if not settings.auth:
         click.echo(f"  dashboard: {url}/")
+    elif terminal:
+        click.echo(f"  dashboard (logs you in): {login_link(url, read_token(settings) or '')}")
+    else:
+        # The link holds the admin token. A terminal is read by a person (and kept only in its scrollback); any
+        # other stdout (nohup, systemd's journal, a CI log, `| tee up.log`) is a log, and tokens never go into logs.
+        # So there the address is printed, and the token file's path below: paste the token into the login page.
+        click.echo(f"  dashboard: {url}/login (log in with the admin token in the file below)")
     click.echo(f"  API and its interactive documentation: {url}/docs")
     click.echo(f"  admin token: {path} ({'new' if made else 'kept'}; the trainyard command here reads it)")
     click.echo("Press Ctrl-C to stop.")

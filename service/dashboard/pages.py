@@ -18,6 +18,7 @@ from flask import (
     abort,
     current_app,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -128,17 +129,39 @@ def _headers(response: Response) -> Response:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
+    """The login form (POST: the token, with the session's CSRF value).
+
+    The one-click link is ``/login#token=...``: the fragment never reaches the
+    server, and the page's ``login.js`` posts it through this form.  A token
+    in the query string (``?token=``) is refused with a 400 saying why: the
+    request line, query and all, is already in the access log (and a proxy's)
+    by the time it arrives here, so accepting it would make such links work
+    and spread.  Nobody is logged in by it, valid or not.
+    """
     target = security.safe_next(request.values.get("next"), url_for(".runs"))
     if not services().settings.auth:
         return redirect(target)
-    token = request.form.get("token") if request.method == "POST" else request.args.get("token")
-    if request.method == "POST":
-        check_csrf()
+    if "token" in request.args:
+        return _login_page(target, status=400, refused=True)
+    if request.method == "GET":
+        return _login_page(target)
+    check_csrf()
+    token = request.form.get("token")
     if token is None:
-        return render_template("dashboard/login.html", next=target, failed=False)
+        return _login_page(target)
     if security.log_in(token):
-        return redirect(target, 303)  # the token never stays in the address bar or the history
-    return render_template("dashboard/login.html", next=target, failed=True), 401
+        return redirect(target, 303)
+    return _login_page(target, status=401, failed=True)
+
+
+def _login_page(target: str, *, status: int = 200, failed: bool = False, refused: bool = False) -> Response:
+    """The login page; sent with ``Referrer-Policy: no-referrer``, so an address it was opened with (a refused
+    ``?token=`` one) does not go on to the server again in the ``Referer`` of its stylesheet and scripts."""
+    response = make_response(
+        render_template("dashboard/login.html", next=target, failed=failed, refused=refused), status
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.post("/logout")

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import pty
 import signal
 import socket
 import stat
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import numpy as np
@@ -28,9 +30,10 @@ from click.testing import CliRunner, Result
 from service.cli import main
 from service.client import Client, ClientError
 from service.config import Settings
-from service.local import demo_specs, ensure_token, read_token, token_path
+from service.local import _announce, demo_specs, ensure_token, login_link, read_token, token_path
 from service.storage import migrate, repo
 from service.storage.db import make_engine, make_sessionmaker
+from service.storage.repo import TOKEN_PREFIX
 from trainer import TrainSpec
 
 #: ``trainyard`` as a process (the same entry point as the console script).
@@ -184,11 +187,14 @@ def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path,
     assert httpx.get(f"{up.url}/docs", timeout=10).status_code == 200  # the page the announcement points to
     token_file = token_path(up.settings())
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    link = next(line.split(": ", 1)[1] for line in up.output().splitlines() if "dashboard (logs you in)" in line)
-    assert link == f"{up.url}/login?token={token_file.read_text().strip()}"
+    token = token_file.read_text().strip()
+    # Its output is a file here, not a terminal: the login page's address and the token file, not the token.
+    assert f"  dashboard: {up.url}/login (log in with the admin token" in up.output()
+    assert f"  admin token: {token_file} (new;" in up.output()
+    assert token.removeprefix(TOKEN_PREFIX) not in up.output()
     with httpx.Client(timeout=10) as browser:
-        page = browser.get(link, follow_redirects=True)  # the one-click login lands on the runs page
-    assert page.status_code == 200 and page.url.path == "/runs" and "token" not in str(page.url)
+        page = browser.get(f"{up.url}/login")
+    assert page.status_code == 200 and 'name="token"' in page.text
     assert up.cli("token", "list").output.count("admin") == 1
 
     spec_file = tmp_path / "spec.json"
@@ -214,6 +220,60 @@ def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path,
             assert np.array_equal(arrays[f"b{index}"], np.asarray(layer["b"]))
 
     assert up.stop(signal.SIGINT) == 0
+    assert token.removeprefix(TOKEN_PREFIX) not in up.output()  # nor in the api's and the worker's output
+
+
+def test_the_login_link_carries_the_token_in_its_fragment_never_in_its_query(tmp_path, capsys):
+    """A URL's fragment never goes to a server; a query string goes into every access log on the way."""
+    token = TOKEN_PREFIX + "Ab-_9" * 8 + "xyz"
+    url = "http://127.0.0.1:8000"
+    link = login_link(url, token)
+    parts = urlsplit(link)
+    assert (parts.path, parts.query) == ("/login", "") and parse_qs(parts.fragment) == {"token": [token]}
+    assert token not in link.partition("#")[0]
+
+    settings = Settings.from_env({"TRAINYARD_DATA_DIR": str(tmp_path)})
+    token_path(settings).write_text(token + "\n")
+    _announce(settings, url, True, terminal=True)
+    shown = [line for line in capsys.readouterr().out.splitlines() if token in line]
+    assert shown == [f"  dashboard (logs you in): {link}"]
+    _announce(settings, url, True, terminal=False)
+    printed = capsys.readouterr().out
+    assert token.removeprefix(TOKEN_PREFIX) not in printed and f"  dashboard: {url}/login (" in printed
+
+
+def test_up_prints_the_login_link_to_a_terminal_and_not_to_a_file_or_pipe(tmp_path):
+    """`up`'s announcement as a process: on a pseudo-terminal the one-click link, through a pipe (a log) no token."""
+    settings = Settings.from_env({"TRAINYARD_DATA_DIR": str(tmp_path)})
+    token = TOKEN_PREFIX + "Zy-_0" * 8 + "abc"
+    token_path(settings).write_text(token + "\n")
+    url = "http://127.0.0.1:8000"
+    script = f"from service.config import Settings; from service.local import _announce; " \
+             f"_announce(Settings.from_env(), {url!r}, False)"
+    command, env = [sys.executable, "-c", script], _clean_environment(TRAINYARD_DATA_DIR=str(tmp_path))
+
+    piped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert token.removeprefix(TOKEN_PREFIX) not in piped.stdout + piped.stderr
+    assert f"  dashboard: {url}/login (" in piped.stdout
+
+    controller, terminal = pty.openpty()
+    try:
+        with subprocess.Popen(command, env=env, stdout=terminal, stderr=terminal) as process:
+            os.close(terminal)
+            output = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # EIO: the process exited and closed its side of the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            assert process.wait(60) == 0, output
+    finally:
+        os.close(controller)
+    assert f"  dashboard (logs you in): {login_link(url, token)}\r\n" in output.decode()
 
 
 def test_up_demo_submits_the_example_runs(start):

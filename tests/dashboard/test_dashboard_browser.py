@@ -29,8 +29,10 @@ from werkzeug.serving import make_server
 
 from service.app import create_app
 from service.config import Settings
+from service.local import login_link
 from service.storage import repo
 from service.storage.migrate import upgrade
+from service.storage.repo import TOKEN_PREFIX
 from trainer import fit
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -69,6 +71,16 @@ class Server:
     def __init__(self, settings: Settings):
         self.app = create_app(settings)
         self.Session: sessionmaker[OrmSession] = self.app.extensions["trainyard"].Session
+        #: Every request's method, path, query and Referer, as the server saw them (what an access log holds).
+        self.requests: list[str] = []
+        handle = self.app.wsgi_app
+
+        def recorded(environ: dict[str, Any], start_response: Any) -> Any:
+            self.requests.append(" ".join((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
+                                           environ.get("QUERY_STRING", ""), environ.get("HTTP_REFERER", ""))))
+            return handle(environ, start_response)
+
+        self.app.wsgi_app = recorded  # type: ignore[method-assign]
         self.http = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.http.server_port}"
         self.thread = threading.Thread(target=self.http.serve_forever, name="dashboard-server", daemon=True)
@@ -346,6 +358,32 @@ def test_a_hostile_run_name_is_shown_as_text(page: Page, server: Server, token: 
     p.screenshot(path=screenshots / "xss.png", full_page=True)
     p.wait_for_timeout(300)
     assert page.dialogs == []
+
+
+def test_the_one_click_link_logs_in_and_its_token_never_reaches_the_server(page: Page, server: Server,
+                                                                          screenshots: Path) -> None:
+    with server.Session() as s, s.begin():
+        token = repo.create_token(session=s, scope="read", name="one-click")[0]
+    secret = token.removeprefix(TOKEN_PREFIX)
+    p = page.page
+    first = len(server.requests)
+    p.goto(login_link(server.url, token))  # what `trainyard up` prints on a terminal: /login#token=...
+    p.wait_for_url("**/runs")
+    assert secret not in p.url and p.locator(".scope").text_content() == "scope: read"
+    seen = server.requests[first:]
+    assert any(line.startswith("POST /login") for line in seen), seen  # logged in through the form
+    assert not [line for line in seen if secret in line], seen
+    p.wait_for_load_state("networkidle")  # leaving while plotly.min.js is sent would leave werkzeug's file open
+
+    # The old link, /login?token=...: refused with the reason; the address bar drops it, and the page's own
+    # requests (stylesheet, script) do not send it again as their Referer.
+    first = len(server.requests)
+    response = p.goto(f"/login?token={token}")
+    assert response.status == 400 and "logs" in p.locator("#token-in-query").text_content()
+    assert p.url == f"{server.url}/login"
+    p.screenshot(path=screenshots / "login-refused.png")
+    assert len([line for line in server.requests[first:] if secret in line]) == 1, server.requests[first:]
+    page.errors.clear()  # the browser logs the 400 of the page itself
 
 
 def test_unknown_run_page(page: Page, token: str, screenshots: Path) -> None:

@@ -80,21 +80,44 @@ def test_login_form_sets_an_httponly_samesite_cookie_and_logout_ends_it(client, 
     assert client.get("/runs").status_code == 302
 
 
-def test_login_link_with_the_token_redirects_without_it(client: FlaskClient, tokens) -> None:
-    response = client.get(f"/login?token={tokens['read']}")
-    assert response.status_code == 303 and response.headers["Location"] == "/runs"
-    assert client.get("/runs").status_code == 200
+def test_a_token_in_the_query_string_is_refused_with_the_reason(client: FlaskClient, tokens, csrf) -> None:
+    """``/login?token=`` (the old one-click link) would put the token in access logs: it logs nobody in."""
+    token = tokens["admin"]
+    response = client.get(f"/login?token={token}&next=/sweeps")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'id="token-in-query"' in html and "logs" in html
+    assert token not in html  # not echoed back
+    assert response.headers["Referrer-Policy"] == "no-referrer"  # the page's own requests do not repeat the address
+    assert 'name="token"' in html  # the plain form is still there
+    assert client.get("/runs").status_code == 302
+    form = {"token": token, "csrf": csrf(html), "next": "/runs"}
+    assert client.post(f"/login?token={token}", data=form).status_code == 400
+    assert client.get("/runs").status_code == 302
+    assert client.post("/login", data=form).status_code == 303  # the form itself works
+
+
+def test_the_login_page_loads_its_script_and_says_nothing_of_a_refusal(client: FlaskClient) -> None:
+    page = client.get("/login")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "token-in-query" not in html
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    found = resources(html)
+    assert "/ui/static/login.js" in found.urls and not found.inline_code
+    with client.get("/ui/static/login.js") as script:
+        assert script.status_code == 200 and script.mimetype == "text/javascript"
+        assert "location.hash" in script.get_data(as_text=True)
 
 
 def test_login_refuses_an_unknown_token_and_a_revoked_one(client: FlaskClient, Session, csrf) -> None:
     with Session() as s, s.begin():
         token, row = repo.create_token(session=s, scope="read")
         repo.revoke_token(session=s, token_id=row.id)
-    assert client.get("/login?token=ty_nope").status_code == 401
-    page = client.get("/login")
-    response = client.post("/login", data={"token": token, "csrf": csrf(page.get_data(as_text=True))})
-    assert response.status_code == 401 and "unknown or revoked" in response.get_data(as_text=True)
-    assert client.get("/runs").status_code == 302
+    for refused in ("ty_nope", token):
+        page = client.get("/login")
+        response = client.post("/login", data={"token": refused, "csrf": csrf(page.get_data(as_text=True))})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 401 and "unknown or revoked" in html and refused not in html
+        assert client.get("/runs").status_code == 302
 
 
 def test_login_needs_the_csrf_value(client: FlaskClient, tokens) -> None:
@@ -103,16 +126,20 @@ def test_login_needs_the_csrf_value(client: FlaskClient, tokens) -> None:
     assert client.get("/runs").status_code == 302
 
 
-def test_login_never_redirects_to_another_site(client: FlaskClient, tokens) -> None:
+def test_login_never_redirects_to_another_site(client: FlaskClient, tokens, csrf) -> None:
     for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
-        response = client.get("/login", query_string={"token": tokens["read"], "next": target})
+        page = client.get("/login", query_string={"next": target})
+        assert f'value="{target}"' not in page.get_data(as_text=True), target
+        form = {"token": tokens["read"], "csrf": csrf(page.get_data(as_text=True)), "next": target}
+        response = client.post("/login", data=form)
         assert response.headers["Location"] == "/runs", target
 
 
 def test_revoking_the_token_ends_the_session(client: FlaskClient, Session, csrf) -> None:
     with Session() as s, s.begin():
         token, row = repo.create_token(session=s, scope="write")
-    assert client.get(f"/login?token={token}").status_code == 303
+    page = client.get("/login")
+    assert client.post("/login", data={"token": token, "csrf": csrf(page.get_data(as_text=True))}).status_code == 303
     assert client.get("/runs").status_code == 200
     with Session() as s, s.begin():
         repo.revoke_token(session=s, token_id=row.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 import subprocess
 import sys
@@ -68,7 +69,9 @@ def test_a_session_made_by_one_app_is_valid_in_another(url: str, tmp_path: Path)
         with Session() as s, s.begin():
             token = repo.create_token(session=s, scope="read")[0]
         first = apps[0].test_client()
-        assert first.get(f"/login?token={token}").status_code == 303
+        page = first.get("/login").get_data(as_text=True)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        assert first.post("/login", data={"token": token, "csrf": csrf}).status_code == 303
         cookie = first.get_cookie("trainyard_session")
         second = apps[1].test_client()
         second.set_cookie("trainyard_session", cookie.value)
