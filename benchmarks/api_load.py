@@ -47,6 +47,7 @@ import os
 import random
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -184,7 +185,7 @@ class Stack:
     def command(self, service: str) -> list[str]:
         """The service's command, the API's container port made the free port."""
         words = self.services[service]["command"]
-        words = words.split() if isinstance(words, str) else [str(word) for word in words]
+        words = shlex.split(words) if isinstance(words, str) else [str(word) for word in words]
         if service == "api":
             container_port = str(self.services["api"]["ports"][0]).rsplit(":", 1)[1]
             words = [str(self.port) if before == "--port" and word == container_port else word
