@@ -72,10 +72,12 @@ def api_command(host: str, port: int, *, workers: int, threads: int, graceful_ti
     """The command line that serves the API (``service.wsgi:app``) under gunicorn's threaded workers.
 
     More options can come from gunicorn's own ``GUNICORN_CMD_ARGS`` variable
-    (``--access-logfile -``, ``--timeout``, ...).
+    (``--access-logfile -``, ``--timeout``, ...).  Its logs mask API tokens
+    (:mod:`service.gunicorn_logging`).
     """
     command = [sys.executable, "-m", "gunicorn", "--bind", f"{_bind_host(host)}:{port}",
-               "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads)]
+               "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
+               "--logger-class", "service.gunicorn_logging.RedactingLogger"]
     if graceful_timeout is not None:
         command += ["--graceful-timeout", str(graceful_timeout)]
     return [*command, "service.wsgi:app"]
