@@ -3,11 +3,12 @@
 SQLite (local mode) gets, on every new connection, ``PRAGMA foreign_keys=ON``
 (so ``ON DELETE CASCADE`` works), ``journal_mode=WAL`` (readers and one writer
 at once) with ``synchronous=NORMAL`` (no sync at every commit), and a
-``busy_timeout``; every transaction starts with ``BEGIN IMMEDIATE``, so a transaction that reads and then writes waits for the write
-lock instead of failing with "database is locked" when another process wrote
-in between (the sqlite3 module's own transaction handling is switched off, as
-SQLAlchemy's SQLite documentation describes).  Keep transactions short: on
-SQLite one open transaction holds up every other.
+``busy_timeout``; every transaction starts with ``BEGIN IMMEDIATE``, so a
+transaction that reads and then writes waits for the write lock instead of
+failing with "database is locked" when another process wrote in between (the
+sqlite3 module's own transaction handling is switched off, as SQLAlchemy's
+SQLite documentation describes).  Keep transactions short: on SQLite one open
+transaction holds up every other.
 
 PostgreSQL gets ``pool_pre_ping`` so a restarted server costs no failed
 request, and a connect timeout so an unreachable one fails in seconds; a plain

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -296,7 +297,8 @@ def test_the_compose_services_run_natively_train_runs_over_http_and_scale_worker
 
     # The dashboard: log in with the token once, and every page is served, by whichever gunicorn process.
     with httpx.Client(base_url=stack.api_url, timeout=10) as browser:
-        assert browser.get("/login", params={"token": token}).status_code == 303
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
+        assert browser.post("/login", data={"token": token, "csrf": csrf}).status_code == 303
         pages = [browser.get("/runs") for _ in range(20)]
     assert [page.status_code for page in pages] == [200] * 20
 
