@@ -25,6 +25,10 @@ from service.storage.migrate import check_schema
 #: Largest request body: specs and run changes are small JSON documents.
 MAX_CONTENT_LENGTH = 1024 * 1024
 
+#: Database connections each API process keeps open (at most, once used), and as many more under a burst: at least
+#: the threads of a gunicorn process (8 in the compose file), so connections are reused rather than reopened.
+POOL_SIZE = 16
+
 
 def create_app(settings: Settings | None = None, *, queue: RunQueue | None = None) -> Flask:
     """A Flask app serving the API for ``settings`` (default: ``Settings.from_env()``).
@@ -44,7 +48,7 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
         If it was migrated by a newer version of Trainyard.
     """
     settings = settings or Settings.from_env()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
     try:
         check_schema(engine)
     except Exception:

@@ -6,6 +6,11 @@ views reach it through :func:`services` and open their own transaction with
 
     with transaction() as s:
         run = repo.get_run(session=s, run_id=run_id)
+
+A request checks out one database connection, on its first transaction, and
+every later transaction of the request (the token's check, then the view's
+work) runs on it; it goes back to the pool when the request ends.  A checkout
+costs a round trip (the pool's liveness ping), so this halves them.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from flask import Flask, current_app
-from sqlalchemy import Engine
+from flask import Flask, current_app, g, has_request_context
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
@@ -35,8 +40,9 @@ class Services:
 
 
 def install(app: Flask, services: Services) -> None:
-    """Attach ``services`` to ``app``."""
+    """Attach ``services`` to ``app``, and return each request's connection to the pool when it ends."""
     app.extensions[EXTENSION] = services
+    app.teardown_request(_release_connection)
 
 
 def services() -> Services:
@@ -46,6 +52,23 @@ def services() -> Services:
 
 @contextmanager
 def transaction() -> Iterator[Session]:
-    """A session in a transaction, committed when the block ends (rolled back if it raises)."""
-    with services().Session() as session, session.begin():
+    """A session in a transaction, committed when the block ends (rolled back if it raises).
+
+    In a request it runs on the request's connection (see the module's note).
+    """
+    factory = services().Session
+    with (factory(bind=_request_connection()) if has_request_context() else factory()) as session, session.begin():
         yield session
+
+
+def _request_connection() -> Connection:
+    connection = g.get("_database_connection")
+    if connection is None or connection.closed or connection.invalidated:
+        connection = g._database_connection = services().engine.connect()
+    return connection
+
+
+def _release_connection(exc: BaseException | None) -> None:
+    connection = g.pop("_database_connection", None)
+    if connection is not None:
+        connection.close()
