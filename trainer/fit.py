@@ -380,6 +380,10 @@ def fit(
     )
 
 
+#: About how many optimizer steps go between two flushes of subnormal state (see trainer.optimizers).
+FLUSH_STEPS = 64
+
+
 class _Run:
     """A network, its optimizer, its shuffling and its early stopping: one training run's state."""
 
@@ -390,6 +394,8 @@ class _Run:
         self.rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[1])
         self.early = _EarlyStopper(spec.early_stopping)
         self.loop = _Loop(spec, net, self.opt, train, self.rng)
+        # Subnormals are flushed at the end of every epoch that completes another FLUSH_STEPS steps or so.
+        self.flush_every = max(1, FLUSH_STEPS // len(self.loop.batches))
 
     def train_epoch(self, epoch: int) -> EpochRecord:
         spec, net = self.spec, self.net
@@ -398,6 +404,8 @@ class _Run:
         # Overflow is expected when a run diverges; _check_finite reports it as TrainingDiverged.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             train_loss, train_acc, grad_norms = self.loop.run_epoch(lr)
+            if epoch % self.flush_every == 0:
+                self.opt.flush_subnormals()
             val_loss = val_acc = None
             if self.val is not None:
                 val_loss, val_acc = net.evaluate(self.val.X, self.val.y)
