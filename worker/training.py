@@ -26,7 +26,6 @@ end.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import threading
@@ -44,6 +43,7 @@ from service.storage import repo
 from service.storage.db import unreachable
 from trainer import STOP, Checkpoint, Dataset, EpochRecord, SpecError, TrainingDiverged, TrainSpec, fit, load_csv
 from trainer.spec import UploadData
+from worker.npz import npz_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +118,10 @@ def retrying(ctx: Context, what: str, transaction: Callable[[], Any]) -> Any:
 def weights_npz(weights: list[np.ndarray]) -> bytes:
     """``[W1, b1, W2, b2, ...]`` as the ``.npz`` bytes the API reads (arrays ``W1, b1, ...``), uncompressed.
 
-    Compression saves about 7% on weights and costs time on every epoch.
+    Compression saves about 7% on weights and costs time on every epoch; :func:`worker.npz.npz_bytes` writes
+    the file directly, a few times faster than :func:`numpy.savez`.
     """
-    arrays = {f"{'Wb'[i % 2]}{i // 2 + 1}": array for i, array in enumerate(weights)}
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
+    return npz_bytes({f"{'Wb'[i % 2]}{i // 2 + 1}": array for i, array in enumerate(weights)})
 
 
 @dataclass(frozen=True)
@@ -240,18 +238,20 @@ class _Tracker:
         """``fit``'s callback: buffer the epoch, flush when due, and ask ``fit`` to stop when the run must."""
         row = record.metrics()
         weights = record.weights
+        snapshot = None
         if self.plan is None:
+            snapshot = weights_npz(weights)
             self.plan = SnapshotPlan.for_run(
                 epochs=self.spec.epochs,
-                snapshot_bytes=len(weights_npz(weights)),
+                snapshot_bytes=len(snapshot),
                 budget_bytes=self.ctx.weights_budget_bytes,
                 every=self.spec.snapshot_every,
             )
         self.rows.append(row)
         if self.plan.keeps(record.epoch):
-            self.snapshots[record.epoch] = weights_npz(weights)
+            self.snapshots[record.epoch] = snapshot or weights_npz(weights)
         if self.summary.add(row):  # a new best: its weights are already on their way if the stride keeps them
-            self.best = (record.epoch, None if self.plan.keeps(record.epoch) else weights_npz(weights))
+            self.best = (record.epoch, None if self.plan.keeps(record.epoch) else snapshot or weights_npz(weights))
         self.last = (record.epoch, weights)
         release = self.ctx.should_release()
         if release or time.monotonic() - self.flushed_at >= self.ctx.flush_seconds:
@@ -456,7 +456,8 @@ def _claim_once(run_id: str, ctx: Context) -> _Loaded | str | None:
             if dataset is None:
                 return f"dataset.upload: no uploaded dataset {spec.dataset.upload} (deleted?)"
             content, target, task, name = dataset.content, dataset.target, dataset.task, dataset.name
-        stored = repo.get_checkpoint(session=s, run_id=run_id)
+        # A checkpoint is written by a worker that claimed the run: none before its second claim.
+        stored = repo.get_checkpoint(session=s, run_id=run_id) if run.attempts > 1 else None
         history = []
         if stored is not None:
             history = repo.get_epochs(

@@ -294,7 +294,7 @@ def claim_run(
     if lease_seconds <= 0:
         raise ValueError("lease_seconds must be positive")
     now = _now(now)
-    claimed = session.execute(
+    return session.scalars(
         update(Run)
         .where(Run.id == run_id, _claimable(now))
         .values(
@@ -305,9 +305,9 @@ def claim_run(
             lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
-    )
-    return _reload(session, run_id) if claimed.rowcount == 1 else None
+        .returning(Run)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).first()
 
 
 @dataclass(frozen=True)
