@@ -47,7 +47,6 @@ import os
 import random
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -56,7 +55,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,14 +64,12 @@ import httpx
 import numpy as np
 import redis
 import servers
-import yaml
 from record import add_option, record
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "deploy"))
+from compose_kit import command_of, environment_of, interpolate, load_compose, read_env_file  # noqa: E402
 
 #: What a client submits: the XOR MLP, 2-8-1, 100 epochs (a fraction of a second of training).
 SPEC: dict[str, Any] = {
@@ -103,50 +100,17 @@ EXAMPLES = 5
 
 # ------------------------------------------------------------------------------------------------ docker-compose.yml
 
-_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
-def _interpolate(value: Any, variables: Mapping[str, str]) -> Any:
-    """``value`` with ``$NAME``, ``${NAME:-default}``, ``${NAME:?error}``... substituted as Compose would."""
-    if isinstance(value, list):
-        return [_interpolate(item, variables) for item in value]
-    if isinstance(value, dict):
-        return {key: _interpolate(item, variables) for key, item in value.items()}
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        escaped, name, operator, argument, bare = match.groups()
-        if escaped:
-            return "$"
-        name, operator, argument = name or bare, operator or "", argument or ""
-        found = variables.get(name)
-        present = found is not None and (found != "" or not operator.startswith(":"))
-        if operator.endswith("-"):
-            return found if present else argument
-        if operator.endswith("?"):
-            if not present:
-                raise RuntimeError(f"docker-compose.yml needs {name}: {argument}")
-            return found
-        if operator.endswith("+"):
-            return argument if present else ""
-        return found or ""
-
-    return _VARIABLE.sub(substitute, value)
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    lines = (line.strip() for line in path.read_text().splitlines())
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-
-
 def compose_services() -> dict[str, Any]:
-    """docker-compose.yml's services, interpolated with .env.example and the secrets filled in."""
-    variables = _env_file(ENV_EXAMPLE) | {
+    """docker-compose.yml's services, interpolated with .env.example and the secrets filled in.
+
+    Read with the tests' own reader of the deployment files (``tests/deploy/compose_kit.py``), so the benchmark
+    runs what the compose tests check.
+    """
+    variables = read_env_file() | {
         "POSTGRES_PASSWORD": "unused",
         "TRAINYARD_SECRET_KEY": secrets.token_urlsafe(32),
     }
-    return _interpolate(yaml.safe_load(COMPOSE_FILE.read_text())["services"], variables)
+    return interpolate(load_compose()["services"], variables)
 
 
 class Stack:
@@ -175,17 +139,14 @@ class Stack:
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def env(self, service: str) -> dict[str, str]:
-        environment = self.services[service].get("environment") or {}
-        if isinstance(environment, list):
-            environment = dict(item.split("=", 1) for item in environment)
+        environment = environment_of(self.services[service])
         for name in ("TRAINYARD_DATABASE_URL", "TRAINYARD_BROKER_URL"):
             assert name in environment, f"docker-compose.yml's {service} has no {name}"
-        return self.base_env | {k: "" if v is None else str(v) for k, v in environment.items()} | self.overrides
+        return self.base_env | environment | self.overrides
 
     def command(self, service: str) -> list[str]:
         """The service's command, the API's container port made the free port."""
-        words = self.services[service]["command"]
-        words = shlex.split(words) if isinstance(words, str) else [str(word) for word in words]
+        words = command_of(self.services[service])
         if service == "api":
             container_port = str(self.services["api"]["ports"][0]).rsplit(":", 1)[1]
             words = [str(self.port) if before == "--port" and word == container_port else word

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -88,6 +89,32 @@ def url(database_url: str) -> str:
     """The test's database, migrated to head."""
     upgrade(database_url)
     return database_url
+
+
+#: Debian's chromium (``.ci/run`` installs it): Playwright drives it and never downloads a browser of its own.
+CHROMIUM = "/usr/bin/chromium"
+#: Headless, and nothing that reaches for the network on its own (this machine's network is closed).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless chromium under Playwright, one per test module; skips without either."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        launched.close()
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -35,18 +35,6 @@ from service.storage.migrate import upgrade
 from service.storage.repo import TOKEN_PREFIX
 from trainer import fit
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 XSS = "<img src=x onerror=alert(1)>"
 #: Plotly reads some HTML in trace names: this one would become a link, were it not escaped.
 LINK = '<a href="https://example.com/">click</a> & <b>bold</b>'
@@ -107,16 +95,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def token(server: Server) -> str:
     with server.Session() as s, s.begin():
         return repo.create_token(session=s, scope="write", name="browser")[0]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
