@@ -20,36 +20,34 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from private_servers import PrivatePostgres, PrivateRedis, ServerUnavailable, free_port
+from private_servers import PrivatePostgres, PrivateRedis, PrivateServer, ServerUnavailable, free_port
 from worker_kit import Stack, redis_stack, wait_for
+
+
+def _running(server_class: type[PrivateServer]) -> Iterator[PrivateServer]:
+    """A started private server of ``server_class``, closed (stopped, its folder removed) afterwards; skips with
+    the reason on a machine without its binaries."""
+    try:
+        server = server_class()
+    except ServerUnavailable as exc:
+        pytest.skip(f"no private {server_class.name}: {exc}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     """A running PostgreSQL of this test's own, which it may stop and start."""
-    try:
-        server = PrivatePostgres()
-    except ServerUnavailable as exc:
-        pytest.skip(f"no private PostgreSQL: {exc}")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _running(PrivatePostgres)
 
 
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
     """A running Redis of this test's own (keeping nothing on disk), which it may stop and start."""
-    try:
-        server = PrivateRedis()
-    except ServerUnavailable as exc:
-        pytest.skip(f"no private Redis: {exc}")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _running(PrivateRedis)
 
 
 def delete_queue_keys(client: redis.Redis, queue: str) -> None:

@@ -48,7 +48,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-class _Server:
+class PrivateServer:
     """A server process in a process group of its own, logging to a file in its folder."""
 
     process: subprocess.Popen[bytes] | None = None
@@ -94,7 +94,7 @@ def _postgres_bin() -> Path:
     raise ServerUnavailable("PostgreSQL's server binaries (initdb, postgres) are not installed")
 
 
-class PrivatePostgres(_Server):
+class PrivatePostgres(PrivateServer):
     """A PostgreSQL cluster of the test's own on 127.0.0.1:``port`` (trust auth, user ``postgres``)."""
 
     name = "postgres"
@@ -146,7 +146,7 @@ class PrivatePostgres(_Server):
         return self.url.rsplit("/", 1)[0] + f"/{name}"
 
 
-class PrivateRedis(_Server):
+class PrivateRedis(PrivateServer):
     """A Redis of the test's own on 127.0.0.1:``port`` that keeps nothing on disk."""
 
     name = "redis"
