@@ -136,18 +136,19 @@ class Adam(Optimizer):
     def __init__(self, params, decay_mask, *, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(params, decay_mask, weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.m = np.zeros_like(params)  # m / (1 - beta1)
-        self.v = np.zeros_like(params)  # v / (1 - beta2)
+        # m / (1 - beta1) and v / (1 - beta2) as the rows of one array: one call decays both
+        self.moments = np.zeros((2, params.size), dtype=params.dtype)
+        self.m, self.v = self.moments
+        self._betas = np.array([[beta1], [beta2]], dtype=params.dtype)
         self.t = 0
 
     def _update(self, grad, lr):
         # ``grad`` doubles as the scratch array: four arrays in cache instead of five.
         b1, b2, m, v = self.beta1, self.beta2, self.m, self.v
         self.t += 1
-        m *= b1
+        self.moments *= self._betas
         m += grad
         np.multiply(grad, grad, out=grad)
-        v *= b2
         v += grad
         # sqrt(v_hat) = c * sqrt(self.v), c = sqrt((1 - b2) / (1 - b2**t))
         c = math.sqrt((1.0 - b2) / (1.0 - b2**self.t))
