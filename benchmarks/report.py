@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "trainer": ("trainer_vs_sklearn.py", ["--repeats", "7"], ["--repeats", "3"]),
     "overhead": ("worker_overhead.py", ["--repeat", "15"], ["--repeat", "5"]),
     "queue": ("queue_throughput.py", ["--repeat", "3"], ["--repeat", "1"]),
+    "local-queue": ("queue_throughput.py", ["--local", "--runs", "50", "--repeat", "3"],
+                    ["--local", "--runs", "20", "--repeat", "1"]),
     "ingest": ("ingest.py", ["--repeat", "5"], ["--repeat", "3"]),
     "compare": ("compare_latency.py", ["--repeat", "20"], ["--repeat", "8"]),
     "api": ("api_latency.py", ["--requests", "2000"], ["--requests", "500"]),
