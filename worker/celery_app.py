@@ -13,7 +13,9 @@ Nothing is built at import time.  The configuration follows DESIGN.md:
   longer is delivered again while it still runs; that copy finds nothing to
   claim.  Recovery from a dead worker does not wait for it: the lease does;
 - the SQLAlchemy transport passes its transport options to
-  ``create_engine``, so it gets none.
+  ``create_engine``, so it gets none; its workers poll the queue every
+  0.05 s while busy rather than kombu's second, which made ``trainyard up``
+  start one run a second however short the runs (:class:`SQLAlchemyTransport`).
 
 Shutdown: SIGTERM (and a first Ctrl-C) is Celery's warm shutdown.
 :func:`worker.run` turns it into a flag that the training loop reads at every
@@ -25,9 +27,12 @@ its lease expires.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from celery import Celery
+from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy.exc import IntegrityError
 
 from service.config import Settings
@@ -40,6 +45,49 @@ from worker import tasks
 VISIBILITY_TIMEOUT = 3600
 
 _REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+
+#: Seconds between a local-mode worker's looks at an empty queue while it is busy (see SQLAlchemyTransport).
+BUSY_POLL_SECONDS = 0.05
+#: ... and once it has had nothing to do for IDLE_AFTER_SECONDS (kombu's own interval).
+IDLE_POLL_SECONDS = 1.0
+IDLE_AFTER_SECONDS = 5.0
+
+
+class SQLAlchemyTransport(kombu_sqlalchemy.Transport):
+    """kombu's SQLAlchemy transport (local mode's broker), polling twenty times faster while there is work.
+
+    kombu polls an empty queue every second.  With a prefetch of one, a
+    worker that finishes a run has found the queue "empty" meanwhile (it could
+    take nothing while busy) and sleeps out that second before it takes the
+    next run, so ``trainyard up`` trained one run a second however short the
+    runs.  This transport looks every ``BUSY_POLL_SECONDS`` while a message is
+    unacknowledged or one came within ``IDLE_AFTER_SECONDS``, and every
+    ``IDLE_POLL_SECONDS`` otherwise (a look is one query on the broker's
+    SQLite file: every 0.1 s it costs about 3 % of a core, every second 0.6 %).
+    kombu would read a fixed interval from the transport options, but this
+    transport passes those to ``create_engine``, which refuses it.
+    """
+
+    idle_after_seconds = IDLE_AFTER_SECONDS
+    _last_delivery = -math.inf
+
+    @property
+    def polling_interval(self) -> float:  # kombu reads it at each drain_events
+        recent = time.monotonic() - self._last_delivery < self.idle_after_seconds
+        if recent or any(not channel.qos.can_consume() for channel in self.channels):
+            return BUSY_POLL_SECONDS
+        return IDLE_POLL_SECONDS
+
+    def _deliver(self, message, queue):
+        self._last_delivery = time.monotonic()
+        super()._deliver(message, queue)
+
+
+def _broker(url: str) -> tuple[str, type | None]:
+    """The broker URL and transport class to give Celery: ours for ``sqla+`` URLs, which name kombu's."""
+    if url.startswith("sqla+"):
+        return url.removeprefix("sqla+"), SQLAlchemyTransport
+    return url, None
 
 
 def transport_options(broker_url: str) -> dict[str, Any]:
@@ -72,9 +120,11 @@ def make_celery(settings: Settings) -> WorkerApp:
         A :class:`celery.Celery`; ``app.send_task(TRAIN_TASK, args=[run_id])``
         sends a run, ``app.Worker(...)`` runs a worker (see :func:`worker.run`).
     """
-    app = WorkerApp("trainyard", broker=settings.broker_url, set_as_current=False)
+    broker_url, transport = _broker(settings.broker_url)
+    app = WorkerApp("trainyard", broker=broker_url, set_as_current=False)
     options = transport_options(settings.broker_url)
     app.conf.update(
+        broker_transport=transport,
         task_default_queue=settings.queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -123,4 +173,12 @@ def declare_queue(settings: Settings, attempts: int = 3) -> None:
         app.close()
 
 
-__all__ = ["TRAIN_TASK", "VISIBILITY_TIMEOUT", "WorkerApp", "declare_queue", "make_celery", "transport_options"]
+__all__ = [
+    "TRAIN_TASK",
+    "VISIBILITY_TIMEOUT",
+    "SQLAlchemyTransport",
+    "WorkerApp",
+    "declare_queue",
+    "make_celery",
+    "transport_options",
+]
