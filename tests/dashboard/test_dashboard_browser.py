@@ -192,6 +192,12 @@ def test_log_in_select_two_runs_and_compare(page: Page, server: Server, token: s
     page.log_in(token)
     p.goto("/runs?tag=compare")
     assert p.locator("#runs-table tbody tr[data-run]").count() == 2
+    # every column, the Delete buttons included, fits a laptop's 1400-px window: no sideways scrolling
+    table = p.locator("#runs-table")
+    assert p.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert table.evaluate("el => el.parentElement.scrollWidth <= el.parentElement.clientWidth")
+    delete = table.locator("button.danger").first.bounding_box()
+    assert delete is not None and delete["x"] + delete["width"] <= 1400
     p.screenshot(path=screenshots / "runs.png", full_page=True)
     for run_id in (slow, fast):
         p.check(f'tr[data-run="{run_id}"] input[name="run"]')
