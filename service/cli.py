@@ -58,7 +58,16 @@ from .storage.models import RUN_STATUSES, SUMMARY_FIELDS, TOKEN_SCOPES
 from .sweeps import METRICS as SWEEP_METRICS
 
 
-@click.group(help=__doc__.split("\n\n")[0])
+#: What ``trainyard --help`` says first.
+HELP = """Trainyard: train neural networks and track the experiments.
+
+\b
+Start with `trainyard up --demo` (the service on this machine, example runs
+to compare). The commands that submit and list runs talk to it, or to a
+deployed service (--url, TRAINYARD_URL)."""
+
+
+@click.group(help=HELP)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     try:

@@ -66,6 +66,13 @@ def worker(server, train) -> Iterator[Callable[[Callable[[str], None]], None]]:
         thread.join(30)
 
 
+def test_help_says_what_trainyard_is_and_where_to_start():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert result.output.splitlines()[2].strip() == "Trainyard: train neural networks and track the experiments."
+    assert "trainyard up --demo" in result.output and "``" not in result.output
+
+
 def test_submit_prints_the_run_id(cli, spec_file, client):
     run_id = _submitted(cli("submit", str(spec_file)))
     assert client.run(run_id)["status"] == "queued"
