@@ -57,7 +57,6 @@ from .storage.db import make_engine, make_sessionmaker
 from .storage.models import RUN_STATUSES, SUMMARY_FIELDS, TOKEN_SCOPES
 from .sweeps import METRICS as SWEEP_METRICS
 
-
 #: What ``trainyard --help`` says first.
 HELP = """Trainyard: train neural networks and track the experiments.
 
