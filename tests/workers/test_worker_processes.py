@@ -141,9 +141,14 @@ def test_consumed_messages_do_not_pile_up_in_the_broker(shared: Stack):
 # --------------------------------------------------------------------------- crashes and shutdowns
 
 
+#: Epochs of the crash tests' DIGITS runs: about 3 s of training on a fast machine, so a worker is
+#: always killed mid-run (400 took 0.7 s on one machine and finished between two polls of the test).
+CRASH_EPOCHS = 2000
+
+
 def start_pair(stack: Stack) -> list[WorkerProcess]:
-    """Two workers on the stack, started side by side."""
-    return [stack.start_worker() for _ in range(2)]
+    """Two workers on the stack, started side by side, storing progress every 0.1 s (so it is seen early)."""
+    return [stack.start_worker(TRAINYARD_FLUSH_SECONDS="0.1") for _ in range(2)]
 
 
 def trainer_of(pair: list[WorkerProcess], run: Any) -> tuple[WorkerProcess, WorkerProcess]:
@@ -157,23 +162,23 @@ def trainer_of(pair: list[WorkerProcess], run: Any) -> tuple[WorkerProcess, Work
 def test_sigkill_mid_run_resumes_elsewhere_bit_identical(stack_factory):
     stack = stack_factory(lease=2.0)
     pair = start_pair(stack)
-    spec = spec_of(DIGITS, epochs=400)
+    spec = spec_of(DIGITS, epochs=CRASH_EPOCHS)
     run_id = stack.submit(spec)
     victim, rescuer = trainer_of(pair, wait_training(stack, run_id))
     victim.kill()
     killed_at = stack.run(run_id).epochs_done
-    assert killed_at < 400
+    assert killed_at < CRASH_EPOCHS
     run = stack.wait_finished(run_id, timeout=60)
     assert (run.status, run.error, run.attempts) == ("succeeded", None, 2)
     assert f"resuming from the checkpoint of epoch {killed_at}" in rescuer.output()
-    assert_one_row_per_epoch(stack, run_id, 400)
+    assert_one_row_per_epoch(stack, run_id, CRASH_EPOCHS)
     assert_bit_identical_to_fit(stack, run_id, spec)
 
 
 def test_sigterm_requeues_the_run_at_once(stack_factory):
     stack = stack_factory(lease=60.0)  # recovery through an expired lease would take a minute
     pair = start_pair(stack)
-    spec = spec_of(DIGITS, epochs=600)
+    spec = spec_of(DIGITS, epochs=CRASH_EPOCHS)
     run_id = stack.submit(spec)
     victim, rescuer = trainer_of(pair, wait_training(stack, run_id))
     stopped = time.monotonic()
@@ -184,5 +189,5 @@ def test_sigterm_requeues_the_run_at_once(stack_factory):
     run = stack.wait_finished(run_id, timeout=60)
     assert (run.status, run.error, run.attempts) == ("succeeded", None, 2)
     assert "resuming from the checkpoint of epoch" in rescuer.output()
-    assert_one_row_per_epoch(stack, run_id, 600)
+    assert_one_row_per_epoch(stack, run_id, CRASH_EPOCHS)
     assert_bit_identical_to_fit(stack, run_id, spec)
