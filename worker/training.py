@@ -218,8 +218,11 @@ class _Loaded:
 class _Tracker:
     """Buffers a run's epochs and weights and writes them, with the checkpoint and lease, in flushes."""
 
-    def __init__(self, run_id: str, spec: TrainSpec, ctx: Context, history: list[dict[str, Any]]):
+    def __init__(
+        self, run_id: str, spec: TrainSpec, ctx: Context, history: list[dict[str, Any]], *, resumed: bool = False
+    ):
         self.run_id, self.spec, self.ctx = run_id, spec, ctx
+        self.has_checkpoint = resumed  # whether the database holds a checkpoint of the run
         self.summary = Summary()
         for row in history:  # a resumed run: the epochs already stored
             self.summary.add(row)
@@ -300,7 +303,8 @@ class _Tracker:
                         session=s, run_id=run_id, status=status, error=error,
                         summary=self.summary.fields(), worker=ctx.worker,
                     )
-                    if status == "succeeded":  # a finished run is never resumed: its training state is dead weight
+                    # A finished run is never resumed: its training state is dead weight.
+                    if status == "succeeded" and (self.has_checkpoint or checkpoint is not None):
                         repo.delete_checkpoint(session=s, run_id=run_id)
                     return status
                 if release:
@@ -311,6 +315,7 @@ class _Tracker:
         self.outcome = retrying(ctx, f"run {run_id}: flush", transaction)
         if self.outcome == "lost":
             return
+        self.has_checkpoint = self.has_checkpoint or checkpoint is not None
         if self.best is not None:
             self.stored_best, self.best = self.best[0], None
         self.rows, self.snapshots = [], {}
@@ -395,7 +400,7 @@ def train_run(run_id: str, *, ctx: Context) -> str:
         return _fail(run_id, ctx, loaded)
     if loaded.checkpoint is not None:
         logger.info("run %s: resuming from the checkpoint of epoch %d", run_id, loaded.checkpoint.epoch)
-    tracker = _Tracker(run_id, loaded.spec, ctx, loaded.history)
+    tracker = _Tracker(run_id, loaded.spec, ctx, loaded.history, resumed=loaded.checkpoint is not None)
     heartbeat = _Heartbeat(run_id, ctx)
     heartbeat.start()
     try:

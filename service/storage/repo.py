@@ -385,13 +385,13 @@ def finish_run(
         if worker is not None
         else Run.status.in_(("queued", "running"))
     )
-    finished = session.execute(
+    return session.scalars(
         update(Run)
         .where(Run.id == run_id, condition)
         .values(status=status, error=error, finished_at=now, lease_expires_at=None, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return _reload(session, run_id) if finished.rowcount == 1 else None
+        .returning(Run)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).first()
 
 
 def _summary_values(summary: Mapping[str, float | int | None]) -> dict[str, float | int | None]:

@@ -125,6 +125,22 @@ def test_a_run_succeeds_with_every_epoch_weights_and_summary(Session, context):
     assert_same_arrays(final_weights(Session, run_id), reference_weights(XOR))
 
 
+def test_a_succeeded_run_keeps_no_checkpoint(Session, context, monkeypatch):
+    run_id = create(Session, spec_of(XOR, epochs=3))
+    saved: list[int] = []
+    save_checkpoint = repo.save_checkpoint
+
+    def seen(**kwargs: Any) -> bool:  # watches the real write, which still happens
+        saved.append(kwargs["epoch"])
+        return save_checkpoint(**kwargs)
+
+    monkeypatch.setattr(repo, "save_checkpoint", seen)
+    assert train_run(run_id, ctx=context(flush_seconds=0.0)) == "succeeded"
+    assert saved == [1, 2, 3]  # a flush after every epoch, each with its checkpoint
+    with Session() as s:
+        assert repo.get_checkpoint(session=s, run_id=run_id) is None
+
+
 def test_validation_metrics_make_the_summary(Session, context):
     spec = spec_of(DIGITS, epochs=15)
     run_id = create(Session, spec)
