@@ -75,9 +75,11 @@ def api_command(host: str, port: int, *, workers: int, threads: int, graceful_ti
     (``--access-logfile -``, ``--timeout``, ...).  Its logs mask API tokens
     (:mod:`service.gunicorn_logging`).
     """
+    # No control socket (gunicorn >= 25.1 makes one by default, in $HOME/.gunicorn): two servers on one machine
+    # would take each other's, and a container's user may have no home to write it in.  Nothing here uses it.
     command = [sys.executable, "-m", "gunicorn", "--bind", f"{_bind_host(host)}:{port}",
                "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
-               "--logger-class", "service.gunicorn_logging.RedactingLogger"]
+               "--logger-class", "service.gunicorn_logging.RedactingLogger", "--no-control-socket"]
     if graceful_timeout is not None:
         command += ["--graceful-timeout", str(graceful_timeout)]
     return [*command, "service.wsgi:app"]

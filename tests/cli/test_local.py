@@ -51,8 +51,10 @@ def _free_port() -> int:
 
 
 def _clean_environment(**extra: str) -> dict[str, str]:
-    """This process's environment without any ``TRAINYARD_*`` setting, plus ``extra``."""
-    return {name: value for name, value in os.environ.items() if not name.startswith("TRAINYARD_")} | extra
+    """This process's environment without any ``TRAINYARD_*`` setting or ``XDG_RUNTIME_DIR``, plus ``extra``."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith("TRAINYARD_")}
+    kept.pop("XDG_RUNTIME_DIR", None)
+    return kept | extra
 
 
 def _children() -> dict[int, list[int]]:
@@ -94,10 +96,12 @@ class Service:
         self.url = f"http://127.0.0.1:{port}"
         self.data_dir = data_dir
         self.log = log
+        self.home = log.parent / "home"  # a home of its own: what the service writes there is seen
+        self.home.mkdir(exist_ok=True)
         with self.log.open("wb") as output:
+            env = _clean_environment(TRAINYARD_DATA_DIR=str(data_dir), HOME=str(self.home))
             self.process = subprocess.Popen([*TRAINYARD, *args], cwd=log.parent, stdout=output,
-                                            stderr=subprocess.STDOUT,
-                                            env=_clean_environment(TRAINYARD_DATA_DIR=str(data_dir)))
+                                            stderr=subprocess.STDOUT, env=env)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -185,6 +189,7 @@ def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path,
     with up.client() as client:
         assert client.ready() == {"database": "ok", "broker": "ok"}
     assert httpx.get(f"{up.url}/docs", timeout=10).status_code == 200  # the page the announcement points to
+    assert not (up.home / ".gunicorn").exists()  # no gunicorn control socket, which another server would take
     token_file = token_path(up.settings())
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
