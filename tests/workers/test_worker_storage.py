@@ -7,11 +7,14 @@ import math
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
 from service.storage import repo
-from service.storage.db import make_engine, make_sessionmaker
+from service.storage.db import make_engine, make_sessionmaker, unreachable
+from service.storage.migrate import upgrade
 from service.storage.models import Run
 
 
@@ -96,3 +99,43 @@ def test_blobs_are_stored_whole_and_uncompressed(Session):
             for table in ("weights", "checkpoints"):
                 method = s.connection().exec_driver_sql(f"SELECT pg_column_compression(data) FROM {table}").scalar()
                 assert method is None, table  # not compressed
+
+
+
+# --------------------------------------------------------------------------- a connection lost mid-transaction
+
+#: Statements that run on the DBAPI cursor (binary parameters or results), each ``(session, run_id) -> Any``.
+ON_THE_DBAPI_CURSOR = [
+    pytest.param(lambda s, run_id: repo.write_epochs(session=s, run_id=run_id, rows=rows(1, 3)), id="epochs"),
+    pytest.param(lambda s, run_id: repo.write_weights_many(session=s, run_id=run_id, snapshots=[(1, b"w")]),
+                 id="weights"),
+    pytest.param(lambda s, run_id: repo.get_curves(session=s, run_ids=[run_id], fields=["train_loss"]),
+                 id="curves"),
+]
+
+
+@pytest.mark.parametrize("statement", ON_THE_DBAPI_CURSOR)
+def test_a_connection_lost_on_the_dbapi_cursor_is_an_error_the_worker_retries(postgres_admin, postgres_database,
+                                                                               statement):
+    """The server ends the connection just before the statement: an SQLAlchemy error that says "unreachable"
+    (:func:`worker.training.retrying` retries those), and the connection is not handed out again.
+
+    psycopg raises its own error on the DBAPI cursor; the transaction's rollback on the lost connection then
+    raises SQLAlchemy's, which is what leaves the ``with`` block.
+    """
+    upgrade(postgres_database)
+    engine = make_engine(postgres_database)
+    Session = make_sessionmaker(engine)
+    try:
+        run_id = new_run(Session)
+        with pytest.raises(SQLAlchemyError) as caught:
+            with Session() as s, s.begin():
+                pid = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                with postgres_admin.connect() as admin:
+                    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                statement(s, run_id)
+        assert unreachable(caught.value), repr(caught.value)
+        with Session() as s:  # the next session works
+            assert repo.get_run(session=s, run_id=run_id).id == run_id
+    finally:
+        engine.dispose()
