@@ -288,6 +288,8 @@ def test_a_run_taken_over_stops_writing(Session, context):
 
 
 def test_an_epoch_longer_than_the_lease_keeps_the_run(Session, context):
+    # First a run under a 30 s lease: the process's lease keeper now sleeps 10 s at a time, and must wake for this one.
+    assert train_run(create(Session, spec_of(XOR, epochs=5)), ctx=context(lease_seconds=30.0)) == "succeeded"
     run_id = create(Session, spec_of(XOR, epochs=20))
     polls = itertools.count()
     taken: list[object] = []
