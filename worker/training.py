@@ -337,7 +337,8 @@ class _Tracker:
                 superseded.append(self.stored_best)
         if last and self.last is not None:
             epoch, weights = self.last
-            snapshots.setdefault(epoch, weights_npz(weights))
+            if epoch not in snapshots:  # the plan keeps every epoch while the budget allows: usually it is
+                snapshots[epoch] = weights_npz(weights)
         return sorted(snapshots.items()), superseded
 
 
