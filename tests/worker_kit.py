@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import os
 import signal
 import subprocess
@@ -36,7 +37,7 @@ XOR: dict[str, Any] = {
     "seed": 3,
 }
 
-#: Digits: about 7 ms an epoch on an idle core, held-out data, so validation metrics too.
+#: Digits: 2 to 7 ms an epoch on an idle core, by machine; held-out data, so validation metrics too.
 DIGITS: dict[str, Any] = {
     "name": "digits",
     "dataset": {"name": "digits", "test_fraction": 0.2},
@@ -63,6 +64,19 @@ def spec_of(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(base)
     out.update(changes)
     return out
+
+
+def epochs_lasting(spec: dict[str, Any], seconds: float, *, at_least: int) -> int:
+    """Epochs of ``spec`` that train for about ``seconds`` here (``fit`` alone; a worker is slower), or ``at_least``.
+
+    For tests that must catch a run mid-training whatever the machine's speed: one epoch of DIGITS took
+    7 ms on one machine and 1.7 ms on another, where 400 epochs finished between two polls of a test.
+    """
+    fit(spec_of(spec, epochs=1))  # loads and caches the dataset
+    sample = 50
+    started = time.perf_counter()
+    fit(spec_of(spec, epochs=sample))
+    return max(at_least, math.ceil(seconds * sample / (time.perf_counter() - started)))
 
 
 def npz_arrays(data: bytes) -> dict[str, np.ndarray]:

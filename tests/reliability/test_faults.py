@@ -22,6 +22,7 @@ from worker_kit import (
     WorkerProcess,
     assert_bit_identical_to_fit,
     assert_one_row_per_epoch,
+    epochs_lasting,
     spec_of,
     wait_for,
 )
@@ -68,7 +69,7 @@ def reach(stack: Stack, run_id: str, epoch: int) -> Run:
 
 def test_workers_sigkilled_at_random_moments_lose_nothing(shared_stack: Stack):
     stack = shared_stack
-    epochs = 600
+    epochs = epochs_lasting(DIGITS, 0.7, at_least=600)  # each run long enough to be killed in, on any machine
     specs = [spec_of(DIGITS, name=f"digits-{seed}", seed=seed, epochs=epochs) for seed in range(10)]
     run_ids = [stack.submit(spec) for spec in specs]
     flush = {"TRAINYARD_FLUSH_SECONDS": "0.1"}  # progress seen often enough to kill at a chosen epoch

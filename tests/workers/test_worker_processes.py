@@ -23,6 +23,7 @@ from worker_kit import (
     WorkerProcess,
     assert_bit_identical_to_fit,
     assert_one_row_per_epoch,
+    epochs_lasting,
     spec_of,
     wait_for,
 )
@@ -141,9 +142,10 @@ def test_consumed_messages_do_not_pile_up_in_the_broker(shared: Stack):
 # --------------------------------------------------------------------------- crashes and shutdowns
 
 
-#: Epochs of the crash tests' DIGITS runs: about 3 s of training on a fast machine, so a worker is
-#: always killed mid-run (400 took 0.7 s on one machine and finished between two polls of the test).
-CRASH_EPOCHS = 2000
+def crash_spec() -> dict[str, Any]:
+    """DIGITS for 2 s of ``fit`` on this machine (3 s in a worker; at least 400 epochs), so a worker is always
+    stopped mid-run however fast the machine: 400 epochs took 0.7 s on one and ended between two polls of the test."""
+    return spec_of(DIGITS, epochs=epochs_lasting(DIGITS, 2.0, at_least=400))
 
 
 def start_pair(stack: Stack) -> list[WorkerProcess]:
@@ -162,23 +164,23 @@ def trainer_of(pair: list[WorkerProcess], run: Any) -> tuple[WorkerProcess, Work
 def test_sigkill_mid_run_resumes_elsewhere_bit_identical(stack_factory):
     stack = stack_factory(lease=2.0)
     pair = start_pair(stack)
-    spec = spec_of(DIGITS, epochs=CRASH_EPOCHS)
+    spec = crash_spec()
     run_id = stack.submit(spec)
     victim, rescuer = trainer_of(pair, wait_training(stack, run_id))
     victim.kill()
     killed_at = stack.run(run_id).epochs_done
-    assert killed_at < CRASH_EPOCHS
+    assert killed_at < spec["epochs"]
     run = stack.wait_finished(run_id, timeout=60)
     assert (run.status, run.error, run.attempts) == ("succeeded", None, 2)
     assert f"resuming from the checkpoint of epoch {killed_at}" in rescuer.output()
-    assert_one_row_per_epoch(stack, run_id, CRASH_EPOCHS)
+    assert_one_row_per_epoch(stack, run_id, spec["epochs"])
     assert_bit_identical_to_fit(stack, run_id, spec)
 
 
 def test_sigterm_requeues_the_run_at_once(stack_factory):
     stack = stack_factory(lease=60.0)  # recovery through an expired lease would take a minute
     pair = start_pair(stack)
-    spec = spec_of(DIGITS, epochs=CRASH_EPOCHS)
+    spec = crash_spec()
     run_id = stack.submit(spec)
     victim, rescuer = trainer_of(pair, wait_training(stack, run_id))
     stopped = time.monotonic()
@@ -189,5 +191,5 @@ def test_sigterm_requeues_the_run_at_once(stack_factory):
     run = stack.wait_finished(run_id, timeout=60)
     assert (run.status, run.error, run.attempts) == ("succeeded", None, 2)
     assert "resuming from the checkpoint of epoch" in rescuer.output()
-    assert_one_row_per_epoch(stack, run_id, CRASH_EPOCHS)
+    assert_one_row_per_epoch(stack, run_id, spec["epochs"])
     assert_bit_identical_to_fit(stack, run_id, spec)
