@@ -109,9 +109,9 @@ def test_workers_sigkilled_at_random_moments_lose_nothing(shared_stack: Stack):
 def test_runs_survive_a_broker_restart_that_loses_every_message(make_stack, postgres_database, private_redis):
     stack = make_stack(postgres_database, private_redis.url, lease=1.0)
     queue = stack.settings.queue
-    # Runs of about 0.2 s (100 epochs took 10 ms: the two workers emptied the queue in the second that
-    # passes between the second success and Redis stopping, leaving nothing for the reconciler to re-send).
-    epochs = 2000
+    # Runs of about 0.2 s on any machine (100 epochs took 10 ms: the two workers emptied the queue in the second
+    # that passes between the second success and Redis stopping, leaving nothing for the reconciler to re-send).
+    epochs = epochs_lasting(XOR, 0.2, at_least=2000)
     specs = [spec_of(XOR, name=f"xor-{i}", seed=i, epochs=epochs) for i in range(50)]
     run_ids = [stack.submit(spec) for spec in specs]
     broker = private_redis.client()

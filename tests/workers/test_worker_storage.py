@@ -101,10 +101,10 @@ def test_blobs_are_stored_whole_and_uncompressed(Session):
                 assert method is None, table  # not compressed
 
 
-
 # --------------------------------------------------------------------------- a connection lost mid-transaction
 
-#: Statements that run on the DBAPI cursor (binary parameters or results), each ``(session, run_id) -> Any``.
+#: Writes and reads that use the DBAPI cursor (binary parameters or results), each ``(session, run_id) -> Any``.
+#: (``write_epochs`` meets the lost connection at its ``UPDATE`` of the run, which comes before its insert.)
 ON_THE_DBAPI_CURSOR = [
     pytest.param(lambda s, run_id: repo.write_epochs(session=s, run_id=run_id, rows=rows(1, 3)), id="epochs"),
     pytest.param(lambda s, run_id: repo.write_weights_many(session=s, run_id=run_id, snapshots=[(1, b"w")]),
