@@ -1,6 +1,6 @@
 """``POST /api/runs`` under gunicorn on PostgreSQL and Redis: latency (p50, p99) and throughput.
 
-Starts gunicorn on ``service.wsgi:app`` (gthread workers, as deployed)
+Starts ``trainyard api`` (gunicorn's gthread workers, as deployed)
 against a fresh PostgreSQL database (``TRAINYARD_TEST_POSTGRES_URL``,
 default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``, used only
 to create and drop it) and a Redis queue of its own
@@ -36,10 +36,9 @@ import servers
 from record import add_option, record
 from servers import postgres_database
 from sqlalchemy import text
-
-from service.storage import repo
-from service.storage.db import make_engine, make_sessionmaker
-from service.storage.migrate import upgrade
+from trainyard.service.storage import repo
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import upgrade
 
 SPEC = {
     "name": "bench-xor",
@@ -133,11 +132,10 @@ def main(argv: list[str] | None = None) -> int:
                     TRAINYARD_QUEUE=queue,
                 )
                 command = [
-                    sys.executable, "-m", "gunicorn", "service.wsgi:app", "--bind", f"127.0.0.1:{port}",
-                    "--workers", str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads),
-                    "--log-level", "warning",
+                    sys.executable, "-P", "-m", "trainyard", "api", "--port", str(port),
+                    "--workers", str(args.workers), "--threads", str(args.threads),
                 ]  # fmt: skip
-                server = subprocess.Popen(command, env=env)
+                server = subprocess.Popen(command, env={**env, "GUNICORN_CMD_ARGS": "--log-level warning"})
                 _wait_ready(base, server)
                 headers = {"Authorization": f"Bearer {token}"}
 

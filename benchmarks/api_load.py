@@ -467,7 +467,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         stack.run("migrate")  # trainyard db upgrade
         api = stack.start("api")
         stack.wait_until(api, lambda: _ready(stack.base), "the api")
-        workers = [stack.start("worker", [sys.executable, "-m", "worker"]) for _ in range(args.workers)]
+        worker = [sys.executable, "-P", "-m", "trainyard", "worker"]
+        workers = [stack.start("worker", worker) for _ in range(args.workers)]
         for worker in workers:
             stack.wait_until(worker, lambda worker=worker: " ready." in stack.log(worker), "a worker")
         token = stack.run("api", "trainyard", "token", "create", "--scope", "admin", "--name", "load").split()[0]

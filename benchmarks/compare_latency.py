@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 from record import add_option, record
 from servers import postgres_database
-
-from service.api import compare
-from service.api.schemas import run_fields
-from service.app import create_app
-from service.config import Settings
-from service.storage import repo
-from service.storage.migrate import upgrade
-from trainer import TrainSpec
+from trainyard.service.api import compare
+from trainyard.service.api.schemas import run_fields
+from trainyard.service.app import create_app
+from trainyard.service.config import Settings
+from trainyard.service.storage import repo
+from trainyard.service.storage.migrate import upgrade
+from trainyard.trainer import TrainSpec
 
 TARGET_MS = 300.0
 BATCH = 1000

@@ -33,11 +33,10 @@ from record import add_option, record
 from servers import postgres_database
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
-
-from service.storage import repo
-from service.storage.db import make_engine, make_sessionmaker
-from service.storage.migrate import upgrade
-from service.storage.models import Epoch, utcnow
+from trainyard.service.storage import repo
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import upgrade
+from trainyard.service.storage.models import Epoch, utcnow
 
 TARGET = 20_000.0
 

@@ -35,15 +35,14 @@ import servers
 from record import add_option, record
 from servers import postgres_database
 from sqlalchemy import func, select
-
-from service.config import Settings
-from service.queue import CeleryQueue
-from service.storage import repo
-from service.storage.db import make_engine, make_sessionmaker
-from service.storage.migrate import upgrade
-from service.storage.models import Run
-from trainer import fit
-from worker.celery_app import declare_queue
+from trainyard.service.config import Settings
+from trainyard.service.queue import CeleryQueue
+from trainyard.service.storage import repo
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import upgrade
+from trainyard.service.storage.models import Run
+from trainyard.trainer import fit
+from trainyard.worker.celery_app import declare_queue
 
 TARGET = 20.0  # runs/s, deployed
 
@@ -69,7 +68,7 @@ def workers(env: dict[str, str], folder: Path, count: int) -> Iterator[None]:
             log = folder / f"worker-{index}.log"
             with open(log, "wb") as out:
                 processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "worker", "--concurrency", "1", "--loglevel", "info"],
+                    [sys.executable, "-P", "-m", "trainyard", "worker", "--concurrency", "1", "--loglevel", "info"],
                     env=env, stdout=out, stderr=subprocess.STDOUT,
                 ))
             logs.append(log)

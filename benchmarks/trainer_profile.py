@@ -11,7 +11,7 @@ if everything but those parts cost nothing (the ceiling numpy allows).
     python benchmarks/trainer_profile.py            # digits
     python benchmarks/trainer_profile.py dense
 
-Not a test; reads the trainer's internals (``trainer.fit._Run``).  Run nothing else meanwhile.
+Not a test; reads the trainer's internals (``trainyard.trainer.fit._Run``).  Run nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import time
 
 import numpy as np
 from trainer_vs_sklearn import WORKLOADS, spec_for, time_sklearn
-
-from trainer.fit import _Run
-from trainer.optimizers import Adam
+from trainyard.trainer.fit import _Run
+from trainyard.trainer.optimizers import Adam
 
 
 def _epoch_phases(run: _Run, lr: float) -> dict[str, float]:

@@ -27,12 +27,11 @@ from record import add_option, record
 from servers import postgres_database
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
-
-from service.storage import repo
-from service.storage.db import make_engine, make_sessionmaker
-from service.storage.migrate import upgrade
-from service.storage.models import Weights
-from worker.training import weights_npz
+from trainyard.service.storage import repo
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import upgrade
+from trainyard.service.storage.models import Weights
+from trainyard.worker.training import weights_npz
 
 Writer = Callable[[Session, str, list[tuple[int, bytes]]], None]
 

@@ -1,6 +1,6 @@
 """Tracking overhead of the worker: a digits run of 30 epochs, weights every epoch, inside the worker ÷ ``fit`` alone.
 
-"Inside the worker" is :func:`worker.training.train_run`, the function the
+"Inside the worker" is :func:`trainyard.worker.training.train_run`, the function the
 Celery task calls: claim, load, train with every epoch's metrics and weights
 buffered and flushed (with the checkpoint and the lease) to a real database,
 finish with the summary.  "``fit`` alone" trains the same spec with no
@@ -23,13 +23,12 @@ import time
 
 from record import add_option, record
 from servers import postgres_database
-
-from service.storage import repo
-from service.storage.db import make_engine, make_sessionmaker
-from service.storage.migrate import upgrade
-from trainer import fit
-from worker.tasks import worker_name
-from worker.training import Context, train_run
+from trainyard.service.storage import repo
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import upgrade
+from trainyard.trainer import fit
+from trainyard.worker.tasks import worker_name
+from trainyard.worker.training import Context, train_run
 
 TARGET = 1.2
 

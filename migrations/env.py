@@ -2,7 +2,7 @@
 
 The database comes from ``config.attributes["connection"]`` (an open
 connection, used as is) or else the ``sqlalchemy.url`` option, which
-:func:`service.storage.migrate.alembic_config` sets.  Tables that are not in
+:func:`trainyard.service.storage.migrate.alembic_config` sets.  Tables that are not in
 the models (kombu's ``kombu_message`` and ``kombu_queue`` when the broker
 shares the database) are invisible to autogenerate.
 
@@ -19,9 +19,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
-
-from service.storage import db, models
-from service.storage.migrate import ForeignKeyViolation, include_object
+from trainyard.service.storage import db, models
+from trainyard.service.storage.migrate import ForeignKeyViolation, include_object
 
 config = context.config
 target_metadata = models.Base.metadata

@@ -4,23 +4,22 @@
 (nothing at import time): the engine and session factory, the run queue, the
 error handlers and the API.  It refuses to start against a database whose
 schema is behind the code's, with an error naming ``trainyard db upgrade``.
-Each request opens its own transaction (``service.context.transaction``).
+Each request opens its own transaction (``trainyard.service.context.transaction``).
 """
 
 from __future__ import annotations
 
 from flask import Flask
-
-from service.api import compare, datasets, health, openapi, runs, sweeps
-from service.api.requests import IdConverter
-from service.config import Settings
-from service.context import Services, install
-from service.dashboard import init_app as init_dashboard
-from service.encoding import OrjsonProvider
-from service.errors import register_error_handlers
-from service.queue import CeleryQueue, RunQueue
-from service.storage.db import make_engine, make_sessionmaker
-from service.storage.migrate import check_schema
+from trainyard.service.api import compare, datasets, health, openapi, runs, sweeps
+from trainyard.service.api.requests import IdConverter
+from trainyard.service.config import Settings
+from trainyard.service.context import Services, install
+from trainyard.service.dashboard import init_app as init_dashboard
+from trainyard.service.encoding import OrjsonProvider
+from trainyard.service.errors import register_error_handlers
+from trainyard.service.queue import CeleryQueue, RunQueue
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import check_schema
 
 #: Largest request body: specs and run changes are small JSON documents.
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -38,13 +37,13 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
     settings : Settings, optional
         The configuration; read from the environment when not given.
     queue : RunQueue, optional
-        Where created runs are sent; default a :class:`~service.queue.CeleryQueue` on ``settings.broker_url``.
+        Where created runs are sent; default a :class:`~trainyard.service.queue.CeleryQueue` on ``settings.broker_url``.
 
     Raises
     ------
-    service.storage.migrate.SchemaBehind
+    trainyard.service.storage.migrate.SchemaBehind
         If the database's schema is older than the code's (the message says to run ``trainyard db upgrade``).
-    service.storage.migrate.SchemaError
+    trainyard.service.storage.migrate.SchemaError
         If it was migrated by a newer version of Trainyard.
     """
     settings = settings or Settings.from_env()

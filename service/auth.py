@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import request
-
-from service.context import services, transaction
-from service.errors import ApiError
-from service.storage import repo
-from service.storage.models import TOKEN_SCOPES
+from trainyard.service.context import services, transaction
+from trainyard.service.errors import ApiError
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import TOKEN_SCOPES
 
 #: Scopes from least to most allowed; a token may do what its scope and every lower one may.
 SCOPES = TOKEN_SCOPES

@@ -20,10 +20,9 @@ from collections.abc import Mapping, Sequence
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from trainyard.service.storage.db import unreachable
+from trainyard.trainer.spec import field_errors
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-
-from service.storage.db import unreachable
-from trainer.spec import field_errors
 
 FieldError = Mapping[str, str]
 

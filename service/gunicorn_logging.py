@@ -19,7 +19,7 @@ import re
 
 from gunicorn.glogging import Logger
 
-#: A token as :func:`service.storage.repo.create_token` makes it (``ty_`` + 43 URL-safe characters), or most of one.
+#: A token as ``repo.create_token`` makes it (``ty_`` + 43 URL-safe characters), or most of one.
 TOKEN_PATTERN = re.compile(r"ty_[A-Za-z0-9_-]{12,}")
 MASK = "ty_[redacted]"
 

@@ -26,11 +26,10 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from service.storage.models import RUN_STATUSES, Run
-from trainer import Dataset, SpecError, TrainSpec, check
-from trainer.fit import load_data
-from trainer.spec import MAX_NAME_LENGTH, UploadData, field_errors
+from trainyard.service.storage.models import RUN_STATUSES, Run
+from trainyard.trainer import Dataset, SpecError, TrainSpec, check
+from trainyard.trainer.fit import load_data
+from trainyard.trainer.spec import MAX_NAME_LENGTH, UploadData, field_errors
 
 #: Most runs one sweep may create.
 MAX_SWEEP_RUNS = 200
@@ -266,9 +265,9 @@ def expand(request: SweepRequest) -> list[TrainSpec]:
 
 
 def _check_trainable(spec: TrainSpec, data: dict[tuple[str, int], Dataset]) -> None:
-    """:func:`trainer.check` for a built-in dataset, loading each (dataset, seed) once per sweep."""
+    """:func:`trainyard.trainer.check` for a built-in dataset, loading each (dataset, seed) once per sweep."""
     if isinstance(spec.dataset, UploadData):
-        return  # the worker checks an upload's fit (see service.api.runs.check_trainable)
+        return  # the worker checks an upload's fit (see trainyard.service.api.runs.check_trainable)
     key = (spec.dataset.model_dump_json(), spec.seed)
     if key not in data:
         data[key] = load_data(spec)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,15 +26,22 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-
-from service.storage.migrate import upgrade
+from trainyard.service.storage.migrate import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+#: Trainyard's folders, which install as ``trainyard.<name>``: importing one by its bare name is a bug.
+BARE_NAMES = ("service", "worker", "trainer", "migrations")
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    bare = [name for name in BARE_NAMES if name in sys.modules]
+    if bare and reporter is not None:
+        reporter.write_line(f"bare module(s) {', '.join(bare)} imported: use trainyard.<name>", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if IN_CI and skipped and exitstatus == 0:
         reporter.write_line(f"CI=true: {skipped} test(s) skipped; in CI every test must run", red=True)

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from service.sweeps import SweepRequest, expand
-from trainer import TrainSpec
+from trainyard.service.sweeps import SweepRequest, expand
+from trainyard.trainer import TrainSpec
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

@@ -17,15 +17,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
-
-from service.config import Settings
-from service.queue import CeleryQueue
-from service.storage import repo
-from service.storage.db import make_engine, make_sessionmaker
-from service.storage.migrate import upgrade
-from trainer import fit
-from worker.celery_app import declare_queue
-from worker.training import weights_npz
+from trainyard.service.config import Settings
+from trainyard.service.queue import CeleryQueue
+from trainyard.service.storage import repo
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import upgrade
+from trainyard.trainer import fit
+from trainyard.worker.celery_app import declare_queue
+from trainyard.worker.training import weights_npz
 
 XOR: dict[str, Any] = {
     "name": "xor",
@@ -140,7 +139,7 @@ class Stack:
         return env
 
     def start_worker(self, *, concurrency: int = 1, **env: str) -> WorkerProcess:
-        """Start ``python -m worker`` on this stack and wait until it consumes."""
+        """Start ``python -m trainyard.worker`` on this stack and wait until it consumes."""
         worker = WorkerProcess.start(self.env(**env), self.folder / f"worker-{len(self.workers)}.log", concurrency)
         self.workers.append(worker)
         return worker
@@ -191,7 +190,7 @@ class Stack:
 
 
 class WorkerProcess:
-    """A ``python -m worker`` subprocess in a process group of its own, logging to a file."""
+    """A ``python -m trainyard.worker`` subprocess in a process group of its own, logging to a file."""
 
     def __init__(self, process: subprocess.Popen[bytes], log: Path):
         self.process, self.log = process, log
@@ -200,7 +199,8 @@ class WorkerProcess:
     def start(cls, env: dict[str, str], log: Path, concurrency: int = 1, timeout: float = 30) -> WorkerProcess:
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "worker", "--concurrency", str(concurrency), "--loglevel", "info"],
+                [sys.executable, "-P", "-m", "trainyard", "worker", "--concurrency", str(concurrency),
+                 "--loglevel", "info"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         worker = cls(process, log)

@@ -1,4 +1,4 @@
-"""Train from a spec file with no service: ``python -m trainer SPEC.json [--out W.npz]``.
+"""Train from a spec file with no service: ``python -m trainyard.trainer SPEC.json [--out W.npz]``.
 
 Shows a progress bar with the live loss on stderr, prints the final metrics
 on stdout and optionally saves the weights (``W1, b1, W2, b2, ...`` plus the
@@ -72,7 +72,7 @@ def save_weights(path: Path, result: FitResult) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m trainyard.trainer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", type=Path, help="the job spec, JSON")
     parser.add_argument("--data", type=Path, help="a CSV to train on instead of the spec's dataset")

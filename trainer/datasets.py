@@ -413,7 +413,7 @@ _GENERATORS = {
 
 
 def _read_package_file(filename: str) -> bytes:
-    resource = files("trainer") / "data" / filename
+    resource = files("trainyard.trainer") / "data" / filename
     try:
         data = resource.read_bytes()
     except OSError as exc:

@@ -380,7 +380,7 @@ def fit(
     )
 
 
-#: About how many optimizer steps go between two flushes of subnormal state (see trainer.optimizers).
+#: About how many optimizer steps go between two flushes of subnormal state (see trainyard.trainer.optimizers).
 FLUSH_STEPS = 64
 
 

@@ -1,135 +1,15 @@
 """Trainyard's worker: a Celery worker that trains queued runs and streams them into the database.
 
-:func:`run` runs one worker in the foreground (``trainyard worker`` and
-``python -m worker`` call it); :func:`worker.celery_app.make_celery` makes
-its Celery app; :func:`worker.training.train_run` is the plain function
-behind the task.
-
-A worker is a main process (Celery's consumer and the :mod:`reconciler
-<worker.reconciler>` thread) and ``concurrency`` pool processes that train.
-Each pool process gets ``cores // concurrency`` BLAS threads (at least one):
-numpy's OpenBLAS would otherwise start one thread per core in every process
-and oversubscribe the CPU.
+- :mod:`.startup`: the ``trainyard worker`` command (also ``python -m trainyard.worker``), :func:`run`, BLAS threads;
+- :mod:`.celery_app`: the worker's Celery app, made from the settings;
+- :mod:`.tasks`: the Celery task, a thin shell around :func:`.training.train_run`;
+- :mod:`.training`: claim a run, train it, flush its epochs, weights and checkpoint, finish it;
+- :mod:`.reconciler`: the thread that hands out again the runs nobody trains;
+- :mod:`.npz`: weight snapshots written as ``.npz`` bytes.
 """
 
-from __future__ import annotations
+from trainyard.worker.celery_app import make_celery
+from trainyard.worker.startup import blas_threads, command, run
+from trainyard.worker.training import Context, train_run
 
-import math
-import multiprocessing
-import os
-import socket
-from pathlib import Path
-from typing import Any
-
-from celery import signals
-from threadpoolctl import threadpool_limits
-
-from service.config import Settings
-from service.queue import TRAIN_TASK
-from service.storage.db import make_engine, make_sessionmaker
-from worker.celery_app import declare_queue, make_celery
-from worker.reconciler import QUEUED_RESEND_LEASES, Reconciler, broker_housekeeping
-
-__all__ = ["blas_threads", "run"]
-
-
-#: Where a cgroup v2 CPU quota is (a container's ``cpus:`` limit): ``"<quota> <period>"`` or ``"max <period>"``.
-CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-
-
-def quota_cores(cpu_max: str) -> int | None:
-    """The cores a cgroup v2 ``cpu.max`` line allows (rounded up), or None for no quota."""
-    quota, period = cpu_max.split()
-    return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
-
-
-def usable_cores() -> int:
-    """The cores this process may use: its CPU affinity, capped by its container's CPU quota if any.
-
-    Affinity alone counts every core of the host inside a container limited
-    with ``cpus:``, and BLAS threads beyond the quota slow training badly.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota = quota_cores(CPU_MAX.read_text())
-    except (OSError, ValueError):  # no cgroup v2 here, or a line we do not understand: no cap
-        quota = None
-    return cores if quota is None else min(cores, quota)
-
-
-def blas_threads(concurrency: int) -> int:
-    """BLAS threads per pool process: the cores this process may use, shared by ``concurrency`` processes."""
-    return max(1, usable_cores() // max(1, concurrency))
-
-
-def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> None:
-    """Run a Celery worker for ``settings`` in the foreground until SIGINT or SIGTERM.
-
-    Parameters
-    ----------
-    settings : Settings
-        Broker, queue, database and timings.
-    concurrency : int
-        Pool processes, each training one run at a time.
-    loglevel : str
-        Celery's log level.
-
-    SIGTERM or a first Ctrl-C stops the worker within about one epoch: each
-    run in training is flushed, given back to the queue and sent again, for
-    another worker to resume from its checkpoint.  A second Ctrl-C (or
-    SIGQUIT) stops at once; those runs resume once their lease expires.
-    """
-    if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
-    declare_queue(settings)  # before consuming: the local broker cannot create a queue in two processes at once
-    app = make_celery(settings)
-    shutting_down = multiprocessing.Event()  # made before the pool forks, so every pool process shares it
-    app.runtime.should_release = shutting_down.is_set
-    engine = make_engine(settings.database_url)
-    housekeeping = broker_housekeeping(settings.broker_url)
-    reconciler = Reconciler(
-        make_sessionmaker(engine),
-        send=lambda run_id: app.send_task(TRAIN_TASK, args=[run_id]),
-        interval=settings.lease_seconds,
-        queued_for=QUEUED_RESEND_LEASES * settings.lease_seconds,
-        housekeeping=housekeeping,
-    )
-    threads = blas_threads(concurrency)
-
-    def init_pool_process(**_: Any) -> None:
-        threadpool_limits(limits=threads)
-        engine.dispose(close=False)  # the reconciler's connections belong to the main process (SQLAlchemy's fork rule)
-
-    def start_reconciler(**_: Any) -> None:
-        reconciler.start()
-
-    def release_runs(**_: Any) -> None:
-        shutting_down.set()
-
-    handlers = [
-        (signals.worker_process_init, init_pool_process),
-        (signals.worker_ready, start_reconciler),
-        (signals.worker_shutting_down, release_runs),
-    ]
-    for signal, handler in handlers:
-        signal.connect(handler, weak=False)
-    try:
-        worker = app.Worker(
-            hostname=f"trainyard-{os.getpid()}@{socket.gethostname()}",
-            concurrency=concurrency,
-            pool="prefork",
-            loglevel=loglevel,
-            queues=[settings.queue],
-            without_gossip=True,  # gossip, mingle and heartbeats need fanout, which the serverless transports lack
-            without_mingle=True,
-            without_heartbeat=True,
-        )
-        worker.start()
-    finally:
-        reconciler.stop()
-        for signal, handler in handlers:
-            signal.disconnect(handler)
-        engine.dispose()
-        if housekeeping is not None:
-            housekeeping.close()
-        app.close()
+__all__ = ["Context", "blas_threads", "command", "make_celery", "run", "train_run"]

@@ -1,4 +1,4 @@
-"""The worker's Celery app, made from :class:`~service.config.Settings` by :func:`make_celery`.
+"""The worker's Celery app, made from :class:`~trainyard.service.config.Settings` by :func:`make_celery`.
 
 Nothing is built at import time.  The configuration follows DESIGN.md:
 
@@ -18,7 +18,7 @@ Nothing is built at import time.  The configuration follows DESIGN.md:
   start one run a second however short the runs (:class:`SQLAlchemyTransport`).
 
 Shutdown: SIGTERM (and a first Ctrl-C) is Celery's warm shutdown.
-:func:`worker.run` turns it into a flag that the training loop reads at every
+:func:`trainyard.worker.run` turns it into a flag that the training loop reads at every
 epoch: the run is flushed with its checkpoint, released to the queue and sent
 again, so another worker resumes it at once.  A cold shutdown (SIGQUIT, a
 second Ctrl-C) cancels the task at once, like a crash: the run resumes after
@@ -34,10 +34,9 @@ from typing import Any
 from celery import Celery
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy.exc import IntegrityError
-
-from service.config import Settings
-from service.queue import TRAIN_TASK
-from worker import tasks
+from trainyard.service.config import Settings
+from trainyard.service.queue import TRAIN_TASK
+from trainyard.worker import tasks
 
 #: Redis visibility timeout (seconds): how long an unacknowledged message waits before redelivery.
 #: The database lease, not this, decides who trains a run; this only bounds how long a message of a
@@ -118,7 +117,7 @@ def make_celery(settings: Settings) -> WorkerApp:
     -------
     WorkerApp
         A :class:`celery.Celery`; ``app.send_task(TRAIN_TASK, args=[run_id])``
-        sends a run, ``app.Worker(...)`` runs a worker (see :func:`worker.run`).
+        sends a run, ``app.Worker(...)`` runs a worker (see :func:`trainyard.worker.run`).
     """
     broker_url, transport = _broker(settings.broker_url)
     app = WorkerApp("trainyard", broker=broker_url, set_as_current=False)

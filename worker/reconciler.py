@@ -1,7 +1,7 @@
 """The reconciler: a thread in each worker's main process that recovers runs nobody is training.
 
 Every ``interval`` seconds (the lease length) it calls
-:func:`service.storage.repo.reconcile` in one transaction and sends the runs
+:func:`trainyard.service.storage.repo.reconcile` in one transaction and sends the runs
 it returns to the queue: runs whose worker died (lease expired) and queued
 runs whose message may have been lost.  It works the same on every
 transport, since it only reads the database and sends messages; several
@@ -20,8 +20,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
-
-from service.storage import repo
+from trainyard.service.storage import repo
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The Celery task ``worker.tasks.train_run``: a thin shell around :func:`worker.training.train_run`.
+"""The Celery task ``worker.tasks.train_run``: a thin shell around :func:`trainyard.worker.training.train_run`.
 
 The task gets a run id, never an object, and leaves every decision to the
 plain function.  What that function needs from the process -- an engine on
@@ -14,11 +14,10 @@ import socket
 from collections.abc import Callable
 
 from celery import Celery
-
-from service.config import Settings
-from service.queue import TRAIN_TASK
-from service.storage.db import make_engine, make_sessionmaker
-from worker import training
+from trainyard.service.config import Settings
+from trainyard.service.queue import TRAIN_TASK
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.worker import training
 
 
 def worker_name() -> str:
@@ -39,7 +38,7 @@ class Runtime:
     Attributes
     ----------
     should_release : callable
-        Polled by training at every epoch; :func:`worker.run` points it at the
+        Polled by training at every epoch; :func:`trainyard.worker.run` points it at the
         worker's shutdown flag.
     """
 
@@ -79,7 +78,7 @@ def register(app: Celery, settings: Settings) -> Runtime:
 
     @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True, shared=False)
     def train_run(run_id: str) -> str:
-        """Train the run ``run_id``; returns what became of it (see :func:`worker.training.train_run`)."""
+        """Train the run ``run_id``; returns what became of it (see :func:`trainyard.worker.training.train_run`)."""
         return training.train_run(run_id, ctx=runtime.context())
 
     app.runtime = runtime

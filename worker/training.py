@@ -1,6 +1,6 @@
 """Training one run: the plain function behind the Celery task.
 
-:func:`train_run` claims a run, trains it with :func:`trainer.fit` and
+:func:`train_run` claims a run, trains it with :func:`trainyard.trainer.fit` and
 streams what it learns into the database, then finishes it.  It knows
 nothing of Celery: the task passes it a :class:`Context` (a session factory,
 the worker's name, the timings) and tests call it directly.
@@ -40,12 +40,21 @@ import numpy as np
 import pydantic
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-
-from service.storage import repo
-from service.storage.db import unreachable
-from trainer import STOP, Checkpoint, Dataset, EpochRecord, SpecError, TrainingDiverged, TrainSpec, fit, load_csv
-from trainer.spec import UploadData
-from worker.npz import npz_bytes
+from trainyard.service.storage import repo
+from trainyard.service.storage.db import unreachable
+from trainyard.trainer import (
+    STOP,
+    Checkpoint,
+    Dataset,
+    EpochRecord,
+    SpecError,
+    TrainingDiverged,
+    TrainSpec,
+    fit,
+    load_csv,
+)
+from trainyard.trainer.spec import UploadData
+from trainyard.worker.npz import npz_bytes
 
 logger = logging.getLogger(__name__)
 

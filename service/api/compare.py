@@ -21,16 +21,15 @@ from collections.abc import Sequence
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-
-from service.api.requests import int_param, list_param, str_param
-from service.api.runs import MAX_POINTS
-from service.api.schemas import run_json
-from service.auth import requires
-from service.comparison import MAX_RUNS, compare_params
-from service.context import transaction
-from service.errors import ApiError, invalid_parameter
-from service.storage import repo
-from service.storage.models import Run
+from trainyard.service.api.requests import int_param, list_param, str_param
+from trainyard.service.api.runs import MAX_POINTS
+from trainyard.service.api.schemas import run_json
+from trainyard.service.auth import requires
+from trainyard.service.comparison import MAX_RUNS, compare_params
+from trainyard.service.context import transaction
+from trainyard.service.errors import ApiError, invalid_parameter
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import Run
 
 bp = Blueprint("compare", __name__, url_prefix="/api")
 

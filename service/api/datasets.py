@@ -2,7 +2,7 @@
 
 An upload is ``multipart/form-data`` with the CSV in the field ``file`` and the
 optional fields ``name``, ``target`` and ``task``.  It is validated by the
-trainer's own CSV loader (:func:`trainer.load_csv`), so a file the API accepts
+trainer's own CSV loader (:func:`trainyard.trainer.load_csv`), so a file the API accepts
 is one the worker can train on; a refused upload writes nothing.
 """
 
@@ -15,17 +15,16 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
+from trainyard.service.api.schemas import dataset_json
+from trainyard.service.auth import requires
+from trainyard.service.context import transaction
+from trainyard.service.errors import ApiError, invalid_field, not_found
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import MAX_NAME_LENGTH
+from trainyard.trainer import DatasetError, load_csv
+from trainyard.trainer.datasets import builtin_info
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
-
-from service.api.schemas import dataset_json
-from service.auth import requires
-from service.context import transaction
-from service.errors import ApiError, invalid_field, not_found
-from service.storage import repo
-from service.storage.models import MAX_NAME_LENGTH
-from trainer import DatasetError, load_csv
-from trainer.datasets import builtin_info
 
 bp = Blueprint("datasets", __name__, url_prefix="/api")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-
-from service.context import services
-from service.queue import QueueError
+from trainyard.service.context import services
+from trainyard.service.queue import QueueError
 
 bp = Blueprint("health", __name__)
 

@@ -2,7 +2,7 @@
 
 The request models come from the code that validates requests: the job spec
 is :class:`trainer.TrainSpec`'s JSON Schema and the ``PATCH`` body
-:class:`~service.api.schemas.RunPatch`'s, turned from pydantic's JSON Schema
+:class:`~trainyard.service.api.schemas.RunPatch`'s, turned from pydantic's JSON Schema
 (draft 2020-12) into OpenAPI 3.0's dialect by :func:`openapi30`.  The
 document is 3.0 rather than 3.1 because the interactive page, Swagger UI from
 the ``swagger-ui-bundle`` package (served from the installed package, never a
@@ -19,18 +19,17 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 from swagger_ui_bundle import swagger_ui_path
-
-from service.api.compare import DEFAULT_FIELDS, DEFAULT_MAX_POINTS
-from service.api.datasets import TASKS
-from service.api.runs import MAX_POINTS
-from service.api.schemas import RunPatch
-from service.comparison import MAX_RUNS
-from service.errors import invalid_parameter
-from service.storage import repo
-from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS
-from service.sweeps import MAX_SWEEP_RUNS, SweepRequest
-from service.sweeps import METRICS as SWEEP_METRICS
-from trainer import TrainSpec
+from trainyard.service.api.compare import DEFAULT_FIELDS, DEFAULT_MAX_POINTS
+from trainyard.service.api.datasets import TASKS
+from trainyard.service.api.runs import MAX_POINTS
+from trainyard.service.api.schemas import RunPatch
+from trainyard.service.comparison import MAX_RUNS
+from trainyard.service.errors import invalid_parameter
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import RUN_STATUSES, SUMMARY_FIELDS
+from trainyard.service.sweeps import MAX_SWEEP_RUNS, SweepRequest
+from trainyard.service.sweeps import METRICS as SWEEP_METRICS
+from trainyard.trainer import TrainSpec
 
 bp = Blueprint("openapi", __name__, static_folder=swagger_ui_path, static_url_path="/docs/static")
 

@@ -1,6 +1,6 @@
 """Reading what a client sent: JSON bodies into pydantic models, query parameters into typed values.
 
-Every refusal is an :class:`~service.errors.ApiError` (or a pydantic
+Every refusal is an :class:`~trainyard.service.errors.ApiError` (or a pydantic
 ``ValidationError``, which the error handlers make a 422) naming the field or
 parameter at fault, so no client input reaches the database unchecked.
 """
@@ -13,9 +13,8 @@ from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
+from trainyard.service.errors import ApiError, invalid_parameter
 from werkzeug.routing import BaseConverter
-
-from service.errors import ApiError, invalid_parameter
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,7 +25,7 @@ _INTEGER = re.compile(r"-?[0-9]{1,10}")
 
 
 class IdConverter(BaseConverter):
-    """URL part ``<id:run_id>``: an id as :func:`~service.storage.models.new_id` makes them (else the route is 404)."""
+    """URL part ``<id:run_id>``: an id as :func:`~trainyard.service.storage.models.new_id` makes them (else 404)."""
 
     regex = "[0-9a-f]{32}"
 

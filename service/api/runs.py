@@ -6,17 +6,16 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
 from sqlalchemy.orm import Session
-
-from service.api.requests import choice_param, int_param, json_body, list_param, str_param
-from service.api.schemas import RunPatch, run_fields, run_json, weights_layers
-from service.auth import requires
-from service.context import services, transaction
-from service.errors import ApiError, invalid_field, invalid_parameter, not_found
-from service.queue import QueueError
-from service.storage import repo
-from service.storage.models import RUN_STATUSES, Run
-from trainer import SpecError, TrainSpec, check
-from trainer.spec import UploadData
+from trainyard.service.api.requests import choice_param, int_param, json_body, list_param, str_param
+from trainyard.service.api.schemas import RunPatch, run_fields, run_json, weights_layers
+from trainyard.service.auth import requires
+from trainyard.service.context import services, transaction
+from trainyard.service.errors import ApiError, invalid_field, invalid_parameter, not_found
+from trainyard.service.queue import QueueError
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import RUN_STATUSES, Run
+from trainyard.trainer import SpecError, TrainSpec, check
+from trainyard.trainer.spec import UploadData
 
 bp = Blueprint("runs", __name__, url_prefix="/api")
 

@@ -1,6 +1,6 @@
 """The sweeps API under ``/api``: create a sweep and all its runs at once; read, list and cancel sweeps.
 
-``POST /api/sweeps`` expands the request (:mod:`service.sweeps`), validates
+``POST /api/sweeps`` expands the request (:mod:`trainyard.service.sweeps`), validates
 every run's spec, then stores the sweep and all its runs in one transaction
 and sends the runs to the workers after the commit: a sweep is created whole
 or not at all.
@@ -12,16 +12,15 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, url_for
 from sqlalchemy.orm import Session
-
-from service.api.requests import choice_param, int_param, json_body
-from service.api.runs import check_dataset, enqueue
-from service.api.schemas import iso, run_fields, run_json
-from service.auth import requires
-from service.context import transaction
-from service.errors import ApiError, not_found
-from service.storage import repo
-from service.storage.models import Run, Sweep
-from service.sweeps import (
+from trainyard.service.api.requests import choice_param, int_param, json_body
+from trainyard.service.api.runs import check_dataset, enqueue
+from trainyard.service.api.schemas import iso, run_fields, run_json
+from trainyard.service.auth import requires
+from trainyard.service.context import transaction
+from trainyard.service.errors import ApiError, not_found
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import Run, Sweep
+from trainyard.service.sweeps import (
     METRICS,
     SweepPointError,
     SweepRequest,

@@ -18,9 +18,8 @@ from importlib import resources
 from pathlib import Path
 
 from flask import Flask
-
-from service.context import services
-from service.dashboard import data, pages, security
+from trainyard.service.context import services
+from trainyard.service.dashboard import data, pages, security
 
 __all__ = ["init_app"]
 

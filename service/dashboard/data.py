@@ -30,19 +30,18 @@ import numpy as np
 import orjson
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
-
-from service.comparison import MAX_RUNS
-from service.context import transaction
-from service.dashboard import security, sweeps
-from service.dashboard.views import columns, elapsed_at, is_run_id, status_json
-from service.encoding import OPTIONS
-from service.errors import ApiError, invalid_parameter, not_found
-from service.storage import repo
-from service.storage.models import Run
-from service.sweeps import METRICS
-from trainer import TrainSpec
-from trainer import datasets as trainer_datasets
-from trainer.fit import build_network, load_data
+from trainyard.service.comparison import MAX_RUNS
+from trainyard.service.context import transaction
+from trainyard.service.dashboard import security, sweeps
+from trainyard.service.dashboard.views import columns, elapsed_at, is_run_id, status_json
+from trainyard.service.encoding import OPTIONS
+from trainyard.service.errors import ApiError, invalid_parameter, not_found
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import Run
+from trainyard.service.sweeps import METRICS
+from trainyard.trainer import TrainSpec
+from trainyard.trainer import datasets as trainer_datasets
+from trainyard.trainer.fit import build_network, load_data
 
 bp = Blueprint("dashboard_data", __name__, url_prefix="/ui/data")
 

@@ -2,7 +2,7 @@
 
 Pages need a session with scope ``read`` (else they redirect to ``/login``);
 the forms need ``write`` and the session's CSRF value.  Pages carry no data
-for the charts: their scripts fetch it from :mod:`service.dashboard.data`.
+for the charts: their scripts fetch it from :mod:`trainyard.service.dashboard.data`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ from flask import (
     url_for,
 )
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
-
-from service.comparison import MAX_RUNS, compare_params
-from service.context import services, transaction
-from service.dashboard import security, sweeps
-from service.dashboard.views import (
+from trainyard.service.comparison import MAX_RUNS, compare_params
+from trainyard.service.context import services, transaction
+from trainyard.service.dashboard import security, sweeps
+from trainyard.service.dashboard.views import (
     METRIC_COLUMNS,
     duration_seconds,
     format_duration,
@@ -39,9 +37,10 @@ from service.dashboard.views import (
     is_run_id,
     key_params,
 )
-from service.storage import repo
-from service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run, Sweep
-from service.sweeps import METRICS
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run, Sweep
+from trainyard.service.sweeps import METRICS
+from werkzeug.exceptions import HTTPException
 
 bp = Blueprint(
     "dashboard",
@@ -362,7 +361,7 @@ def plotly_js() -> Response:
 
 
 def _sweep_metric(sweep: Sweep) -> str:
-    """``?metric=`` (a key of ``service.sweeps.METRICS``; 400 otherwise), or the sweep's default."""
+    """``?metric=`` (a key of ``trainyard.service.sweeps.METRICS``; 400 otherwise), or the sweep's default."""
     metric = request.args.get("metric") or sweeps.default_metric(sweep)
     if metric not in METRICS:
         abort(400, f"metric must be one of {', '.join(METRICS)}")

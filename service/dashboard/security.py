@@ -25,10 +25,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import session
-
-from service.auth import SCOPES
-from service.context import services, transaction
-from service.storage import repo
+from trainyard.service.auth import SCOPES
+from trainyard.service.context import services, transaction
+from trainyard.service.storage import repo
 
 SECRET_KEY_FILE = "secret_key"
 CSRF_FIELD = "csrf"

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
-
-from service import sweeps as shared
-from service.dashboard.views import duration_seconds, format_duration
-from service.storage import repo
-from service.storage.models import Run, Sweep
-from service.sweeps import METRICS
+from trainyard.service import sweeps as shared
+from trainyard.service.dashboard.views import duration_seconds, format_duration
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import Run, Sweep
+from trainyard.service.sweeps import METRICS
 
 #: Most sweeps the list shows.
 MAX_SWEEPS = 200

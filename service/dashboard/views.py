@@ -9,8 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from service.storage.models import Run, utcnow
+from trainyard.service.storage.models import Run, utcnow
 
 #: A run id as ``models.new_id`` makes them; anything else is no run (and never reaches the database).
 RUN_ID = re.compile(r"[0-9a-f]{32}")

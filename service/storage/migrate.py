@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-import migrations
+from trainyard import migrations
 
 #: Where the Alembic environment and revisions are: the installed package's folder.
 MIGRATIONS_DIR = Path(migrations.__file__).parent

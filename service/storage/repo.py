@@ -364,7 +364,7 @@ def finish_run(
     ----------
     status : {"succeeded", "failed", "cancelled"}
     summary : mapping, optional
-        Values for any of :data:`~service.storage.models.SUMMARY_FIELDS`
+        Values for any of :data:`~trainyard.service.storage.models.SUMMARY_FIELDS`
         (non-finite floats are stored as null).
     worker : str, optional
         Given (the worker's own call): only if the run is running under this

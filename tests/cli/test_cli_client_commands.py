@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from trainyard.service.storage import repo
 
-from service.cli import main
-from service.storage import repo
+from trainyard.cli import main
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ def test_unreachable_service_is_a_clear_error(cli, tmp_path):
 
 def test_sweep_watch_ranks_the_runs_when_all_have_ended(cli, tmp_path, spec, server, client):
     """A grid of three learning rates, trained here by the worker's own training function as the runs queue up."""
-    from worker.training import Context, train_run
+    from trainyard.worker.training import Context, train_run
 
     sweep_file = tmp_path / "sweep.json"
     grid = {"name": "lr", "spec": spec, "method": "grid", "space": {"optimizer.lr": [0.5, 0.05, 0.005]}}

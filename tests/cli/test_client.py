@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from service.client import ApiError, Client, ClientError, Unreachable
+from trainyard.client import ApiError, Client, ClientError, Unreachable
 
 
 def test_health_and_ready(client):

@@ -26,18 +26,18 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from trainyard.service.config import Settings
+from trainyard.service.storage import migrate, repo
+from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.repo import TOKEN_PREFIX
+from trainyard.trainer import TrainSpec
 
-from service.cli import main
-from service.client import Client, ClientError
-from service.config import Settings
-from service.local import _announce, demo_specs, ensure_token, login_link, read_token, token_path
-from service.storage import migrate, repo
-from service.storage.db import make_engine, make_sessionmaker
-from service.storage.repo import TOKEN_PREFIX
-from trainer import TrainSpec
+from trainyard.cli import main
+from trainyard.client import Client, ClientError
+from trainyard.local import _announce, demo_specs, ensure_token, login_link, read_token, token_path
 
-#: ``trainyard`` as a process (the same entry point as the console script).
-TRAINYARD = [sys.executable, "-c", "from service.cli import main; main()"]
+#: ``trainyard`` as a process: the console script pip installed beside this Python.
+TRAINYARD = [str(Path(sys.executable).with_name("trainyard"))]
 
 #: Seconds to wait for ``up`` to answer, and to stop.
 START_TIMEOUT = 60
@@ -253,7 +253,7 @@ def test_up_prints_the_login_link_to_a_terminal_and_not_to_a_file_or_pipe(tmp_pa
     token = TOKEN_PREFIX + "Zy-_0" * 8 + "abc"
     token_path(settings).write_text(token + "\n")
     url = "http://127.0.0.1:8000"
-    script = f"from service.config import Settings; from service.local import _announce; " \
+    script = f"from trainyard.service.config import Settings; from trainyard.local import _announce; " \
              f"_announce(Settings.from_env(), {url!r}, False)"
     command, env = [sys.executable, "-c", script], _clean_environment(TRAINYARD_DATA_DIR=str(tmp_path))
 
@@ -292,11 +292,38 @@ def test_up_demo_submits_the_example_runs(start):
     assert up.stop(signal.SIGTERM) == 0
 
 
+#: Modules a user's project folder may hold under the names of Trainyard's own parts: each breaks if imported.
+SHADOWS = {
+    "worker.py": "raise SystemExit('the user\'s worker.py was imported')\n",
+    "service/__init__.py": "raise ImportError('the user\'s service/ was imported')\n",
+    "trainer/__init__.py": "raise ImportError('the user\'s trainer/ was imported')\n",
+    "migrations/__init__.py": "raise ImportError('the user\'s migrations/ was imported')\n",
+    "trainyard/__init__.py": "raise ImportError('the user\'s trainyard/ was imported')\n",
+}
+
+
+def test_up_demo_trains_from_a_folder_whose_modules_have_trainyards_names(start, tmp_path):
+    """The worker and the API never import the current folder's ``worker.py``, ``service/``, ``trainer/``,
+    ``migrations/`` (or a ``trainyard/`` of its own, as in a checkout of this project)."""
+    for name, code in SHADOWS.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(code)
+    up = start("up", "--demo", "--workers", "2")  # started in tmp_path
+    up.wait_for_output("Demo: 6 runs submitted")
+    with up.client() as client:
+        deadline = time.monotonic() + START_TIMEOUT
+        while {run["status"] for run in client.runs(tag="demo")} != {"succeeded"}:
+            assert time.monotonic() < deadline, [(run["name"], run["status"]) for run in client.runs(tag="demo")]
+            time.sleep(0.2)
+    assert "was imported" not in up.output()
+    assert up.stop(signal.SIGTERM) == 0
+
+
 def test_up_stops_everything_and_fails_when_a_child_dies(start):
     up = start("up")
     up.wait_ready()
     started = descendants(up.process.pid)
-    api = next(pid for pid in _children()[up.process.pid] if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text())
+    api = next(pid for pid in _children()[up.process.pid] if "\0api\0" in Path(f"/proc/{pid}/cmdline").read_text())
     os.kill(api, signal.SIGKILL)
     assert up.process.wait(STOP_TIMEOUT) == 1
     assert "the api stopped unexpectedly" in up.output()

@@ -43,7 +43,7 @@ from compose_kit import command_of, duration_seconds, environment_of, interpolat
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from service.client import Client, ClientError
+from trainyard.client import Client, ClientError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -31,11 +31,12 @@ from compose_kit import (
     read_env_file,
     variable_uses,
 )
+from trainyard.service import server
+from trainyard.service.config import Settings
+from trainyard.worker.celery_app import make_celery
 
-from service import local
-from service.cli import main
-from service.config import Settings
-from worker.celery_app import make_celery
+from trainyard import local
+from trainyard.cli import main
 
 #: The secrets docker compose must refuse to start without.
 REQUIRED_VARIABLES = {"POSTGRES_PASSWORD", "TRAINYARD_SECRET_KEY"}
@@ -130,9 +131,8 @@ def test_the_api_serves_on_gthread_workers_and_is_healthy_only_when_ready():
     api = SERVICES["api"]
     _, options = parse_trainyard(command_of(api))
     assert options["host"] == "0.0.0.0" and api["ports"] == [f"${{TRAINYARD_PORT:-8000}}:{options['port']}"]
-    gunicorn = local.api_command(options["host"], options["port"], workers=options["workers"],
-                                 threads=options["threads"])
-    assert gunicorn[gunicorn.index("--worker-class") + 1] == "gthread"
+    gunicorn = server.options(options["host"], options["port"], workers=options["workers"], threads=options["threads"])
+    assert gunicorn["worker_class"] == "gthread"
     assert options["threads"] >= 4 and options["workers"] >= 2
     probe = healthcheck_words(api)
     assert probe[:2] == ["CMD", "python"]  # the image has Python, not curl
@@ -147,8 +147,9 @@ def test_the_api_stops_after_gunicorn_has_finished_the_requests_in_flight():
 
 def test_the_worker_has_time_for_its_soft_shutdown_before_docker_kills_it():
     """SIGTERM is Celery's warm shutdown, which the worker turns into "flush, checkpoint and requeue at the next
-    epoch" (``worker.run``). Docker sends SIGKILL after ``stop_grace_period``: it must be longer than the time the
-    code allows that shutdown (``service.local.STOP_TIMEOUT`` in local mode, and Celery's soft shutdown, if set)."""
+    epoch" (``trainyard.worker.run``). Docker sends SIGKILL after ``stop_grace_period``: it must be longer than the
+    time the code allows that shutdown (``trainyard.local.STOP_TIMEOUT`` in local mode, and Celery's soft shutdown,
+    if set)."""
     worker = SERVICES["worker"]
     celery = make_celery(Settings.from_env({"TRAINYARD_BROKER_URL": "redis://redis:6379/0"}))
     try:
@@ -220,5 +221,5 @@ def test_the_build_context_holds_what_pip_install_needs():
     patterns = [line for line in lines if line and not line.startswith("#")]
     assert patterns[0] == "*", "everything is left out (.git, tests, local data) but what is named"
     kept = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    assert {name.rstrip("*") for name in packages["include"]} | {"pyproject.toml", "README.md"} == kept
+    folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
+    assert set(folders) | {"pyproject.toml", "README.md"} == kept

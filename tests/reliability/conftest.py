@@ -1,7 +1,7 @@
 """Fixtures of the reliability suite: deployments (PostgreSQL + Redis + worker processes) to break.
 
 Each test gets a deployment of its own: a database and a queue nobody else
-uses, real ``python -m worker`` processes, and the API where the test talks to
+uses, real ``python -m trainyard.worker`` processes, and the API where the test talks to
 it.  A test that stops the database or the broker gets a private server
 (:mod:`private_servers`) for it; the machine's shared servers are never
 stopped.  Everything a test starts is killed and removed after it.
@@ -96,7 +96,7 @@ class ApiProcess:
         self.clients: list[httpx.Client] = []
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", "from service.cli import main; main()", "api",
+                [sys.executable, "-c", "from trainyard.cli import main; main()", "api",
                  "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1", "--threads", "4"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )

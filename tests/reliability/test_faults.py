@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from sqlalchemy import func, select
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import Run
 from worker_kit import (
     DIGITS,
     XOR,
@@ -26,9 +28,6 @@ from worker_kit import (
     spec_of,
     wait_for,
 )
-
-from service.storage import repo
-from service.storage.models import Run
 
 
 def statuses(stack: Stack, run_ids: list[str]) -> dict[str, int]:

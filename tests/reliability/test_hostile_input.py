@@ -13,19 +13,8 @@ import copy
 from typing import Any
 
 import httpx
-from worker_kit import (
-    DIGITS,
-    DIVERGES,
-    XOR,
-    Stack,
-    assert_bit_identical_to_fit,
-    assert_one_row_per_epoch,
-    spec_of,
-    wait_for,
-)
-
-from service.storage import repo
-from trainer.spec import (
+from trainyard.service.storage import repo
+from trainyard.trainer.spec import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     MAX_HIDDEN_LAYERS,
@@ -36,6 +25,16 @@ from trainer.spec import (
     MAX_TAGS,
     MAX_UNITS,
     count_parameters,
+)
+from worker_kit import (
+    DIGITS,
+    DIVERGES,
+    XOR,
+    Stack,
+    assert_bit_identical_to_fit,
+    assert_one_row_per_epoch,
+    spec_of,
+    wait_for,
 )
 
 

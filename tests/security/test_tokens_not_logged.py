@@ -5,7 +5,7 @@ The API runs as docker-compose.yml's ``api`` service runs it: the service's ``co
 from the file (``GUNICORN_CMD_ARGS`` with its access log in gunicorn's default format, which logs the request line
 with its query string and the ``Referer``), with ``--access-logfile``, ``--error-logfile`` and ``--log-level debug``
 appended to point the logs at files; its stdout and stderr (Flask's logger) go to a third file.  The worker is
-``python -m worker --loglevel debug``, its output in a file.  PostgreSQL (a database of the test's own) and Redis
+``trainyard worker --loglevel debug``, its output in a file.  PostgreSQL (a database of the test's own) and Redis
 (a queue of the test's own) are this machine's servers.
 
 Exercised: API calls with a token of each scope in the ``Authorization`` header, a scope too low (403), a wrong
@@ -38,10 +38,10 @@ import httpx
 import pytest
 import redis
 from sqlalchemy.engine import make_url
+from trainyard.service.storage.repo import TOKEN_PREFIX
 
-from service.client import ApiError, Client, ClientError
-from service.local import login_link
-from service.storage.repo import TOKEN_PREFIX
+from trainyard.client import ApiError, Client, ClientError
+from trainyard.local import login_link
 
 #: Seconds for the API or the worker to get ready, and for the run to be trained.
 READY_TIMEOUT = 60
@@ -264,7 +264,7 @@ def test_no_token_reaches_any_log(stack: Stack, browser: Any) -> None:
                              capture_output=True, text=True, timeout=READY_TIMEOUT)
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     stack.start("api", stack.command("api"))
-    stack.start("worker", [sys.executable, "-m", "worker", "--loglevel", "debug"])
+    stack.start("worker", [sys.executable, "-P", "-m", "trainyard", "worker", "--loglevel", "debug"])
     tokens, ids = _create_tokens(stack, {"read": "read", "write": "write", "admin": "admin", "revoked": "read"})
     tokens["wrong"] = TOKEN_PREFIX + secrets.token_urlsafe(32)  # well-formed, never issued
     stack.wait_for("api", lambda: _ready(stack.url), "ready")

@@ -1,0 +1,82 @@
+"""Probes (no token): /healthz says the process is up, /readyz checks the database and the broker."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from sqlalchemy import create_engine
+from trainyard.service.app import create_app
+from trainyard.service.queue import CeleryQueue
+
+#: A broker URL where nothing listens.
+DEAD_BROKER = "redis://127.0.0.1:1/0"
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+def test_readyz_when_all_is_up(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200 and response.get_json() == {"database": "ok", "broker": "ok"}
+
+
+@pytest.fixture
+def dead_queue():
+    queue = CeleryQueue(DEAD_BROKER)
+    yield queue
+    queue.close()
+
+
+@pytest.fixture
+def app_without_broker(settings, dead_queue):
+    app = create_app(settings, queue=dead_queue)
+    yield app
+    app.extensions["trainyard"].engine.dispose()
+
+
+def test_readyz_without_broker_is_503(app_without_broker):
+    response = app_without_broker.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert (body["database"], body["broker"]) == ("ok", "unavailable")
+    assert body["error"]["code"] == "not_ready" and "broker" in body["error"]["message"]
+
+
+@pytest.fixture
+def dead_engine(database_url: str):
+    """An engine of the test's database kind on a server or file that is not there."""
+    if database_url.startswith("sqlite"):
+        engine = create_engine("sqlite:////nonexistent-trainyard-dir/none/trainyard.db")
+    else:
+        engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    yield engine
+    engine.dispose()
+
+
+def test_readyz_without_database_is_503(app, dead_engine, monkeypatch):
+    services = app.extensions["trainyard"]
+    monkeypatch.setitem(app.extensions, "trainyard", dataclasses.replace(services, engine=dead_engine))
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.get_json()["database"] == "unavailable" and response.get_json()["broker"] == "ok"
+
+
+def test_run_is_created_when_the_broker_is_down(app_without_broker, tokens, caplog):
+    client = app_without_broker.test_client()
+
+    headers = {"Authorization": f"Bearer {tokens['write']}"}
+
+    response = client.post("/api/runs", json={"dataset": {"name": "xor"}}, headers=headers)
+
+    assert response.status_code == 201
+    run_id = response.get_json()["id"]
+    assert client.get(f"/api/runs/{run_id}", headers=headers).get_json()["status"] == "queued"
+    assert f"run {run_id} stays queued" in caplog.text

@@ -1,0 +1,147 @@
+"""``/api/sweeps``: a sweep's runs created and queued at once or not at all; progress, best run, listing, cancel."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from trainyard.service.storage import repo
+
+
+@pytest.fixture
+def grid(spec) -> dict:
+    return {
+        "name": "lr-units",
+        "spec": spec,
+        "method": "grid",
+        "space": {"optimizer.lr": [0.5, 0.1], "model.hidden.0.units": [4, 8, 16]},
+    }
+
+
+def test_a_grid_sweep_creates_and_queues_every_run(api, grid, sent, run_count):
+    response = api.post("/api/sweeps", json=grid)
+
+    assert response.status_code == 201, response.get_json()
+    sweep = response.get_json()
+    assert response.headers["Location"].endswith(f"/api/sweeps/{sweep['id']}")
+    assert sweep["method"] == "grid" and sweep["space"] == grid["space"] and sweep["spec"] == grid["spec"]
+    assert sweep["progress"] == {
+        "runs": 6, "counts": {"queued": 6, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0},
+        "finished": 0, "epochs_done": 0, "epochs_total": 6 * grid["spec"]["epochs"],
+    }  # fmt: skip
+    runs = sweep["runs"]
+    assert [(r["spec"]["optimizer"]["lr"], r["spec"]["model"]["hidden"][0]["units"]) for r in runs] == [
+        (0.5, 4), (0.5, 8), (0.5, 16), (0.1, 4), (0.1, 8), (0.1, 16),
+    ]  # fmt: skip
+    assert all(run["sweep_id"] == sweep["id"] and run["status"] == "queued" for run in runs)
+    assert run_count() == 6
+    assert sorted(args[0] for _, args in sent()) == sorted(run["id"] for run in runs)
+    listed = api.get(f"/api/runs?sweep={sweep['id']}").get_json()["runs"]
+    assert {run["id"] for run in listed} == {run["id"] for run in runs}
+
+
+def test_a_random_sweep_is_reproducible(api, spec):
+    body = {
+        "name": "random",
+        "spec": spec,
+        "method": "random",
+        "n": 5,
+        "seed": 3,
+        "space": {"optimizer.lr": {"log_uniform": [1e-3, 1.0]}, "batch_size": {"choice": [1, 2, 4]}},
+    }
+    first = api.post("/api/sweeps", json=body).get_json()
+    second = api.post("/api/sweeps", json=body).get_json()
+
+    def values(sweep):
+        return [(r["spec"]["optimizer"]["lr"], r["spec"]["batch_size"]) for r in sweep["runs"]]
+
+    assert len(first["runs"]) == 5 and values(first) == values(second)
+    assert first["n"] == 5 and first["seed"] == 3
+
+
+def test_an_invalid_point_creates_nothing(api, grid, sent, run_count, assert_error):
+    grid["space"]["optimizer.lr"] = [0.5, -0.1]
+
+    error = assert_error(api.post("/api/sweeps", json=grid), 422, "invalid", "points.3.optimizer.lr")
+
+    assert "point 3" in error["message"] and "optimizer.lr=-0.1" in error["message"]
+    assert run_count() == 0 and sent() == []
+    assert api.get("/api/sweeps").get_json()["sweeps"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"method": "grid", "space": {"seed": list(range(20)), "epochs": list(range(1, 20))}}, "space"),
+        ({"space": {"model.hidden.3.units": [4]}}, "points.0"),
+        ({"spec": {"name": "x"}}, "points.0.dataset"),
+        ({"extra": 1}, "extra"),
+        ({"method": "random", "n": 2, "space": {"optimizer.lr": [1, 2]}}, "space.optimizer.lr"),
+    ],
+)
+def test_bad_sweeps_are_refused_naming_the_field(api, grid, run_count, assert_error, change, field):
+    assert_error(api.post("/api/sweeps", json=grid | change), 422, field=field)
+    assert run_count() == 0
+
+
+def test_a_missing_upload_refuses_the_sweep(api, grid, run_count, assert_error):
+    grid["spec"]["dataset"] = {"upload": "0" * 32}
+    assert_error(api.post("/api/sweeps", json=grid), 422, field="dataset.upload")
+    assert run_count() == 0
+
+
+def test_sweep_progress_and_best_run(api, reader, grid, Session):
+    sweep = api.post("/api/sweeps", json=grid).get_json()
+    first, second, third = (run["id"] for run in sweep["runs"][:3])
+    with Session() as s, s.begin():
+        for run_id, loss, status in ((first, 0.3, "succeeded"), (second, 0.1, "succeeded"), (third, 0.2, "failed")):
+            repo.claim_run(session=s, run_id=run_id, worker="w", lease_seconds=30)
+            repo.write_epochs(session=s, run_id=run_id, rows=[{"epoch": 1, "train_loss": loss}])
+            summary = {"final_train_loss": loss, "final_train_accuracy": 1 - loss}
+            repo.finish_run(session=s, run_id=run_id, status=status, summary=summary, worker="w")
+
+    body = reader.get(f"/api/sweeps/{sweep['id']}").get_json()
+
+    progress = body["progress"]
+    assert progress["counts"] == {"queued": 3, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
+    assert progress["finished"] == 3 and progress["epochs_done"] == 3
+    assert body["best"] == {"metric": "train_loss", "value": 0.1, "run": second}  # no held-out data: train loss
+    best_accuracy = reader.get(f"/api/sweeps/{sweep['id']}?metric=train_accuracy").get_json()["best"]
+    assert best_accuracy["run"] == second and best_accuracy["value"] == pytest.approx(0.9)
+    assert reader.get(f"/api/sweeps/{sweep['id']}?metric=val_loss").get_json()["best"]["run"] is None
+
+
+def test_cancelling_a_sweep_cancels_its_queued_and_running_runs(api, grid, Session):
+    sweep = api.post("/api/sweeps", json=grid).get_json()
+    running, done = sweep["runs"][0]["id"], sweep["runs"][1]["id"]
+    with Session() as s, s.begin():
+        repo.claim_run(session=s, run_id=running, worker="w", lease_seconds=30)
+        repo.claim_run(session=s, run_id=done, worker="w", lease_seconds=30)
+        repo.finish_run(session=s, run_id=done, status="succeeded", worker="w")
+
+    body = api.post(f"/api/sweeps/{sweep['id']}/cancel").get_json()
+
+    statuses = {run["id"]: (run["status"], run["cancel_requested"]) for run in body["runs"]}
+    assert statuses[running] == ("running", True)  # its worker stops it at the next flush
+    assert statuses[done] == ("succeeded", False)
+    assert all(status == "cancelled" for run_id, (status, _) in statuses.items() if run_id not in (running, done))
+    assert body["progress"]["counts"]["cancelled"] == 4
+
+
+def test_list_sweeps_newest_first(api, reader, grid):
+    older = api.post("/api/sweeps", json=grid).get_json()["id"]
+    newer = api.post("/api/sweeps", json=copy.deepcopy(grid) | {"name": "second"}).get_json()["id"]
+
+    sweeps = reader.get("/api/sweeps").get_json()["sweeps"]
+
+    assert [sweep["id"] for sweep in sweeps] == [newer, older]
+    assert "runs" not in sweeps[0] and sweeps[0]["progress"]["runs"] == 6
+    assert len(reader.get("/api/sweeps?limit=1").get_json()["sweeps"]) == 1
+
+
+def test_sweep_errors(api, reader, grid, assert_error):
+    assert_error(reader.post("/api/sweeps", json=grid), 403)
+    assert_error(reader.get(f"/api/sweeps/{'0' * 32}"), 404, "not_found")
+    assert_error(api.post(f"/api/sweeps/{'0' * 32}/cancel"), 404)
+    sweep_id = api.post("/api/sweeps", json=grid).get_json()["id"]
+    assert_error(reader.get(f"/api/sweeps/{sweep_id}?metric=loss"), 400, field="metric")

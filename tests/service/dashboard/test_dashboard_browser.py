@@ -1,0 +1,529 @@
+"""The dashboard in a real browser: Debian's chromium, headless, driven by Playwright, against a real server.
+
+The server is the app on a SQLite database, served by werkzeug in a thread
+(threaded, like gunicorn's gthread workers).  No browser is downloaded:
+Playwright launches ``/usr/bin/chromium`` (``.ci/run`` installs it).
+Screenshots of each page go to ``TRAINYARD_SCREENSHOTS`` (default: the test's
+tmp folder); with ``TRAINYARD_UPDATE_DOCS=1`` the compare page's is also
+written to ``docs/compare.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import io
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import sessionmaker
+from trainyard.service.app import create_app
+from trainyard.service.config import Settings
+from trainyard.service.storage import repo
+from trainyard.service.storage.migrate import upgrade
+from trainyard.service.storage.repo import TOKEN_PREFIX
+from trainyard.trainer import fit
+from werkzeug.serving import make_server
+
+from trainyard.local import login_link
+
+XSS = "<img src=x onerror=alert(1)>"
+#: Plotly reads some HTML in trace names: this one would become a link, were it not escaped.
+LINK = '<a href="https://example.com/">click</a> & <b>bold</b>'
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+SPEC: dict[str, Any] = {
+    "version": 1,
+    "name": "moons",
+    "dataset": {"name": "moons", "test_fraction": 0.25, "standardize": True},
+    "model": {"type": "mlp", "hidden": [{"units": 16, "activation": "tanh"}], "init": "xavier"},
+    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
+    "epochs": 150,
+    "batch_size": 16,
+    "seed": 1,
+    "tags": ["browser"],
+}
+
+
+class Server:
+    """The app served over HTTP from a thread."""
+
+    def __init__(self, settings: Settings):
+        self.app = create_app(settings)
+        self.Session: sessionmaker[OrmSession] = self.app.extensions["trainyard"].Session
+        #: Every request's method, path, query and Referer, as the server saw them (what an access log holds).
+        self.requests: list[str] = []
+        handle = self.app.wsgi_app
+
+        def recorded(environ: dict[str, Any], start_response: Any) -> Any:
+            self.requests.append(" ".join((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
+                                           environ.get("QUERY_STRING", ""), environ.get("HTTP_REFERER", ""))))
+            return handle(environ, start_response)
+
+        self.app.wsgi_app = recorded  # type: ignore[method-assign]
+        self.http = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.http.server_port}"
+        self.thread = threading.Thread(target=self.http.serve_forever, name="dashboard-server", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        self.thread.join(10)
+        self.app.extensions["trainyard"].engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    url = f"sqlite:///{folder / 'trainyard.db'}"
+    upgrade(url)
+    server = Server(Settings(data_dir=folder, database_url=url, broker_url="memory://", auth=True))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def token(server: Server) -> str:
+    with server.Session() as s, s.begin():
+        return repo.create_token(session=s, scope="write", name="browser")[0]
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("TRAINYARD_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Page:
+    """A browser page that records dialogs and script errors (CSP violations included)."""
+
+    def __init__(self, browser: Any, server: Server):
+        self.context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(10_000)
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("dialog", self._dialog)
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def log_in(self, token: str) -> None:
+        self.page.goto("/runs")
+        assert "/login" in self.page.url
+        self.page.fill('input[name="token"]', token)
+        self.page.click('button:has-text("Log in")')
+        self.page.wait_for_url("**/runs")
+
+    def traces(self, chart: str) -> int:
+        return self.page.locator(f"#{chart} .scatterlayer .trace").count()
+
+    def points(self, chart: str, trace: int = 0) -> int:
+        return self.page.evaluate(f"document.getElementById('{chart}').data[{trace}].x.length")
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Page]:
+    opened = Page(browser, server)
+    yield opened
+    opened.context.close()
+    assert not opened.errors, opened.errors
+
+
+def _trained_run(server: Server, name: str, lr: float, *, tags: list[str] | None = None) -> str:
+    """A succeeded run with the real curves of training ``SPEC`` at ``lr``."""
+    spec = copy.deepcopy(SPEC) | {"name": name}
+    spec["optimizer"]["lr"] = lr
+    rows: list[dict[str, Any]] = []
+    snapshots: list[tuple[int, bytes]] = []
+
+    def record(epoch: Any) -> None:
+        rows.append(epoch.metrics())
+        if epoch.epoch in (1, 5, 20, 50, 100, spec["epochs"]):
+            snapshots.append((epoch.epoch, _npz(epoch.weights)))
+
+    fit(spec, on_epoch=record)
+    start = dt.datetime.now(dt.timezone.utc)
+    with server.Session() as s, s.begin():
+        run = repo.create_run(session=s, spec=spec, name=name, seed=1, tags=tags or SPEC["tags"], notes="",
+                              epochs_total=spec["epochs"])
+        repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+        for row in rows:
+            row["recorded_at"] = start + dt.timedelta(seconds=row["seconds"] * row["epoch"])
+        repo.write_epochs(session=s, run_id=run.id, rows=rows)
+        for epoch, data in snapshots:
+            repo.write_weights(session=s, run_id=run.id, epoch=epoch, data=data)
+        last = rows[-1]
+        best = min(rows, key=lambda row: row["val_loss"])
+        summary = {"final_train_loss": last["train_loss"], "final_train_accuracy": last["train_accuracy"],
+                   "final_val_loss": last["val_loss"], "final_val_accuracy": last["val_accuracy"],
+                   "best_val_loss": best["val_loss"], "best_val_accuracy": best["val_accuracy"],
+                   "best_epoch": best["epoch"]}
+        repo.finish_run(session=s, run_id=run.id, status="succeeded", summary=summary)
+        return run.id
+
+
+def _npz(weights: list[Any]) -> bytes:
+    """``[W1, b1, W2, b2, ...]`` as the worker stores them."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"{'Wb'[i % 2]}{i // 2 + 1}": array for i, array in enumerate(weights)})
+    return buffer.getvalue()
+
+
+def test_log_in_select_two_runs_and_compare(page: Page, server: Server, token: str, screenshots: Path) -> None:
+    slow = _trained_run(server, "moons lr=0.01", 0.01, tags=["compare"])
+    fast = _trained_run(server, "moons lr=0.2", 0.2, tags=["compare"])
+    p = page.page
+    p.goto("/runs")
+    p.screenshot(path=screenshots / "login.png")
+    page.log_in(token)
+    p.goto("/runs?tag=compare")
+    assert p.locator("#runs-table tbody tr[data-run]").count() == 2
+    # every column, the Delete buttons included, fits a laptop's 1400-px window: no sideways scrolling
+    table = p.locator("#runs-table")
+    assert p.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert table.evaluate("el => el.parentElement.scrollWidth <= el.parentElement.clientWidth")
+    delete = table.locator("button.danger").first.bounding_box()
+    assert delete is not None and delete["x"] + delete["width"] <= 1400
+    p.screenshot(path=screenshots / "runs.png", full_page=True)
+    for run_id in (slow, fast):
+        p.check(f'tr[data-run="{run_id}"] input[name="run"]')
+    p.click("#compare-button")
+    p.wait_for_url("**/compare?runs=*")
+    assert set(p.url.split("runs=")[1].split(",")) == {slow, fast}
+    for chart in ("chart-train_loss", "chart-val_loss", "chart-train_accuracy", "chart-val_accuracy"):
+        p.wait_for_function(f"() => document.querySelectorAll('#{chart} .scatterlayer .trace').length === 2")
+        assert page.points(chart, 0) == page.points(chart, 1) == SPEC["epochs"]
+    legend = p.locator("#chart-train_loss .legendtext").all_text_contents()
+    assert sorted(legend) == ["moons lr=0.01", "moons lr=0.2"]
+    differs = p.locator("#params-table tr.differs")
+    assert differs.count() == 1 and differs.get_attribute("data-param") == "optimizer.lr"
+    highlighted = differs.locator("td").first.evaluate("el => getComputedStyle(el).backgroundColor")
+    plain = p.locator("#params-table tr.same td").first.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert highlighted != plain
+    p.check("#differences-only")
+    assert p.locator("#params-table tr.same").first.is_hidden()
+    p.uncheck("#differences-only")
+    raw = p.evaluate("() => document.getElementById('chart-train_loss').data[0].y.slice(0, 20)")
+    p.locator("#smoothing").fill("0.9")
+    p.wait_for_function("() => document.getElementById('chart-train_loss').data[0].y[10] !== " + str(raw[10]))
+    smoothed = p.evaluate("() => document.getElementById('chart-train_loss').data[0].y.slice(0, 20)")
+    assert smoothed[0] == pytest.approx(raw[0]) and smoothed[10] != pytest.approx(raw[10])
+    p.locator("#smoothing").fill("0")
+    p.select_option("#x-axis", "elapsed")
+    p.wait_for_function("() => document.getElementById('chart-train_loss').layout.xaxis.title.text === 'wall time (s)'")
+    elapsed = p.evaluate("() => document.getElementById('chart-train_loss').data[0].x")
+    assert len(elapsed) == SPEC["epochs"] and all(b >= a for a, b in zip(elapsed, elapsed[1:])) and elapsed[-1] > 0
+    p.select_option("#x-axis", "epoch")
+    p.check("#log-y")
+    p.wait_for_function("() => document.getElementById('chart-train_loss').layout.yaxis.type === 'log'")
+    assert p.evaluate("() => document.getElementById('chart-train_accuracy').layout.yaxis.type") == "linear"
+    p.screenshot(path=screenshots / "compare.png", full_page=True)
+    if os.environ.get("TRAINYARD_UPDATE_DOCS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(screenshots / "compare.png", DOCS / "compare.png")
+    p.goto(f"/runs/{fast}")
+    p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
+    p.wait_for_selector("#chart-boundary .contourlayer, #chart-boundary .heatmaplayer")
+    p.wait_for_selector("#heatmap-0 .hm")
+    assert p.locator("#weights-epoch-value").text_content() == str(SPEC["epochs"])
+    assert "epoch 150" in p.locator("#chart-boundary .gtitle").text_content()
+    p.screenshot(path=screenshots / "run.png", full_page=True)
+    p.locator("#weights-epoch").fill("0")  # the slider runs over the stored epochs: 1, 5, 20, 50, 100, 150
+    p.wait_for_function("() => document.querySelector('#chart-boundary .gtitle').textContent.endsWith('epoch 1')")
+    assert p.locator("#weights-epoch-value").text_content() == "1"
+
+
+def test_a_running_runs_curve_grows_without_a_reload(page: Page, server: Server, token: str,
+                                                     screenshots: Path) -> None:
+    with server.Session() as s, s.begin():
+        run = repo.create_run(session=s, spec=SPEC, name="live", seed=1, tags=["live"], notes="", epochs_total=40)
+        repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+        repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6)])
+        other = repo.create_run(session=s, spec=SPEC, name="done", seed=1, tags=["live"], notes="", epochs_total=3)
+        repo.write_epochs(session=s, run_id=other.id, rows=[_epoch(e) for e in range(1, 4)])
+    page.log_in(token)
+    p = page.page
+    p.goto("/runs?tag=live")  # the runs table follows its running runs' progress
+    progress = p.locator(f'tr[data-run="{run.id}"] [data-field="progress"]')
+    assert progress.text_content() == "epoch 5 of 40"
+    with server.Session() as s, s.begin():
+        repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(6)])
+    p.wait_for_function(f"() => document.querySelector('tr[data-run=\"{run.id}\"] [data-field=\"progress\"]')"
+                        ".textContent === 'epoch 6 of 40'", timeout=2500)
+    p.goto(f"/compare?runs={run.id},{other.id}")  # the compare page follows a running run too
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 2")
+    with server.Session() as s, s.begin():
+        repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(7, 9)])
+    p.wait_for_function("() => document.getElementById('chart-train_loss').data[0].x.length === 8", timeout=2500)
+    assert p.evaluate("() => document.getElementById('chart-train_loss')._fullLayout.xaxis.range[1]") >= 8
+    assert p.locator(f'tr[data-run="{run.id}"] [data-field="progress"]').text_content() == "epoch 8 of 40"
+    p.goto(f"/runs/{run.id}")
+    p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
+    assert page.points("chart-loss") == 8
+    p.evaluate("window.__same_page = true")
+    for last in (10, 20):
+        with server.Session() as s, s.begin():
+            repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(page.points("chart-loss") + 1,
+                                                                                         last + 1)])
+        written = time.monotonic()
+        p.wait_for_function(f"() => document.getElementById('chart-loss').data[0].x.length === {last}", timeout=2500)
+        assert time.monotonic() - written < 2.0
+        for chart in ("chart-loss", "chart-accuracy", "chart-norms"):  # drawn, not only held: the axis follows
+            assert p.evaluate(f"() => document.getElementById('{chart}')._fullLayout.xaxis.range[1]") >= last
+        assert p.locator('[data-field="progress"]').text_content() == f"epoch {last} of 40"
+    p.screenshot(path=screenshots / "run-live.png", full_page=True)
+    with server.Session() as s, s.begin():
+        repo.finish_run(session=s, run_id=run.id, status="succeeded", summary={"final_train_loss": 0.05})
+    p.wait_for_function("() => document.querySelector('#run-page [data-field=\"status\"]').textContent === 'succeeded'",
+                        timeout=2500)
+    assert p.evaluate("window.__same_page") is True  # never reloaded
+    p.goto("/runs?tag=live")
+    assert p.locator(f'tr[data-run="{run.id}"] [data-field="status"]').text_content() == "succeeded"
+
+    with server.Session() as s, s.begin():  # a run finishing on the compare page takes the star it earns
+        late = repo.create_run(session=s, spec=SPEC, name="late", seed=2, tags=["live"], notes="", epochs_total=3)
+        repo.claim_run(session=s, run_id=late.id, worker="browser-test", lease_seconds=600)
+        repo.write_epochs(session=s, run_id=late.id, rows=[_epoch(e) for e in range(1, 3)])
+    p.goto(f"/compare?runs={run.id},{late.id}")
+    best = f'tr[data-run="{run.id}"] [data-field="final_train_loss"]'
+    assert "best" in p.locator(best).get_attribute("class")
+    with server.Session() as s, s.begin():
+        repo.write_epochs(session=s, run_id=late.id, rows=[_epoch(3)])
+        repo.finish_run(session=s, run_id=late.id, status="succeeded", summary={"final_train_loss": 0.01})
+    cell = f'tr[data-run="{late.id}"] [data-field="final_train_loss"]'
+    p.wait_for_function("(cell) => document.querySelector(cell).classList.contains('best')", arg=cell, timeout=2500)
+    assert "best" not in p.locator(best).get_attribute("class")
+    assert p.locator(cell).text_content() == "0.01"
+
+
+def _epoch(e: int) -> dict[str, Any]:
+    return {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_accuracy": 1 - 0.5 / e,
+            "val_accuracy": 1 - 0.6 / e, "seconds": 0.01, "weight_norms": [1.0, 0.5], "grad_norms": [0.1, 0.05]}
+
+
+def test_a_hostile_run_name_is_shown_as_text(page: Page, server: Server, token: str, screenshots: Path) -> None:
+    with server.Session() as s, s.begin():
+        hostile = repo.create_run(session=s, spec=SPEC | {"name": XSS}, name=XSS, seed=1, tags=[XSS, "xss"], notes=XSS,
+                                  epochs_total=10)
+        repo.claim_run(session=s, run_id=hostile.id, worker="browser-test", lease_seconds=600)
+        repo.write_epochs(session=s, run_id=hostile.id, rows=[_epoch(e) for e in range(1, 4)])
+        repo.finish_run(session=s, run_id=hostile.id, status="failed", error=XSS)
+        plain = repo.create_run(session=s, spec=SPEC, name=LINK, seed=1, tags=["xss"], notes="", epochs_total=10)
+        repo.write_epochs(session=s, run_id=plain.id, rows=[_epoch(e) for e in range(1, 3)])
+    page.log_in(token)
+    p = page.page
+    p.goto("/runs?tag=xss")
+    assert p.locator(f'tr[data-run="{hostile.id}"] td.name').text_content() == XSS
+    assert p.locator("img[src=x]").count() == 0
+    p.goto(f"/runs/{hostile.id}")
+    assert p.locator(".run-name").text_content() == XSS
+    assert p.locator('[data-field="error"]').text_content() == XSS
+    p.wait_for_function("() => document.querySelectorAll('#chart-loss .scatterlayer .trace').length === 2")
+    p.goto(f"/compare?runs={hostile.id},{plain.id}")
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 2")
+    assert sorted(p.locator("#chart-train_loss .legendtext").all_text_contents()) == sorted([XSS, LINK])
+    assert p.locator("#chart-train_loss .legend a, #chart-train_loss .legend b").count() == 0
+    assert p.locator(f'tr[data-run="{plain.id}"] td.name a').text_content().strip() == LINK
+    assert p.locator("img[src=x]").count() == 0
+    p.screenshot(path=screenshots / "xss.png", full_page=True)
+    p.wait_for_timeout(300)
+    assert page.dialogs == []
+
+
+def test_the_one_click_link_logs_in_and_its_token_never_reaches_the_server(page: Page, server: Server,
+                                                                          screenshots: Path) -> None:
+    with server.Session() as s, s.begin():
+        token = repo.create_token(session=s, scope="read", name="one-click")[0]
+    secret = token.removeprefix(TOKEN_PREFIX)
+    p = page.page
+    first = len(server.requests)
+    p.goto(login_link(server.url, token))  # what `trainyard up` prints on a terminal: /login#token=...
+    p.wait_for_url("**/runs")
+    assert secret not in p.url and p.locator(".scope").text_content() == "scope: read"
+    seen = server.requests[first:]
+    assert any(line.startswith("POST /login") for line in seen), seen  # logged in through the form
+    assert not [line for line in seen if secret in line], seen
+    p.wait_for_load_state("networkidle")  # leaving while plotly.min.js is sent would leave werkzeug's file open
+
+    # The old link, /login?token=...: refused with the reason; the address bar drops it, and the page's own
+    # requests (stylesheet, script) do not send it again as their Referer.
+    first = len(server.requests)
+    response = p.goto(f"/login?token={token}")
+    assert response.status == 400 and "logs" in p.locator("#token-in-query").text_content()
+    assert p.url == f"{server.url}/login"
+    p.screenshot(path=screenshots / "login-refused.png")
+    assert len([line for line in server.requests[first:] if secret in line]) == 1, server.requests[first:]
+    page.errors.clear()  # the browser logs the 400 of the page itself
+
+
+def test_unknown_run_page(page: Page, token: str, screenshots: Path) -> None:
+    page.log_in(token)
+    response = page.page.goto("/runs/" + "0" * 32)
+    assert response.status == 404
+    assert "404" in page.page.locator("h1").text_content()
+    page.page.screenshot(path=screenshots / "not-found.png")
+    page.errors.clear()  # the browser logs the 404 of the page itself
+
+
+def test_compare_of_50_runs_of_5000_epochs_opens_in_under_2_s(page: Page, server: Server, token: str,
+                                                               screenshots: Path) -> None:
+    """Curves downsampled on the server; timed from navigation to every chart holding its 50 traces.
+
+    The first visit also parses plotly.js (4.6 MB), which the browser then
+    keeps (``Cache-Control: max-age``) with its compiled code: later visits
+    are what a user opening a comparison sees, and what must take under 2 s.
+    """
+    epochs = 5000
+    ids = []
+    for i in range(50):
+        spec = copy.deepcopy(SPEC) | {"name": f"sweep-{i}", "epochs": epochs}
+        spec["optimizer"]["lr"] = round(0.01 * (i + 1), 2)
+        with server.Session() as s, s.begin():
+            run = repo.create_run(session=s, spec=spec, name=f"sweep-{i}", seed=i, tags=["big"], notes="",
+                                  epochs_total=epochs)
+            k = np.arange(1, epochs + 1)
+            loss = (1 + 0.01 * i) / k
+            rows = [{"epoch": int(e), "train_loss": float(v), "val_loss": float(1.1 * v),
+                     "train_accuracy": float(1 - v / 2), "val_accuracy": float(1 - v / 1.8), "seconds": 0.01}
+                    for e, v in zip(k, loss)]
+            repo.write_epochs(session=s, run_id=run.id, rows=rows)
+            repo.finish_run(session=s, run_id=run.id, status="succeeded",
+                            summary={"best_val_loss": float(loss.min()), "final_val_accuracy": float(1 - loss[-1])})
+            ids.append(run.id)
+    page.log_in(token)
+    p = page.page
+    drawn = ("() => ['train_loss', 'val_loss', 'train_accuracy', 'val_accuracy'].every(m => "
+             "document.querySelectorAll('#chart-' + m + ' .scatterlayer .trace').length === 50)")
+    seconds = []
+    for _ in range(3):
+        start = time.monotonic()
+        p.goto("/compare?runs=" + ",".join(ids))
+        p.wait_for_function(drawn, timeout=20_000)
+        seconds.append(time.monotonic() - start)
+    print(f"compare page of 50 runs x {epochs} epochs: first visit {seconds[0]:.2f} s, then "
+          f"{seconds[1]:.2f} s and {seconds[2]:.2f} s")
+    assert min(seconds[1:]) < 2.0, seconds  # the better of two: one hiccup of a busy machine is no regression
+    assert all(0 < page.points("chart-train_loss", i) <= 1000 for i in range(50))
+    p.wait_for_selector("#param-chart-0 .scatterlayer .trace")
+    assert p.locator("#param-chart-0 .scatterlayer .point").count() == 50
+    assert p.locator("#param-chart-0 .xtitle").text_content() == "optimizer.lr"
+    p.screenshot(path=screenshots / "compare-50.png", full_page=True)
+
+
+def test_sweep_page_draws_parallel_coordinates_and_compares_the_top_k(page: Page, server: Server, token: str,
+                                                                      screenshots: Path) -> None:
+    """A 2x2 grid on xor (lr x hidden units): three runs finished, one running that finishes while the page is open."""
+    lrs, units = [0.001, 0.5], [4, 16]
+    base = {"version": 1, "name": "xor", "dataset": {"name": "xor", "test_fraction": 0.25, "standardize": False},
+            "model": {"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}], "init": "xavier"},
+            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "epochs": 5, "batch_size": 4, "seed": 1}
+    ids, losses = [], []
+    with server.Session() as s, s.begin():
+        sweep = repo.create_sweep(session=s, name=XSS, method="grid", base_spec=base,
+                                  space={"space": {"optimizer.lr": lrs, "model.hidden.0.units": units}, "n": None,
+                                         "seed": 0})
+        for i, (lr, width) in enumerate((lr, width) for lr in lrs for width in units):
+            spec = copy.deepcopy(base)
+            spec["optimizer"]["lr"] = lr
+            spec["model"]["hidden"][0]["units"] = width
+            spec["name"] = f"xor #{i + 1:03d} lr={lr} units={width}"
+            run = repo.create_run(session=s, spec=spec, name=spec["name"], seed=1, tags=[], notes="", epochs_total=5,
+                                  sweep_id=sweep.id)
+            repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+            repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6 if i < 3 else 3)])
+            losses.append(0.05 + (0.5 - lr) + 1 / width)
+            if i < 3:
+                repo.finish_run(session=s, run_id=run.id, status="succeeded", summary={"best_val_loss": losses[i]})
+            ids.append(run.id)
+    page.log_in(token)
+    p = page.page
+    p.goto(f"/sweeps/{sweep.id}")
+    assert p.locator(".sweep-name").text_content() == XSS
+    p.wait_for_function("() => document.querySelectorAll('#parcoords path.pc-line').length === 4")
+    assert p.locator("#parcoords path.pc-line.pending").count() == 1  # the running run: no value yet
+    titles = p.locator("#parcoords text.axis-title").all_text_contents()
+    assert titles == ["optimizer.lr (log)", "model.hidden.0.units", "val loss"]
+    assert p.locator('#parcoords [data-axis="1"] text.tick').all_text_contents() == ["4", "16"]
+    assert p.locator("#sweep-runs tbody tr[data-run]").count() == 4
+    assert p.locator('[data-field="runs-progress"]').text_content() == "3 of 4 finished"
+
+    with server.Session() as s, s.begin():  # the last run finishes, and is the best: the page follows
+        repo.write_epochs(session=s, run_id=ids[3], rows=[_epoch(e) for e in range(3, 6)])
+        repo.finish_run(session=s, run_id=ids[3], status="succeeded", summary={"best_val_loss": 0.01})
+    p.wait_for_function("() => document.querySelector('[data-field=\"runs-progress\"]').textContent"
+                        " === '4 of 4 finished'", timeout=3000)
+    assert p.locator("#parcoords path.pc-line.pending").count() == 0
+    assert p.locator("#parcoords path.pc-line.best").get_attribute("data-run") == ids[3]
+    order = [ids[3]] + [ids[i] for i in sorted(range(3), key=lambda i: losses[i])]
+    rows = p.locator("#sweep-runs tbody tr[data-run]")
+    assert [rows.nth(i).get_attribute("data-run") for i in range(4)] == order
+    assert "best" in rows.first.locator('[data-field="metric"]').get_attribute("class")
+    assert p.locator("#cancel-sweep").is_hidden()
+    p.screenshot(path=screenshots / "sweep.png", full_page=True)
+    assert p.locator("img[src=x]").count() == 0
+
+    p.select_option("#metric", "val_accuracy")  # no run has one: every line waits for its value, in sweep order
+    p.wait_for_url("**metric=val_accuracy")
+    p.wait_for_function("() => document.querySelectorAll('#parcoords path.pc-line.pending').length === 4")
+    assert p.locator("#parcoords text.axis-title").last.text_content() == "val accuracy"
+    p.select_option("#metric", "val_loss")
+    p.wait_for_url("**metric=val_loss")
+    p.locator("#top-k").fill("2")
+    assert p.locator("#compare-top").text_content() == "compare the top 2"
+    p.click("#compare-top")
+    p.wait_for_url("**/compare?runs=*")
+    assert p.url.split("runs=")[1].split(",") == order[:2]
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 2")
+    p.goto(f"/sweeps/{sweep.id}")
+    p.click("#runs-link")
+    p.wait_for_url(f"**/runs?sweep={sweep.id}")
+    assert p.locator("#runs-table tbody tr[data-run]").count() == 4
+
+
+def test_a_random_sweep_draws_a_categorical_axis(page: Page, server: Server, token: str, screenshots: Path) -> None:
+    base = {"version": 1, "name": "xor", "dataset": {"name": "xor", "standardize": False},
+            "model": {"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}], "init": "xavier"},
+            "optimizer": {"name": "sgd", "lr": 0.1}, "epochs": 5, "batch_size": 4, "seed": 1}
+    points = [(0.0002, "relu"), (0.003, "tanh"), (0.05, "relu"), (0.09, "sigmoid"), (0.01, "tanh")]
+    with server.Session() as s, s.begin():
+        space = {"optimizer.lr": {"log_uniform": [0.0001, 0.1]},
+                 "model.hidden.0.activation": {"choice": ["relu", "tanh", "sigmoid"]}}
+        sweep = repo.create_sweep(session=s, name="random xor", method="random", base_spec=base,
+                                  space={"space": space, "n": len(points), "seed": 0})
+        for i, (lr, activation) in enumerate(points):
+            spec = copy.deepcopy(base)
+            spec["optimizer"]["lr"] = lr
+            spec["model"]["hidden"][0]["activation"] = activation
+            run = repo.create_run(session=s, spec=spec, name=f"random xor #{i + 1:03d}", seed=1, tags=[], notes="",
+                                  epochs_total=5, sweep_id=sweep.id)
+            if i < 4:
+                repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+                repo.finish_run(session=s, run_id=run.id, status="succeeded", summary={"final_train_loss": 0.1 * i})
+    page.log_in(token)
+    p = page.page
+    p.goto(f"/sweeps/{sweep.id}")
+    p.wait_for_function("() => document.querySelectorAll('#parcoords path.pc-line').length === 5")
+    assert p.locator("#parcoords text.axis-title").all_text_contents() == [
+        "optimizer.lr (log)", "model.hidden.0.activation", "train loss"]
+    assert p.locator('#parcoords [data-axis="1"] text.tick').all_text_contents() == ["relu", "tanh", "sigmoid"]
+    assert p.locator("#parcoords path.pc-line.pending").count() == 1  # queued: no value yet
+    assert p.locator("#cancel-sweep").is_visible()
+    p.screenshot(path=screenshots / "sweep-random.png", full_page=True)
+    p.click("#cancel-sweep button")  # confirm() is dismissed by the test page: nothing is cancelled
+    assert page.dialogs == ["Cancel this sweep's queued and running runs?"]
+    with server.Session() as s:
+        assert repo.list_runs(session=s, sweep_id=sweep.id, status="queued", limit=10)[0]

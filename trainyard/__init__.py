@@ -1,0 +1,25 @@
+"""Trainyard: train neural networks and track the experiments.
+
+The public way in is the HTTP client::
+
+    from trainyard import Client
+
+    with Client("http://127.0.0.1:8000", token="ty_...") as client:
+        run = client.submit({"dataset": {"name": "xor"}, "model": {"type": "mlp", "hidden": [{"units": 8}]},
+                             "optimizer": {"name": "adam", "lr": 0.05}, "epochs": 300})
+
+The package's parts, each importable on its own:
+
+- :mod:`trainyard.trainer`: the numpy training engine (``from trainyard.trainer import TrainSpec, fit``);
+- :mod:`trainyard.service`: settings, storage, the operations every interface shares, the Flask API and dashboard;
+- :mod:`trainyard.worker`: the Celery worker that trains queued runs;
+- :mod:`trainyard.migrations`: the database schema's Alembic revisions;
+- this package's own modules, the entry layer: :mod:`.cli` (the ``trainyard`` command), :mod:`.local`
+  (``trainyard up``) and :mod:`.client`.  Only the entry layer knows both the service and the worker.
+
+``import trainyard`` loads the client alone (httpx): no web framework, queue or database library.
+"""
+
+from trainyard.client import ApiError, Client, ClientError, Unreachable
+
+__all__ = ["ApiError", "Client", "ClientError", "Unreachable"]
