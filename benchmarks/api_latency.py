@@ -36,6 +36,7 @@ import servers
 from record import add_option, record
 from servers import postgres_database
 from sqlalchemy import text
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.migrate import upgrade

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 from record import add_option, record
 from servers import postgres_database
+
 from trainyard.service.api import compare
-from trainyard.service.api.schemas import run_fields
 from trainyard.service.app import create_app
 from trainyard.service.config import Settings
+from trainyard.service.operations import run_fields
 from trainyard.service.storage import repo
 from trainyard.service.storage.migrate import upgrade
 from trainyard.trainer import TrainSpec

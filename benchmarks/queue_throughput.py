@@ -35,6 +35,7 @@ import servers
 from record import add_option, record
 from servers import postgres_database
 from sqlalchemy import func, select
+
 from trainyard.service.config import Settings
 from trainyard.service.queue import CeleryQueue
 from trainyard.service.storage import repo

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 from trainer_vs_sklearn import WORKLOADS, spec_for, time_sklearn
+
 from trainyard.trainer.fit import _Run
 from trainyard.trainer.optimizers import Adam
 

@@ -29,6 +29,7 @@ from record import add_option, record
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_info
+
 from trainyard.trainer import Dataset, TrainSpec, fit, load_builtin
 
 

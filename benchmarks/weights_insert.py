@@ -27,6 +27,7 @@ from record import add_option, record
 from servers import postgres_database
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.migrate import upgrade

@@ -23,6 +23,7 @@ import time
 
 from record import add_option, record
 from servers import postgres_database
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.migrate import upgrade

@@ -19,6 +19,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
+
 from trainyard.service.storage import db, models
 from trainyard.service.storage.migrate import ForeignKeyViolation, include_object
 

@@ -10,6 +10,7 @@ Each request opens its own transaction (``trainyard.service.context.transaction`
 from __future__ import annotations
 
 from flask import Flask
+
 from trainyard.service.api import compare, datasets, health, openapi, runs, sweeps
 from trainyard.service.api.requests import IdConverter
 from trainyard.service.config import Settings

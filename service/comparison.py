@@ -5,26 +5,16 @@ Used by the JSON API (``GET /api/compare``) and the dashboard's compare page.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from trainyard.service.specpaths import flatten
 
 #: Most runs one comparison takes.
 MAX_RUNS = 100
 
 #: Top-level spec keys that describe a run rather than configure it: not compared.
 UNCOMPARED_KEYS = frozenset(("name", "tags", "notes"))
-
-
-def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """The leaves of a JSON value as ``(dotted path, value)``; lists by index, empty lists and objects as leaves."""
-    if isinstance(value, Mapping) and value:
-        for key, item in value.items():
-            yield from flatten(item, f"{prefix}{key}.")
-    elif isinstance(value, list) and value:
-        for index, item in enumerate(value):
-            yield from flatten(item, f"{prefix}{index}.")
-    else:
-        yield prefix[:-1], value
 
 
 def _equal(a: Any, b: Any) -> bool:

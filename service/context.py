@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app, g, has_request_context
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+
 from trainyard.service.config import Settings
 from trainyard.service.queue import RunQueue
 

@@ -20,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
 from trainyard.service.storage.db import unreachable
 from trainyard.trainer.spec import field_errors
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 FieldError = Mapping[str, str]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+
 from trainyard.service.app import create_app
 from trainyard.service.gunicorn_logging import RedactingLogger
 

@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainyard.service.specpaths import set_path
 from trainyard.service.storage.models import RUN_STATUSES, Run
 from trainyard.trainer import Dataset, SpecError, TrainSpec, check
 from trainyard.trainer.fit import load_data
@@ -182,39 +184,6 @@ def _draw(distribution: Distribution, rng: np.random.Generator) -> Any:
     return int(rng.integers(low, high, endpoint=True))
 
 
-def set_path(spec: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``value`` at the dotted ``path`` of ``spec`` in place; missing object keys are created.
-
-    A list position must exist (``model.hidden.2.units`` needs three hidden
-    layers in the base spec): a sweep changes layers, it does not add them.
-
-    Raises
-    ------
-    KeyError
-        The path goes through a value that is neither an object nor a list, or
-        names a list position that is not there.
-    """
-    parts = path.split(".")
-    node: Any = spec
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        where = ".".join(parts[: depth + 1])
-        if isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                node = node.setdefault(part, {})
-        elif isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise KeyError(f"{where}: the base spec has no list item {part} here ({len(node)} items)")
-            if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        else:
-            raise KeyError(f"{where}: the base spec has a {type(node).__name__} above this, not an object or list")
-
-
 def _label(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -267,7 +236,7 @@ def expand(request: SweepRequest) -> list[TrainSpec]:
 def _check_trainable(spec: TrainSpec, data: dict[tuple[str, int], Dataset]) -> None:
     """:func:`trainyard.trainer.check` for a built-in dataset, loading each (dataset, seed) once per sweep."""
     if isinstance(spec.dataset, UploadData):
-        return  # the worker checks an upload's fit (see trainyard.service.api.runs.check_trainable)
+        return  # the worker checks an upload's fit (see trainyard.service.operations.check_trainable)
     key = (spec.dataset.model_dump_json(), spec.seed)
     if key not in data:
         data[key] = load_data(spec)

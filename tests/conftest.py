@@ -26,6 +26,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+
 from trainyard.service.storage.migrate import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

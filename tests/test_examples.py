@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from trainyard.service.sweeps import SweepRequest, expand
 from trainyard.trainer import TrainSpec
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+
 from trainyard.service.config import Settings
 from trainyard.service.queue import CeleryQueue
 from trainyard.service.storage import repo

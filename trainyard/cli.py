@@ -33,7 +33,6 @@ service: ``python -m trainyard.trainer SPEC.json``.
 
 from __future__ import annotations
 
-import csv
 import functools
 import itertools
 import json
@@ -437,10 +436,6 @@ def compare(client: Client, run_ids: Sequence[str]) -> None:
     _table(header, [*params, *status, *metrics])
 
 
-#: The epoch columns of a CSV export (per-layer norms are in the JSON export).
-CSV_FIELDS = repo.EPOCH_METRICS
-
-
 @client_command(help="Export a run: its epochs as CSV, the run and all its epochs as JSON, or its weights as .npz.")
 @click.argument("run_id")
 @click.option("--format", "form", type=click.Choice(("csv", "json", "npz")), required=True)
@@ -452,17 +447,7 @@ def export(client: Client, run_id: str, form: str, output: str, epoch: int | Non
         if output == "-" and sys.stdout.isatty():
             raise click.UsageError("an .npz file is binary: write it to a file with -o FILE, or redirect the output")
         data = client.weights(run_id, epoch=epoch, format="npz")
-        with click.open_file(output, "wb") as file:
-            file.write(data)
-        return
-    if form == "csv":
-        epochs = client.epochs(run_id, fields=CSV_FIELDS)
-        with click.open_file(output, "w", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, ("epoch", *CSV_FIELDS), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(epochs)
     else:
-        document = {"run": client.run(run_id), "epochs": client.epochs(run_id)}
-        with click.open_file(output, "w", encoding="utf-8") as file:
-            json.dump(document, file, indent=1)
-            file.write("\n")
+        data = client.export(run_id, form)
+    with click.open_file(output, "wb") as file:
+        file.write(data)

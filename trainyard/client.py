@@ -220,6 +220,11 @@ class Client:
         response = self._request("GET", f"/api/runs/{run_id}/weights", params={"epoch": epoch, "format": format})
         return response.content if format == "npz" else response.json()
 
+    def export(self, run_id: str, format: Literal["csv", "json"] = "csv") -> bytes:
+        """Every epoch of a run as CSV (a header row, then a row per epoch: the metrics, then ``weight_norm_<i>``
+        and ``grad_norm_<i>`` per layer), or the run and every epoch as JSON (``{"run": ..., "epochs": [...]}``)."""
+        return self._request("GET", f"/api/runs/{run_id}/export", params={"format": format}).content
+
     def follow(self, run_id: str, *, interval: float = 0.5,
                fields: Sequence[str] = FOLLOW_FIELDS) -> Iterator[tuple[JSON, list[JSON]]]:
         """Watch a run until it finishes: yields ``(run, new epochs)`` every ``interval`` seconds.

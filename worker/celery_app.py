@@ -34,6 +34,7 @@ from typing import Any
 from celery import Celery
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy.exc import IntegrityError
+
 from trainyard.service.config import Settings
 from trainyard.service.queue import TRAIN_TASK
 from trainyard.worker import tasks

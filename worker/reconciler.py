@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
+
 from trainyard.service.storage import repo
 
 logger = logging.getLogger(__name__)

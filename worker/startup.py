@@ -21,6 +21,7 @@ from typing import Any
 import click
 from celery import signals
 from threadpoolctl import threadpool_limits
+
 from trainyard.service.config import ConfigError, Settings
 from trainyard.service.queue import TRAIN_TASK
 from trainyard.service.storage import migrate

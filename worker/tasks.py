@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 
 from celery import Celery
+
 from trainyard.service.config import Settings
 from trainyard.service.queue import TRAIN_TASK
 from trainyard.service.storage.db import make_engine, make_sessionmaker

@@ -40,6 +40,7 @@ import numpy as np
 import pydantic
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import unreachable
 from trainyard.trainer import (

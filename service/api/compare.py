@@ -15,21 +15,17 @@ epoch has no value.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+
+from trainyard.service import operations
 from trainyard.service.api.requests import int_param, list_param, str_param
 from trainyard.service.api.runs import MAX_POINTS
-from trainyard.service.api.schemas import run_json
 from trainyard.service.auth import requires
 from trainyard.service.comparison import MAX_RUNS, compare_params
 from trainyard.service.context import transaction
-from trainyard.service.errors import ApiError, invalid_parameter
+from trainyard.service.documents import run_json
+from trainyard.service.errors import invalid_parameter
 from trainyard.service.storage import repo
-from trainyard.service.storage.models import Run
 
 bp = Blueprint("compare", __name__, url_prefix="/api")
 
@@ -38,9 +34,6 @@ DEFAULT_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 #: Points per curve when ``max_points`` is not given.
 DEFAULT_MAX_POINTS = 1000
-
-_RUN_ID = re.compile(r"[0-9a-f]{32}")
-
 
 def _run_ids() -> list[str]:
     """The ``runs`` parameter: 1 to :data:`MAX_RUNS` distinct ids; 400 naming ``runs`` otherwise."""
@@ -58,17 +51,6 @@ def _run_ids() -> list[str]:
     return ids
 
 
-def _runs_or_404(s: Session, run_ids: Sequence[str]) -> list[Run]:
-    """The runs in the order asked, loaded in one query; 404 naming every id that is not a run."""
-    wanted = [run_id for run_id in run_ids if _RUN_ID.fullmatch(run_id)]
-    found = {run.id: run for run in s.scalars(select(Run).where(Run.id.in_(wanted)))} if wanted else {}
-    missing = [run_id for run_id in run_ids if run_id not in found]
-    if missing:
-        message = f"no run {', '.join(missing)}"
-        raise ApiError(404, "not_found", message, [{"field": "runs", "message": message}])
-    return [found[run_id] for run_id in run_ids]
-
-
 @bp.get("/compare")
 @requires("read")
 def compare() -> Response:
@@ -76,7 +58,7 @@ def compare() -> Response:
     fields = list_param("fields", repo.EPOCH_METRICS) or list(DEFAULT_FIELDS)
     max_points = int_param("max_points", minimum=2, maximum=MAX_POINTS) or DEFAULT_MAX_POINTS
     with transaction() as s:
-        runs = _runs_or_404(s, run_ids)
+        runs = operations.get_runs(s, run_ids)
         curves = repo.get_curves(session=s, run_ids=run_ids, fields=fields, max_points=max_points)
         shown = [run_json(run) for run in runs]
     return jsonify(runs=shown, params=compare_params([run["spec"] for run in shown]), curves=curves)

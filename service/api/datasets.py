@@ -15,16 +15,17 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
-from trainyard.service.api.schemas import dataset_json
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+
 from trainyard.service.auth import requires
 from trainyard.service.context import transaction
+from trainyard.service.documents import dataset_json
 from trainyard.service.errors import ApiError, invalid_field, not_found
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import MAX_NAME_LENGTH
 from trainyard.trainer import DatasetError, load_csv
 from trainyard.trainer.datasets import builtin_info
-from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestEntityTooLarge
 
 bp = Blueprint("datasets", __name__, url_prefix="/api")
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 from swagger_ui_bundle import swagger_ui_path
+
 from trainyard.service.api.compare import DEFAULT_FIELDS, DEFAULT_MAX_POINTS
 from trainyard.service.api.datasets import TASKS
 from trainyard.service.api.runs import MAX_POINTS
@@ -444,6 +445,28 @@ def _paths() -> dict[str, Any]:
                     _query("epoch", LIMITED_INT, "The epoch (default: the latest with weights)."),
                     _query("format", {"type": "string", "enum": ["json", "npz"]}, "json (default) or npz."),
                 ],
+            ),
+        },
+        "/api/runs/{run_id}/export": {
+            "parameters": [RUN_ID],
+            "get": _operation(
+                "A run's every epoch as CSV, or the run and every epoch as JSON (a download)",
+                "runs",
+                _responses(
+                    {
+                        "200": {
+                            "description": "CSV: epoch, the metrics, then weight_norm_<i> and grad_norm_<i> per layer. "
+                            'JSON: {"run": ..., "epochs": [...]}.',
+                            "content": {
+                                "text/csv": {"schema": {"type": "string"}},
+                                "application/json": {"schema": {"type": "object"}},
+                            },
+                        }
+                    },
+                    "404",
+                ),
+                "read",
+                parameters=[_query("format", {"type": "string", "enum": ["csv", "json"]}, "csv (default) or json.")],
             ),
         },
         "/api/datasets": {

@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
-from trainyard.service.errors import ApiError, invalid_parameter
 from werkzeug.routing import BaseConverter
+
+from trainyard.service.errors import ApiError, invalid_parameter
+from trainyard.service.storage.models import ID_PATTERN
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,7 +29,7 @@ _INTEGER = re.compile(r"-?[0-9]{1,10}")
 class IdConverter(BaseConverter):
     """URL part ``<id:run_id>``: an id as :func:`~trainyard.service.storage.models.new_id` makes them (else 404)."""
 
-    regex = "[0-9a-f]{32}"
+    regex = ID_PATTERN
 
 
 def _nul_paths(value: Any, path: tuple[str, ...] = ()) -> Iterator[str]:

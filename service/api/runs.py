@@ -1,21 +1,22 @@
-"""The runs API under ``/api``: create, list, read, change, delete and cancel runs; their epochs and weights."""
+"""The runs API under ``/api``: create, list, read, change, delete and cancel runs; their epochs, weights, exports."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, url_for
+from flask import Blueprint, Response, jsonify, url_for
 from sqlalchemy.orm import Session
+
+from trainyard.service import operations
 from trainyard.service.api.requests import choice_param, int_param, json_body, list_param, str_param
-from trainyard.service.api.schemas import RunPatch, run_fields, run_json, weights_layers
+from trainyard.service.api.schemas import RunPatch
 from trainyard.service.auth import requires
-from trainyard.service.context import services, transaction
-from trainyard.service.errors import ApiError, invalid_field, invalid_parameter, not_found
-from trainyard.service.queue import QueueError
+from trainyard.service.context import transaction
+from trainyard.service.documents import attachment, run_json, weights_layers
+from trainyard.service.errors import invalid_parameter, not_found
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import RUN_STATUSES, Run
-from trainyard.trainer import SpecError, TrainSpec, check
-from trainyard.trainer.spec import UploadData
+from trainyard.trainer import TrainSpec
 
 bp = Blueprint("runs", __name__, url_prefix="/api")
 
@@ -23,51 +24,10 @@ bp = Blueprint("runs", __name__, url_prefix="/api")
 MAX_POINTS = 100_000
 
 
-def _run_or_404(s: Session, run_id: str) -> Run:
-    run = repo.get_run(session=s, run_id=run_id)
-    if run is None:
-        raise not_found(f"no run {run_id}")
-    return run
-
-
-def check_dataset(s: Session, spec: TrainSpec) -> None:
-    """422 if the spec names an upload that does not exist."""
-    if isinstance(spec.dataset, UploadData) and repo.get_dataset(session=s, dataset_id=spec.dataset.upload) is None:
-        raise invalid_field("dataset.upload", f"no uploaded dataset {spec.dataset.upload}")
-
-
-def check_trainable(spec: TrainSpec) -> None:
-    """422 naming the field if the spec cannot train on its built-in dataset (a network with too many parameters
-    for its features, a loss that does not suit the task): refused now rather than failed by a worker.
-
-    Called outside any transaction (it loads the data).  An upload's fit is left to the worker, which reads the
-    file anyway; the API would otherwise parse up to 16 MiB per request.
-    """
-    if isinstance(spec.dataset, UploadData):
-        return
-    try:
-        check(spec)
-    except SpecError as exc:
-        raise invalid_field(exc.field, exc.message) from None
-
-
-def enqueue(run_id: str) -> None:
-    """Send the committed run to the workers; a broker that is down leaves it queued for the reconciler."""
-    try:
-        services().queue.send(run_id)
-    except QueueError:
-        current_app.logger.warning("run %s stays queued: the broker is unreachable", run_id, exc_info=True)
-
-
 @bp.post("/runs")
 @requires("write")
 def create_run() -> tuple[Response, int, dict[str, str]]:
-    spec = json_body(TrainSpec)
-    check_trainable(spec)
-    with transaction() as s:
-        check_dataset(s, spec)
-        run = repo.create_run(session=s, **run_fields(spec))
-    enqueue(run.id)
+    run = operations.create_run(json_body(TrainSpec))
     return jsonify(run_json(run)), 201, {"Location": url_for(".get_run", run_id=run.id)}
 
 
@@ -109,7 +69,7 @@ def list_runs() -> Response:
 @requires("read")
 def get_run(run_id: str) -> Response:
     with transaction() as s:
-        run = _run_or_404(s, run_id)
+        run = operations.get_run(s, run_id)
     return jsonify(run_json(run))
 
 
@@ -128,8 +88,7 @@ def update_run(run_id: str) -> Response:
 @requires("write")
 def delete_run(run_id: str) -> tuple[str, int]:
     with transaction() as s:
-        if not repo.delete_run(session=s, run_id=run_id):
-            raise not_found(f"no run {run_id}")
+        operations.delete_run(s, run_id)
     return "", 204
 
 
@@ -137,9 +96,7 @@ def delete_run(run_id: str) -> tuple[str, int]:
 @requires("write")
 def cancel_run(run_id: str) -> Response:
     with transaction() as s:
-        if _run_or_404(s, run_id).finished:
-            raise ApiError(409, "already_finished", f"run {run_id} has already finished")
-        run = repo.request_cancel(session=s, run_id=run_id)  # if it finished meanwhile, it is returned unchanged
+        run = operations.cancel_run(s, run_id)
     return jsonify(run_json(run))
 
 
@@ -150,7 +107,7 @@ def get_epochs(run_id: str) -> Response:
     fields = list_param("fields", repo.EPOCH_FIELDS)
     max_points = int_param("max_points", minimum=2, maximum=MAX_POINTS)
     with transaction() as s:
-        _run_or_404(s, run_id)
+        operations.get_run(s, run_id)
         epochs = repo.get_epochs(session=s, run_id=run_id, since=since, fields=fields, max_points=max_points)
     return jsonify(epochs=epochs)
 
@@ -161,16 +118,17 @@ def get_weights(run_id: str) -> Response:
     epoch = int_param("epoch")
     as_npz = choice_param("format", ("json", "npz")) == "npz"
     with transaction() as s:
-        _run_or_404(s, run_id)
-        stored = repo.get_weights(session=s, run_id=run_id, epoch=epoch)
-    if stored is None:
-        raise ApiError(404, "no_weights", f"run {run_id} has no weights" + ("" if epoch is None else f" at {epoch}"))
-    epoch, data = stored
+        epoch, data = operations.weights(s, run_id, epoch)
     if as_npz:
-        filename = f"{run_id}-epoch{epoch}.npz"
-        return Response(data, mimetype="application/octet-stream", headers=_attachment(filename))
+        return attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
     return jsonify(epoch=epoch, layers=weights_layers(data))
 
 
-def _attachment(filename: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+@bp.get("/runs/<id:run_id>/export")
+@requires("read")
+def export_run(run_id: str) -> Response:
+    """Every epoch as CSV, or the run and every epoch as JSON (see :func:`trainyard.service.operations.export`)."""
+    form = choice_param("format", tuple(operations.EXPORT_TYPES)) or "csv"
+    with transaction() as s:
+        body = operations.export(s, run_id, form)  # type: ignore[arg-type]
+    return attachment(body, operations.EXPORT_TYPES[form], f"{run_id}-epochs.{form}")

@@ -3,7 +3,7 @@
 ``init_app(app)`` (called once by ``create_app``) registers the pages
 (:mod:`.pages`) and the JSON they fetch (:mod:`.data`), and configures the
 session cookie: signed with ``TRAINYARD_SECRET_KEY`` or, when it is unset,
-with a key kept in ``<data dir>/secret_key`` (see :mod:`.security`); HttpOnly,
+with a key kept in ``<data dir>/secret_key`` (see :func:`trainyard.service.auth.persistent_secret_key`); HttpOnly,
 SameSite=Lax, ending with the browser session.
 
 Live updates are incremental polls (``/ui/data/poll``; a sweep's page polls
@@ -18,8 +18,10 @@ from importlib import resources
 from pathlib import Path
 
 from flask import Flask
+
+from trainyard.service.auth import persistent_secret_key
 from trainyard.service.context import services
-from trainyard.service.dashboard import data, pages, security
+from trainyard.service.dashboard import data, pages
 
 __all__ = ["init_app"]
 
@@ -37,7 +39,7 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         settings = services().settings
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = security.persistent_secret_key(settings.data_dir)
+        app.config["SECRET_KEY"] = persistent_secret_key(settings.data_dir)
     app.config.update(
         SESSION_COOKIE_NAME="trainyard_session",
         SESSION_COOKIE_HTTPONLY=True,

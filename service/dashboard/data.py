@@ -20,32 +20,26 @@ to the login page).
 
 from __future__ import annotations
 
-import csv
-import functools
-import io
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import orjson
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import select
+
+from trainyard.service import operations
+from trainyard.service.auth import requires
 from trainyard.service.comparison import MAX_RUNS
 from trainyard.service.context import transaction
-from trainyard.service.dashboard import security, sweeps
-from trainyard.service.dashboard.views import columns, elapsed_at, is_run_id, status_json
-from trainyard.service.encoding import OPTIONS
-from trainyard.service.errors import ApiError, invalid_parameter, not_found
+from trainyard.service.dashboard import sweeps
+from trainyard.service.dashboard.views import columns, elapsed_at, status_json
+from trainyard.service.documents import attachment, weight_arrays
+from trainyard.service.errors import ApiError, invalid_parameter
 from trainyard.service.storage import repo
-from trainyard.service.storage.models import Run
 from trainyard.service.sweeps import METRICS
 from trainyard.trainer import TrainSpec
 from trainyard.trainer import datasets as trainer_datasets
 from trainyard.trainer.fit import build_network, load_data
 
 bp = Blueprint("dashboard_data", __name__, url_prefix="/ui/data")
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Points per curve of a page's first load.
 MAX_POINTS = 1000
@@ -61,18 +55,6 @@ MAX_POINTS_SHOWN = 2000
 MAX_HEATMAP_SIDE = 256
 
 
-def needs_session(view: F) -> F:
-    """Decorate a data view: 401 without a session of scope ``read``."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not security.allows(security.current_scope(), "read"):
-            raise ApiError(401, "unauthorized", "log in to the dashboard first")
-        return view(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
 @bp.after_request
 def _no_store(response: Response) -> Response:
     response.headers.setdefault("Cache-Control", "no-store")
@@ -86,9 +68,6 @@ def _ids(name: str = "runs") -> list[str]:
         raise invalid_parameter(name, "is required: a comma-separated list of run ids")
     if len(ids) > MAX_RUNS:
         raise invalid_parameter(name, f"at most {MAX_RUNS} runs")
-    malformed = [run_id for run_id in ids if not is_run_id(run_id)]
-    if malformed:
-        raise not_found(f"no run {', '.join(malformed)}")
     return list(dict.fromkeys(ids))
 
 
@@ -123,21 +102,6 @@ def _max_points() -> int:
     return int(value)
 
 
-def _runs(s: Any, ids: list[str]) -> list[Run]:
-    found = {run.id: run for run in s.scalars(select(Run).where(Run.id.in_(ids)))}
-    missing = [run_id for run_id in ids if run_id not in found]
-    if missing:
-        raise not_found(f"no run {', '.join(missing)}")
-    return [found[run_id] for run_id in ids]
-
-
-def _run(s: Any, run_id: str) -> Run:
-    run = repo.get_run(session=s, run_id=run_id)
-    if run is None:
-        raise not_found(f"no run {run_id}")
-    return run
-
-
 def _with_elapsed(s: Any, curves: dict[str, dict[str, np.ndarray]]) -> None:
     """Add ``elapsed`` (training seconds at each shown epoch) to each run's curves."""
     seconds = repo.get_curves(session=s, run_ids=list(curves), fields=["seconds"])
@@ -147,11 +111,11 @@ def _with_elapsed(s: Any, curves: dict[str, dict[str, np.ndarray]]) -> None:
 
 
 @bp.get("/runs/<id:run_id>/series")
-@needs_session
+@requires("read", via="session")
 def series(run_id: str) -> Response:
     max_points = _max_points()
     with transaction() as s:
-        run = _run(s, run_id)
+        run = operations.get_run(s, run_id)
         rows = repo.get_epochs(session=s, run_id=run_id, max_points=max_points)
         curve = columns(rows, repo.EPOCH_FIELDS)
         seconds = repo.get_curves(session=s, run_ids=[run_id], fields=["seconds"])[run_id]
@@ -160,7 +124,7 @@ def series(run_id: str) -> Response:
 
 
 @bp.get("/compare")
-@needs_session
+@requires("read", via="session")
 def compare() -> Response:
     """The runs' curves; ``elapsed=1`` adds the wall-clock seconds (a second read of every epoch: on request only).
 
@@ -171,7 +135,7 @@ def compare() -> Response:
     max_points = _max_points()
     with_elapsed = request.args.get("elapsed") == "1"
     with transaction() as s:
-        runs = _runs(s, ids)
+        runs = operations.get_runs(s, ids)
         curves = repo.get_curves(session=s, run_ids=ids, fields=COMPARE_FIELDS, max_points=max_points)
         if with_elapsed:
             _with_elapsed(s, curves)
@@ -183,7 +147,7 @@ def compare() -> Response:
 
 
 @bp.get("/poll")
-@needs_session
+@requires("read", via="session")
 def poll() -> Response:
     """Statuses of ``runs``; with ``since``, each run's epochs after its number there (``fields``, as columns)."""
     ids = _ids()
@@ -191,7 +155,7 @@ def poll() -> Response:
     fields = _fields(COMPARE_FIELDS + ("seconds",))
     epochs: dict[str, dict[str, list[Any]]] = {}
     with transaction() as s:
-        runs = _runs(s, ids)
+        runs = operations.get_runs(s, ids)
         if since is not None:
             for run, after in zip(runs, since):
                 if run.epochs_done > after:
@@ -201,17 +165,17 @@ def poll() -> Response:
 
 
 @bp.get("/runs/<id:run_id>/weights")
-@needs_session
+@requires("read", via="session")
 def weights(run_id: str) -> Response:
     epoch = _ints("epoch", 1)
     with transaction() as s:
-        _run(s, run_id)
+        operations.get_run(s, run_id)
         stored_epochs = repo.list_weight_epochs(session=s, run_id=run_id)
         stored = repo.get_weights(session=s, run_id=run_id, epoch=None if epoch is None else epoch[0])
     if stored is None:
         return jsonify(epochs=stored_epochs, epoch=None, layers=[])
     at, data = stored
-    layers = [{"W": _sampled(W, MAX_HEATMAP_SIDE), "b": b, "shape": W.shape} for W, b in _layers(data)]
+    layers = [{"W": _sampled(W, MAX_HEATMAP_SIDE), "b": b, "shape": W.shape} for W, b in weight_arrays(data)]
     return jsonify(epochs=stored_epochs, epoch=at, layers=layers)
 
 
@@ -222,24 +186,14 @@ def _sampled(matrix: np.ndarray, side: int) -> np.ndarray:
     return np.ascontiguousarray(matrix[np.ix_(rows, cols)])
 
 
-def _layers(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(W1, b1), (W2, b2), ...]`` of stored ``.npz`` weights (NaN kept: orjson writes it as null)."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-        count = sum(1 for name in arrays.files if name.startswith("W"))
-        return [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(1, count + 1)]
-
-
 @bp.get("/runs/<id:run_id>/boundary")
-@needs_session
+@requires("read", via="session")
 def boundary(run_id: str) -> Response:
     """The classifier's probability of class 1 (its class: perceptrons, more classes) on a grid over the data."""
     epoch = _ints("epoch", 1)
     with transaction() as s:
-        run = _run(s, run_id)
-        stored = repo.get_weights(session=s, run_id=run_id, epoch=None if epoch is None else epoch[0])
-    if stored is None:
-        raise ApiError(404, "no_weights", f"run {run_id} has no weights" + ("" if epoch is None else f" at {epoch[0]}"))
-    at, data = stored
+        run = operations.get_run(s, run_id)
+        at, data = operations.weights(s, run_id, None if epoch is None else epoch[0])
     spec = TrainSpec.model_validate(run.spec)
     dataset = load_data(spec)
     if dataset.n_features != 2 or dataset.task != "classification":
@@ -248,7 +202,7 @@ def boundary(run_id: str) -> Response:
         dataset, test_fraction=spec.dataset.held_out, seed=spec.seed, standardize=spec.dataset.standardize
     )
     network = build_network(spec, dataset)
-    network.set_params([array for layer in _layers(data) for array in layer])
+    network.set_params([array for layer in weight_arrays(data) for array in layer])
     X = np.asarray(dataset.X, dtype=np.float64)
     y = np.asarray(dataset.y).astype(np.int64)
     low, high = X.min(axis=0), X.max(axis=0)
@@ -273,52 +227,25 @@ def boundary(run_id: str) -> Response:
 
 
 @bp.get("/runs/<id:run_id>/export.<any(csv, json, npz):format>")
-@needs_session
+@requires("read", via="session")
 def export(run_id: str, format: str) -> Response:
-    """A run's epochs as CSV or JSON (every epoch, every field), or its latest weights as ``.npz``."""
+    """A run's epochs as CSV or JSON (as ``GET /api/runs/<id>/export``), or its latest weights as ``.npz``."""
     with transaction() as s:
-        _run(s, run_id)
         if format == "npz":
-            stored = repo.get_weights(session=s, run_id=run_id)
-            if stored is None:
-                raise ApiError(404, "no_weights", f"run {run_id} has no weights")
-            epoch, data = stored
-            return _attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
-        rows = repo.get_epochs(session=s, run_id=run_id)
-    if format == "json":
-        return _attachment(orjson.dumps({"epochs": rows}, option=OPTIONS), "application/json", f"{run_id}-epochs.json")
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(("epoch", *repo.EPOCH_FIELDS))
-    for row in rows:
-        writer.writerow([row["epoch"], *(_cell(row[field]) for field in repo.EPOCH_FIELDS)])
-    return _attachment(out.getvalue().encode(), "text/csv", f"{run_id}-epochs.csv")
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell: lists (per-layer norms) joined with ``;``, None empty."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ";".join("" if item is None else repr(item) for item in value)
-    return repr(value) if isinstance(value, float) else value
-
-
-def _attachment(body: bytes, mimetype: str, filename: str) -> Response:
-    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+            epoch, data = operations.weights(s, run_id)
+            return attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
+        body = operations.export(s, run_id, format)  # type: ignore[arg-type]
+    return attachment(body, operations.EXPORT_TYPES[format], f"{run_id}-epochs.{format}")
 
 
 @bp.get("/sweeps/<id:sweep_id>")
-@needs_session
+@requires("read", via="session")
 def sweep(sweep_id: str) -> Response:
     """A sweep's progress and its runs ranked by ``metric`` (what the sweep page polls while it is unfinished)."""
     metric = request.args.get("metric") or None
     if metric is not None and metric not in METRICS:
         raise invalid_parameter("metric", f"must be one of {', '.join(METRICS)}")
     with transaction() as s:
-        shown = sweeps.get_sweep(s, sweep_id)
-        if shown is None:
-            raise not_found(f"no sweep {sweep_id}")
-        body = sweeps.sweep_view(shown, sweeps.sweep_runs(s, [sweep_id])[sweep_id],
-                                 metric or sweeps.default_metric(shown))
+        shown = operations.get_sweep(s, sweep_id)
+        body = sweeps.sweep_view(shown, operations.sweep_runs(s, sweep_id), metric or sweeps.default_metric(shown))
     return jsonify(body)

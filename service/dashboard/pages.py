@@ -7,10 +7,8 @@ for the charts: their scripts fetch it from :mod:`trainyard.service.dashboard.da
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -25,22 +23,25 @@ from flask import (
     send_file,
     url_for,
 )
-from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+from trainyard.service import auth, operations
+from trainyard.service.auth import requires
 from trainyard.service.comparison import MAX_RUNS, compare_params
 from trainyard.service.context import services, transaction
-from trainyard.service.dashboard import security, sweeps
+from trainyard.service.dashboard import sweeps
 from trainyard.service.dashboard.views import (
     METRIC_COLUMNS,
     duration_seconds,
     format_duration,
     format_number,
-    is_run_id,
     key_params,
 )
+from trainyard.service.errors import ApiError
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run, Sweep
 from trainyard.service.sweeps import METRICS
-from werkzeug.exceptions import HTTPException
 
 bp = Blueprint(
     "dashboard",
@@ -50,8 +51,6 @@ bp = Blueprint(
     static_url_path="/ui/static",
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 PAGE_SIZE = 50
 #: Runs the sweep page's "compare the top k" link starts with.
 TOP_K = 5
@@ -59,42 +58,13 @@ TOP_K = 5
 BOUNDARY_DATASETS = ("or", "and", "xor", "moons", "circles", "spirals")
 
 
-def page(scope: str) -> Callable[[F], F]:
-    """Decorate a view: it needs a logged-in session with at least ``scope`` (and the CSRF value on POST)."""
-
-    def decorator(view: F) -> F:
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            g.scope = security.current_scope()
-            if g.scope is None:
-                if request.method not in ("GET", "HEAD"):
-                    abort(401)
-                return redirect(url_for(".login", next=request.full_path.rstrip("?")))
-            if request.method == "POST":
-                check_csrf()
-            if not security.allows(g.scope, scope):
-                abort(403, f"this needs a token with scope {scope!r}; you are logged in with {g.scope!r}")
-            return view(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorator
-
-
-def check_csrf() -> None:
-    """400 unless the request carries the session's CSRF value (form field ``csrf`` or header ``X-CSRF-Token``)."""
-    sent = request.form.get(security.CSRF_FIELD) or request.headers.get(security.CSRF_HEADER)
-    if not security.csrf_valid(sent):
-        abort(400, "the form's CSRF token is missing or wrong: reload the page and try again")
-
-
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
     return {
-        "csrf_token": security.csrf_token,
+        "csrf_token": auth.csrf_token,
         "auth_on": services().settings.auth,
         "scope": g.get("scope"),
-        "allows": lambda needed: security.allows(g.get("scope"), needed),
+        "allows": lambda needed: auth.allows(g.get("scope"), needed),
     }
 
 
@@ -104,8 +74,21 @@ def _num(value: Any) -> str:
 
 
 @bp.errorhandler(HTTPException)
-def _error_page(exc: HTTPException) -> tuple[str, int]:
-    return render_template("dashboard/error.html", error=exc), exc.code or 500
+def _http_error_page(exc: HTTPException) -> tuple[str, int]:
+    return _error_page(exc.code or 500, exc.description or exc.name)
+
+
+@bp.errorhandler(ApiError)
+def _api_error_page(exc: ApiError) -> Response | tuple[str, int]:
+    """What a view refused, as a page; with no session, a page to read sends the browser to the login form."""
+    if exc.status == 401 and request.method in ("GET", "HEAD"):
+        return redirect(url_for(".login", next=request.full_path.rstrip("?")))
+    return _error_page(exc.status, exc.message)
+
+
+def _error_page(status: int, message: str) -> tuple[str, int]:
+    return render_template("dashboard/error.html", status=status, title=HTTP_STATUS_CODES.get(status, ""),
+                           message=message), status
 
 
 @bp.after_request
@@ -137,18 +120,18 @@ def login() -> Any:
     by the time it arrives here, so accepting it would make such links work
     and spread.  Nobody is logged in by it, valid or not.
     """
-    target = security.safe_next(request.values.get("next"), url_for(".runs"))
+    target = auth.safe_next(request.values.get("next"), url_for(".runs"))
     if not services().settings.auth:
         return redirect(target)
     if "token" in request.args:
         return _login_page(target, status=400, refused=True)
     if request.method == "GET":
         return _login_page(target)
-    check_csrf()
+    auth.check_csrf()
     token = request.form.get("token")
     if token is None:
         return _login_page(target)
-    if security.log_in(token):
+    if auth.log_in(token):
         return redirect(target, 303)
     return _login_page(target, status=401, failed=True)
 
@@ -165,8 +148,8 @@ def _login_page(target: str, *, status: int = 200, failed: bool = False, refused
 
 @bp.post("/logout")
 def logout() -> Response:
-    check_csrf()
-    security.log_out()
+    auth.check_csrf()
+    auth.log_out()
     return redirect(url_for(".login"), 303)
 
 
@@ -195,7 +178,7 @@ def _filters() -> dict[str, Any]:
 
 
 @bp.get("/runs")
-@page("read")
+@requires("read", via="session")
 def runs() -> str:
     filters = _filters()
     sort = request.args.get("sort") or "-created_at"
@@ -230,20 +213,11 @@ def runs() -> str:
     )
 
 
-def _run_or_404(run_id: str) -> Run:
-    if not is_run_id(run_id):
-        abort(404, f"no run {run_id}")
-    with transaction() as s:
-        run = repo.get_run(session=s, run_id=run_id)
-    if run is None:
-        abort(404, f"no run {run_id}")
-    return run
-
-
 @bp.get("/runs/<run_id>")
-@page("read")
+@requires("read", via="session")
 def run(run_id: str) -> str:
-    shown = _run_or_404(run_id)
+    with transaction() as s:
+        shown = operations.get_run(s, run_id)
     dataset = (shown.spec.get("dataset") or {}).get("name")
     return render_template(
         "dashboard/run.html",
@@ -257,26 +231,25 @@ def run(run_id: str) -> str:
 
 
 def _back() -> str:
-    return security.safe_next(request.form.get("next"), url_for(".runs"))
+    return auth.safe_next(request.form.get("next"), url_for(".runs"))
 
 
 @bp.post("/runs/<run_id>/cancel")
-@page("write")
+@requires("write", via="session")
 def cancel(run_id: str) -> Response:
-    _run_or_404(run_id)
     with transaction() as s:
-        repo.request_cancel(session=s, run_id=run_id)  # a finished run is left as it is
+        try:
+            operations.cancel_run(s, run_id)
+        except operations.AlreadyFinished:
+            pass  # it ended while the page was open: nothing left to cancel
     return redirect(_back(), 303)
 
 
 @bp.post("/runs/<run_id>/delete")
-@page("write")
+@requires("write", via="session")
 def delete(run_id: str) -> Response:
-    if not is_run_id(run_id):
-        abort(404, f"no run {run_id}")
     with transaction() as s:
-        if not repo.delete_run(session=s, run_id=run_id):
-            abort(404, f"no run {run_id}")
+        operations.delete_run(s, run_id)
     target = _back()
     return redirect(url_for(".runs") if run_id in target else target, 303)
 
@@ -297,18 +270,13 @@ def _compare_ids() -> list[str]:
 
 
 @bp.get("/compare")
-@page("read")
+@requires("read", via="session")
 def compare() -> Any:
     ids = _compare_ids()
     if "run" in request.args:  # the table's form: to the shareable address
         return redirect(url_for(".compare", runs=",".join(ids)))
-    wanted = [run_id for run_id in ids if is_run_id(run_id)]
     with transaction() as s:
-        found = {run.id: run for run in s.scalars(select(Run).where(Run.id.in_(wanted)))} if wanted else {}
-    missing = [run_id for run_id in ids if run_id not in found]
-    if missing:
-        abort(404, f"no run {', '.join(missing)}")
-    shown = [found[run_id] for run_id in ids]
+        shown = operations.get_runs(s, ids)
     params = compare_params([run.spec for run in shown])
     best = _best_marks(shown)
     return render_template(
@@ -369,11 +337,11 @@ def _sweep_metric(sweep: Sweep) -> str:
 
 
 @bp.get("/sweeps")
-@page("read")
+@requires("read", via="session")
 def sweep_list() -> str:
     with transaction() as s:
-        shown = sweeps.list_sweeps(s)
-        runs = sweeps.sweep_runs(s, [sweep.id for sweep in shown])
+        shown = repo.list_sweeps(session=s, limit=sweeps.MAX_SWEEPS)
+        runs = repo.sweep_runs(session=s, sweep_ids=[sweep.id for sweep in shown])
         rows = []
         for sweep in shown:
             metric = sweeps.default_metric(sweep)
@@ -382,20 +350,13 @@ def sweep_list() -> str:
     return render_template("dashboard/sweeps.html", rows=rows, statuses=RUN_STATUSES)
 
 
-def _sweep_or_404(s: Any, sweep_id: str) -> Sweep:
-    sweep = sweeps.get_sweep(s, sweep_id) if is_run_id(sweep_id) else None
-    if sweep is None:
-        abort(404, f"no sweep {sweep_id}")
-    return sweep
-
-
 @bp.get("/sweeps/<sweep_id>")
-@page("read")
+@requires("read", via="session")
 def sweep(sweep_id: str) -> str:
     with transaction() as s:
-        shown = _sweep_or_404(s, sweep_id)
+        shown = operations.get_sweep(s, sweep_id)
         metric = _sweep_metric(shown)
-        view = sweeps.sweep_view(shown, sweeps.sweep_runs(s, [sweep_id])[sweep_id], metric)
+        view = sweeps.sweep_view(shown, operations.sweep_runs(s, sweep_id), metric)
         space = sweeps.space_text(shown)
         spec_text = json.dumps(shown.base_spec, indent=2, ensure_ascii=False)
         seed = (shown.space or {}).get("seed") if shown.method == "random" else None
@@ -417,12 +378,9 @@ def sweep(sweep_id: str) -> str:
 
 
 @bp.post("/sweeps/<sweep_id>/cancel")
-@page("write")
+@requires("write", via="session")
 def cancel_sweep(sweep_id: str) -> Response:
     """Cancel the sweep's queued runs and flag its running ones (as ``POST /api/sweeps/<id>/cancel``)."""
     with transaction() as s:
-        _sweep_or_404(s, sweep_id)
-        for run in sweeps.sweep_runs(s, [sweep_id])[sweep_id]:
-            if not run.finished:
-                repo.request_cancel(session=s, run_id=run.id)
-    return redirect(security.safe_next(request.form.get("next"), url_for(".sweep", sweep_id=sweep_id)), 303)
+        operations.cancel_sweep(s, sweep_id)
+    return redirect(auth.safe_next(request.form.get("next"), url_for(".sweep", sweep_id=sweep_id)), 303)

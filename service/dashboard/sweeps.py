@@ -11,25 +11,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.orm import Session
 from trainyard.service import sweeps as shared
 from trainyard.service.dashboard.views import duration_seconds, format_duration
-from trainyard.service.storage import repo
+from trainyard.service.specpaths import get_path
 from trainyard.service.storage.models import Run, Sweep
 from trainyard.service.sweeps import METRICS
 
 #: Most sweeps the list shows.
 MAX_SWEEPS = 200
-
-
-def sweep_runs(s: Session, sweep_ids: Sequence[str]) -> dict[str, list[Run]]:
-    """The runs of each sweep, in the order of its points."""
-    return repo.sweep_runs(session=s, sweep_ids=sweep_ids)
-
-
-def list_sweeps(s: Session, limit: int = MAX_SWEEPS) -> list[Sweep]:
-    """The newest sweeps first."""
-    return repo.list_sweeps(session=s, limit=limit)
 
 
 def default_metric(sweep: Sweep) -> str:
@@ -39,19 +28,6 @@ def default_metric(sweep: Sweep) -> str:
 
 def swept_paths(sweep: Sweep) -> list[str]:
     return list((sweep.space or {}).get("space") or {})
-
-
-def value_at(spec: Any, path: str) -> Any:
-    """The value at the dotted ``path`` of ``spec`` (list positions included); None when it is not there."""
-    node = spec
-    for part in path.split("."):
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
 
 
 def space_text(sweep: Sweep) -> list[tuple[str, str]]:
@@ -93,7 +69,7 @@ def sweep_view(sweep: Sweep, runs: Sequence[Run], metric: str) -> dict[str, Any]
             "epochs_total": run.epochs_total,
             "duration": format_duration(duration_seconds(run)),
             "value": shared.metric_value(run, metric),
-            "params": [value_at(run.spec, path) for path in paths],
+            "params": [get_path(run.spec, path) for path in paths],
         }
         for run in order
     ]
@@ -109,7 +85,3 @@ def sweep_view(sweep: Sweep, runs: Sequence[Run], metric: str) -> dict[str, Any]
         "best": None if best is None else {"run": best.id, "value": shared.metric_value(best, metric)},
         "runs": rows,
     }
-
-
-def get_sweep(s: Session, sweep_id: str) -> Sweep | None:
-    return repo.get_sweep(session=s, sweep_id=sweep_id)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from trainyard.service.storage.models import Run, utcnow
 
-#: A run id as ``models.new_id`` makes them; anything else is no run (and never reaches the database).
-RUN_ID = re.compile(r"[0-9a-f]{32}")
+from trainyard.service.storage.models import Run, utcnow
 
 #: Statuses whose pages keep polling.
 ACTIVE_STATUSES = ("queued", "running")
@@ -25,11 +22,6 @@ METRIC_COLUMNS = (
     ("best val loss", "best_val_loss"),
     ("best val acc", "best_val_accuracy"),
 )
-
-
-def is_run_id(value: str) -> bool:
-    """Whether ``value`` has the form of a run id."""
-    return RUN_ID.fullmatch(value) is not None
 
 
 def duration_seconds(run: Run, now: dt.datetime | None = None) -> float | None:

@@ -19,6 +19,7 @@ Portable types:
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
@@ -75,9 +76,19 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+#: What every id (runs, sweeps, datasets, tokens) looks like, as :func:`new_id` makes them: a regular expression.
+ID_PATTERN = "[0-9a-f]{32}"
+_ID = re.compile(ID_PATTERN)
+
+
 def new_id() -> str:
     """A new random id: 32 lowercase hex digits of a uuid4."""
     return uuid.uuid4().hex
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` has the form of an id (anything else is no row, and never reaches the database)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -27,14 +27,14 @@ import pytest
 import redis
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+from werkzeug.serving import make_server
+
+from trainyard.client import Client
 from trainyard.service.app import create_app
 from trainyard.service.config import Settings
 from trainyard.service.queue import CeleryQueue
 from trainyard.service.storage import repo
 from trainyard.trainer import STOP, EpochRecord, TrainSpec, fit
-from werkzeug.serving import make_server
-
-from trainyard.client import Client
 
 #: A small valid spec that trains in milliseconds.
 SPEC: dict[str, Any] = {

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
-from trainyard.service.storage.db import make_engine
-from trainyard.service.storage.migrate import head_revision
 
 from trainyard.cli import main
+from trainyard.service.storage.db import make_engine
+from trainyard.service.storage.migrate import head_revision
 
 
 def run(url: str, *args: str):

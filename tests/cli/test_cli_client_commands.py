@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from trainyard.service.storage import repo
 
 from trainyard.cli import main
+from trainyard.service.storage import repo
 
 
 @pytest.fixture
@@ -178,7 +178,9 @@ def test_export_csv_json_and_npz(cli, spec, client, train, tmp_path):
     as_csv = cli("export", run_id, "--format", "csv")
     assert as_csv.exit_code == 0, as_csv.output
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert list(rows[0]) == ["epoch", *repo.EPOCH_METRICS]
+    norms = ["weight_norm_1", "weight_norm_2", "grad_norm_1", "grad_norm_2"]  # a layer of 8, then the output
+    assert list(rows[0]) == ["epoch", *repo.EPOCH_METRICS, *norms]
+    assert [float(row["grad_norm_2"]) for row in rows] == [epoch["grad_norms"][1] for epoch in epochs]
     assert [int(row["epoch"]) for row in rows] == list(range(1, 31))
     assert [float(row["train_loss"]) for row in rows] == [epoch["train_loss"] for epoch in epochs]
     assert all(row["val_loss"] == "" for row in rows)  # no held-out data: empty cells

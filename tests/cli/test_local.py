@@ -26,15 +26,15 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+
+from trainyard.cli import main
+from trainyard.client import Client, ClientError
+from trainyard.local import _announce, demo_specs, ensure_token, login_link, read_token, token_path
 from trainyard.service.config import Settings
 from trainyard.service.storage import migrate, repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.repo import TOKEN_PREFIX
 from trainyard.trainer import TrainSpec
-
-from trainyard.cli import main
-from trainyard.client import Client, ClientError
-from trainyard.local import _announce, demo_specs, ensure_token, login_link, read_token, token_path
 
 #: ``trainyard`` as a process: the console script pip installed beside this Python.
 TRAINYARD = [str(Path(sys.executable).with_name("trainyard"))]

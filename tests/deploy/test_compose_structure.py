@@ -31,12 +31,12 @@ from compose_kit import (
     read_env_file,
     variable_uses,
 )
-from trainyard.service import server
-from trainyard.service.config import Settings
-from trainyard.worker.celery_app import make_celery
 
 from trainyard import local
 from trainyard.cli import main
+from trainyard.service import server
+from trainyard.service.config import Settings
+from trainyard.worker.celery_app import make_celery
 
 #: The secrets docker compose must refuse to start without.
 REQUIRED_VARIABLES = {"POSTGRES_PASSWORD", "TRAINYARD_SECRET_KEY"}

@@ -15,8 +15,6 @@ import time
 from typing import Any
 
 from sqlalchemy import func, select
-from trainyard.service.storage import repo
-from trainyard.service.storage.models import Run
 from worker_kit import (
     DIGITS,
     XOR,
@@ -28,6 +26,9 @@ from worker_kit import (
     spec_of,
     wait_for,
 )
+
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import Run
 
 
 def statuses(stack: Stack, run_ids: list[str]) -> dict[str, int]:

@@ -13,6 +13,17 @@ import copy
 from typing import Any
 
 import httpx
+from worker_kit import (
+    DIGITS,
+    DIVERGES,
+    XOR,
+    Stack,
+    assert_bit_identical_to_fit,
+    assert_one_row_per_epoch,
+    spec_of,
+    wait_for,
+)
+
 from trainyard.service.storage import repo
 from trainyard.trainer.spec import (
     MAX_BATCH_SIZE,
@@ -25,16 +36,6 @@ from trainyard.trainer.spec import (
     MAX_TAGS,
     MAX_UNITS,
     count_parameters,
-)
-from worker_kit import (
-    DIGITS,
-    DIVERGES,
-    XOR,
-    Stack,
-    assert_bit_identical_to_fit,
-    assert_one_row_per_epoch,
-    spec_of,
-    wait_for,
 )
 
 

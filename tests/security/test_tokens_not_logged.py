@@ -38,10 +38,10 @@ import httpx
 import pytest
 import redis
 from sqlalchemy.engine import make_url
-from trainyard.service.storage.repo import TOKEN_PREFIX
 
 from trainyard.client import ApiError, Client, ClientError
 from trainyard.local import login_link
+from trainyard.service.storage.repo import TOKEN_PREFIX
 
 #: Seconds for the API or the worker to get ready, and for the run to be trained.
 READY_TIMEOUT = 60

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from trainyard.service import config
 from trainyard.service.config import SETTINGS_DOC, ConfigError, Settings
 

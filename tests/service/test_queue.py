@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kombu import Connection
+
 from trainyard.service.queue import TRAIN_TASK, CeleryQueue
 
 

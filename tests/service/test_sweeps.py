@@ -7,7 +7,9 @@ import math
 
 import pytest
 from pydantic import ValidationError
-from trainyard.service.sweeps import MAX_SWEEP_RUNS, SweepPointError, SweepRequest, expand, points, set_path
+
+from trainyard.service.specpaths import set_path
+from trainyard.service.sweeps import MAX_SWEEP_RUNS, SweepPointError, SweepRequest, expand, points
 
 BASE = {
     "name": "base",

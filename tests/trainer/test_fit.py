@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from trainyard.trainer import STOP, Checkpoint, SpecError, TrainingDiverged, TrainSpec, fit, load_csv
 
 GATE_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from trainyard.trainer import Network
 from trainyard.trainer.layers import ACTIVATIONS, HEADS
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from trainyard.trainer import TrainSpec, fit
 from trainyard.trainer.optimizers import SGD, Adam, RMSprop, learning_rate, make_optimizer
 

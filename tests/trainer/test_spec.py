@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import pydantic
 import pytest
+
 from trainyard.trainer.datasets import BUILTIN_NAMES, MAX_SAMPLES
 from trainyard.trainer.optimizers import learning_rate
 from trainyard.trainer.spec import (

@@ -7,6 +7,7 @@ import os
 import kombu
 import pytest
 from sqlalchemy import create_engine, text
+
 from trainyard.service.config import Settings
 from trainyard.service.queue import TRAIN_TASK
 from trainyard.worker.celery_app import (

@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 from trainyard.worker.npz import npz_bytes
 from trainyard.worker.training import weights_npz
 

@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
-from trainyard.service.api.schemas import weights_layers
+from worker_kit import DIGITS, DIVERGES, XOR, npz_arrays, spec_of
+
+from trainyard.service.documents import weights_layers
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.trainer import fit
 from trainyard.worker.training import Context, SnapshotPlan, retrying, train_run, weights_npz
-from worker_kit import DIGITS, DIVERGES, XOR, npz_arrays, spec_of
 
 MB = 1024 * 1024
 

@@ -15,9 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
-from trainyard.service.api.schemas import weights_layers
-from trainyard.service.storage import repo
-from trainyard.worker.reconciler import broker_housekeeping
 from worker_kit import (
     DIGITS,
     DIVERGES,
@@ -30,6 +27,10 @@ from worker_kit import (
     spec_of,
     wait_for,
 )
+
+from trainyard.service.documents import weights_layers
+from trainyard.service.storage import repo
+from trainyard.worker.reconciler import broker_housekeeping
 
 #: kombu's SQLAlchemy transport (the local broker) declares its queue with ``noload``, deprecated in SQLAlchemy 2.1.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")

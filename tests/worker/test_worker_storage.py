@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker, unreachable
 from trainyard.service.storage.migrate import upgrade

@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+
 from trainyard.service.app import create_app
 from trainyard.service.config import Settings
 from trainyard.service.queue import CeleryQueue

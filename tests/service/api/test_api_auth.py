@@ -19,6 +19,7 @@ ENDPOINTS = [
     ("POST", f"/api/runs/{RUN}/cancel", None, "write"),
     ("GET", f"/api/runs/{RUN}/epochs", None, "read"),
     ("GET", f"/api/runs/{RUN}/weights", None, "read"),
+    ("GET", f"/api/runs/{RUN}/export", None, "read"),
     ("POST", "/api/datasets", None, "write"),
     ("GET", "/api/datasets", None, "read"),
     ("GET", f"/api/datasets/{RUN}", None, "read"),

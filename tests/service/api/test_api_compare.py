@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
+
 from trainyard.service.api import compare
-from trainyard.service.comparison import compare_params, flatten
+from trainyard.service.comparison import compare_params
+from trainyard.service.specpaths import flatten
 from trainyard.service.storage import repo
 
 

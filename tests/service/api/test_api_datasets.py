@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+
 from trainyard.service.api import datasets
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import Dataset

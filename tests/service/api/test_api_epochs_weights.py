@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
 import pytest
+
 from trainyard.service.storage import repo
 
 
@@ -167,3 +169,22 @@ def test_weights_of_unknown_run_is_404(reader, assert_error):
 )
 def test_weights_bad_parameter_is_400(reader, run_id, assert_error, query, field):
     assert_error(reader.get(f"/api/runs/{run_id}/weights?{query}"), 400, "invalid_parameter", field)
+
+
+def test_export_csv_and_json(reader, with_epochs, assert_error):
+    response = reader.get(f"/api/runs/{with_epochs}/export")  # CSV by default
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{with_epochs}-epochs.csv"'
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    norms = ["weight_norm_1", "weight_norm_2", "grad_norm_1", "grad_norm_2"]  # a column per layer, grads empty here
+    assert list(rows[0]) == ["epoch", *repo.EPOCH_METRICS, *norms]
+    assert [int(row["epoch"]) for row in rows] == list(range(1, 101))
+    assert float(rows[49]["train_loss"]) == 50.0 and rows[0]["train_accuracy"] == ""
+    assert (rows[1]["weight_norm_1"], rows[1]["weight_norm_2"], rows[1]["grad_norm_1"]) == ("2.0", "1.0", "")
+
+    document = reader.get(f"/api/runs/{with_epochs}/export?format=json").get_json()
+    assert document["run"]["id"] == with_epochs
+    assert document["epochs"] == reader.get(f"/api/runs/{with_epochs}/epochs").get_json()["epochs"]
+
+    assert_error(reader.get(f"/api/runs/{with_epochs}/export?format=xml"), 400, field="format")
+    assert_error(reader.get(f"/api/runs/{'0' * 32}/export"), 404, code="not_found")

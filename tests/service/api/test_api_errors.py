@@ -6,6 +6,7 @@ import json
 
 import pytest
 from sqlalchemy import create_engine, text
+
 from trainyard.service.app import MAX_CONTENT_LENGTH, create_app
 from trainyard.service.config import Settings
 from trainyard.service.storage.migrate import SchemaBehind, downgrade

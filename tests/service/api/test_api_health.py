@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 from sqlalchemy import create_engine
+
 from trainyard.service.app import create_app
 from trainyard.service.queue import CeleryQueue
 

@@ -19,6 +19,7 @@ from openapi_spec_validator import validate
 from schemathesis.generation.meta import ParameterLocation
 from schemathesis.specs.openapi import checks
 from sqlalchemy import select
+
 from trainyard.service.api.openapi import document, openapi30
 from trainyard.service.storage.models import Dataset, Run, Sweep
 

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 
 import pytest
+
 from trainyard.service.storage import repo
 
 

@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+
 from trainyard.service.app import create_app
 from trainyard.service.config import Settings
 from trainyard.service.storage import repo

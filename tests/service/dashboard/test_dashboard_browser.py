@@ -25,15 +25,15 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+from werkzeug.serving import make_server
+
+from trainyard.local import login_link
 from trainyard.service.app import create_app
 from trainyard.service.config import Settings
 from trainyard.service.storage import repo
 from trainyard.service.storage.migrate import upgrade
 from trainyard.service.storage.repo import TOKEN_PREFIX
 from trainyard.trainer import fit
-from werkzeug.serving import make_server
-
-from trainyard.local import login_link
 
 XSS = "<img src=x onerror=alert(1)>"
 #: Plotly reads some HTML in trace names: this one would become a link, were it not escaped.

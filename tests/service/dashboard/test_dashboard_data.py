@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+
 from trainyard.service.storage import repo
 
 
@@ -110,8 +111,9 @@ def test_exports(reader, make_run) -> None:
     assert response.headers["Content-Disposition"] == f'attachment; filename="{run_id}-epochs.csv"'
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert [row["epoch"] for row in rows] == ["1", "2", "3", "4"] and float(rows[1]["train_loss"]) == 0.5
-    assert rows[0]["weight_norms"] == "1.01;0.5"
-    assert len(reader.get(f"/ui/data/runs/{run_id}/export.json").get_json()["epochs"]) == 4
+    assert (rows[0]["weight_norm_1"], rows[0]["weight_norm_2"]) == ("1.01", "0.5")
+    document = reader.get(f"/ui/data/runs/{run_id}/export.json").get_json()
+    assert document["run"]["id"] == run_id and len(document["epochs"]) == 4
     npz = reader.get(f"/ui/data/runs/{run_id}/export.npz").get_data()
     with np.load(io.BytesIO(npz)) as arrays:
         assert sorted(arrays.files) == ["W1", "W2", "b1", "b2"]

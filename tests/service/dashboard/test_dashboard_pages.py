@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 from flask.testing import FlaskClient
+
 from trainyard.service.storage import repo
 
 XSS = "<img src=x onerror=alert(1)>"

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from trainyard.service.app import create_app
+from trainyard.service.auth import SECRET_KEY_FILE, persistent_secret_key
 from trainyard.service.config import Settings
-from trainyard.service.dashboard.security import SECRET_KEY_FILE, persistent_secret_key
 from trainyard.service.storage import repo
 
 
@@ -26,7 +27,7 @@ def test_a_key_is_made_once_private_and_reused(tmp_path: Path) -> None:
 
 
 def test_processes_starting_together_share_one_key(tmp_path: Path) -> None:
-    code = "import sys; from trainyard.service.dashboard.security import persistent_secret_key; " \
+    code = "import sys; from trainyard.service.auth import persistent_secret_key; " \
            "print(persistent_secret_key(sys.argv[1]))"
     processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
                  for _ in range(4)]

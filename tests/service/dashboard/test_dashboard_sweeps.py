@@ -10,6 +10,7 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import Run
 

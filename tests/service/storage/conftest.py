@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.models import Run

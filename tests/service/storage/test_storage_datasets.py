@@ -7,6 +7,7 @@ import hashlib
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import InvalidRequestError
+
 from trainyard.service.storage import repo
 
 CSV = b"x1,x2,label\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n"

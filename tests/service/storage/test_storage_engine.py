@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker, normalize_url
 from trainyard.service.storage.migrate import upgrade

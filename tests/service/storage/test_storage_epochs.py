@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 from sqlalchemy import event, func, select
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import Epoch, Run
 

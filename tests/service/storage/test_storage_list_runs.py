@@ -9,6 +9,7 @@ import math
 
 import pytest
 from sqlalchemy import select
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run
 

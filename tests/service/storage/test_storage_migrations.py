@@ -10,6 +10,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+
+from trainyard import migrations
 from trainyard.service.storage import models
 from trainyard.service.storage.db import make_engine
 from trainyard.service.storage.migrate import (
@@ -24,8 +26,6 @@ from trainyard.service.storage.migrate import (
     include_object,
     upgrade,
 )
-
-from trainyard import migrations
 
 TABLES = {"runs", "epochs", "weights", "checkpoints", "sweeps", "datasets", "api_tokens"}
 

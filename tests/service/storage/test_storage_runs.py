@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import Checkpoint, Epoch, Run, Weights
 

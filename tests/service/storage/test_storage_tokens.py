@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 from sqlalchemy import text
+
 from trainyard.service.storage import repo
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
