@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from trainyard.service.api import compare, datasets, health, openapi, runs, sweeps
-from trainyard.service.api.requests import IdConverter
+from trainyard.service.api import BLUEPRINTS, openapi
+from trainyard.service.api.declare import IdConverter
 from trainyard.service.config import Settings
 from trainyard.service.context import Services, install
 from trainyard.service.dashboard import init_app as init_dashboard
@@ -66,11 +66,7 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
     install(app, services)
     register_error_handlers(app)
     app.url_map.converters["id"] = IdConverter
-    app.register_blueprint(health.bp)
-    app.register_blueprint(runs.bp)
-    app.register_blueprint(datasets.bp)
-    app.register_blueprint(compare.bp)
-    app.register_blueprint(sweeps.bp)
-    app.register_blueprint(openapi.bp)
+    for blueprint in (*BLUEPRINTS, openapi.bp):
+        app.register_blueprint(blueprint)
     init_dashboard(app)
     return app

@@ -4,12 +4,115 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from flask import Response
+from pydantic import Field
+from typing_extensions import NotRequired, TypedDict  # pydantic reads TypedDicts from here before Python 3.12
 
-from trainyard.service.storage.models import Dataset, Run
+from trainyard.service.storage.models import DATASET_TASKS, ID_PATTERN, RUN_STATUSES, Dataset, Run
+from trainyard.trainer import TrainSpec
+
+Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class Summary(TypedDict):
+    """A run's final and best metrics, null until known; ``best_epoch`` is the epoch of ``best_val_loss``."""
+
+    final_train_loss: float | None
+    final_val_loss: float | None
+    final_train_accuracy: float | None
+    final_val_accuracy: float | None
+    best_val_loss: float | None
+    best_val_accuracy: float | None
+    best_epoch: int | None
+
+
+class RunDocument(TypedDict):
+    """A run: its spec, where it is (``epochs_done`` of ``epochs_total``), its summary and error."""
+
+    id: Id
+    name: str
+    status: Literal[RUN_STATUSES]  # type: ignore[valid-type]
+    spec: TrainSpec
+    tags: list[str]
+    notes: str
+    sweep_id: Id | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    epochs_done: int
+    epochs_total: int
+    cancel_requested: bool
+    attempts: int
+    error: str | None
+    summary: Summary
+
+
+class RunPage(TypedDict):
+    """A page of runs, and the cursor of the next page (null on the last)."""
+
+    runs: list[RunDocument]
+    next: str | None
+
+
+class Epoch(TypedDict):
+    """One epoch's metrics (those asked for), null where an epoch has no value; the norms one per layer."""
+
+    epoch: int
+    train_loss: NotRequired[float | None]
+    val_loss: NotRequired[float | None]
+    train_accuracy: NotRequired[float | None]
+    val_accuracy: NotRequired[float | None]
+    lr: NotRequired[float | None]
+    seconds: NotRequired[float | None]
+    weight_norms: NotRequired[list[float | None]]
+    grad_norms: NotRequired[list[float | None]]
+
+
+class Epochs(TypedDict):
+    """A run's epochs, in order."""
+
+    epochs: list[Epoch]
+
+
+class RunExport(TypedDict):
+    """A run and its every epoch."""
+
+    run: RunDocument
+    epochs: list[Epoch]
+
+
+class LayerWeights(TypedDict):
+    """One layer's weights: ``W`` of shape (fan_in, fan_out) and ``b`` of shape (fan_out,); null for NaN."""
+
+    W: list[list[float | None]]
+    b: list[float | None]
+
+
+class Weights(TypedDict):
+    """The weights kept at an epoch."""
+
+    epoch: int
+    layers: list[LayerWeights]
+
+
+class DatasetDocument(TypedDict):
+    """An uploaded CSV as it was read (never its content)."""
+
+    id: Id
+    name: str
+    filename: str
+    target: str
+    task: Literal[DATASET_TASKS]  # type: ignore[valid-type]
+    n_samples: int
+    n_features: int
+    classes: list[Any] | None
+    size_bytes: int
+    sha256: str
+    created_at: Timestamp
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -19,7 +122,7 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def run_json(run: Run) -> dict[str, Any]:
+def run_json(run: Run) -> RunDocument:
     """A run as the API shows it."""
     return {
         "id": run.id,
@@ -58,12 +161,12 @@ def weight_arrays(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(1, count + 1)]
 
 
-def weights_layers(data: bytes) -> list[dict[str, list[Any]]]:
+def weights_layers(data: bytes) -> list[LayerWeights]:
     """The layers of stored ``.npz`` weights as ``[{"W": ..., "b": ...}, ...]``, NaN and infinities as None."""
     return [{"W": _finite_list(W), "b": _finite_list(b)} for W, b in weight_arrays(data)]
 
 
-def dataset_json(dataset: Dataset) -> dict[str, Any]:
+def dataset_json(dataset: Dataset) -> DatasetDocument:
     """An uploaded dataset as the API shows it (never its content)."""
     return {
         "id": dataset.id,

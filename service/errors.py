@@ -20,12 +20,34 @@ from collections.abc import Mapping, Sequence
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from typing_extensions import TypedDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from trainyard.service.storage.db import unreachable
 from trainyard.trainer.spec import field_errors
 
 FieldError = Mapping[str, str]
+
+
+class FieldFault(TypedDict):
+    """One input at fault: a JSON path in the body (``optimizer.lr``) or a query parameter's name."""
+
+    field: str
+    message: str
+
+
+class ErrorBody(TypedDict):
+    """What went wrong: a short ``code`` (``not_found``, ``invalid``, ...), a message, the inputs at fault."""
+
+    code: str
+    message: str
+    fields: list[FieldFault]
+
+
+class Error(TypedDict):
+    """Every error response's body."""
+
+    error: ErrorBody
 
 #: The ``Retry-After`` of a 503 while the database is unreachable.
 RETRY_AFTER_SECONDS = 5

@@ -1,5 +1,13 @@
-"""The JSON API: blueprints for the runs (:mod:`.runs`) and the health probes (:mod:`.health`).
+"""The JSON API: runs (:mod:`.runs`), comparisons, datasets, sweeps, health probes, and its OpenAPI document.
 
-Imports flow one way: the API imports storage, the queue and the trainer's
-spec; nothing imports the API but :mod:`trainyard.service.app`, which registers it.
+Each view declares its input and output once (:mod:`.declare`); the request
+models are in :mod:`.schemas`, and :mod:`.openapi` writes the document from
+the declarations.  The API calls :mod:`trainyard.service.operations` and
+storage; nothing imports it but :mod:`trainyard.service.app`, which registers
+it.
 """
+
+from trainyard.service.api import compare, datasets, health, runs, sweeps
+
+#: The API's blueprints (besides the document's own, :data:`.openapi.bp`).
+BLUEPRINTS = (health.bp, runs.bp, datasets.bp, compare.bp, sweeps.bp)

@@ -15,12 +15,14 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
+from typing_extensions import TypedDict
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestEntityTooLarge
 
+from trainyard.service.api.declare import declare
+from trainyard.service.api.schemas import DatasetForm
 from trainyard.service.auth import requires
 from trainyard.service.context import transaction
-from trainyard.service.documents import dataset_json
+from trainyard.service.documents import DatasetDocument, dataset_json
 from trainyard.service.errors import ApiError, invalid_field, not_found
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import MAX_NAME_LENGTH
@@ -29,41 +31,14 @@ from trainyard.trainer.datasets import builtin_info
 
 bp = Blueprint("datasets", __name__, url_prefix="/api")
 
+TAGS = ("datasets",)
+
 #: Largest upload (the whole multipart body), above the app's 1 MiB limit for JSON bodies.
 UPLOAD_LIMIT = 16 * 1024 * 1024
-
-#: Values of the form field ``task``.
-TASKS = ("auto", "classification", "regression")
 
 #: A loader message about the target column rather than the file's cells (names in quotes removed first).
 _TARGET_PROBLEM = re.compile(r"target column|target cell|regression target")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-
-
-def _text_field(name: str) -> str | None:
-    """The form field ``name``, or None when absent; 422 when empty, too long or holding a NUL character."""
-    value = request.form.get(name)
-    if value is None:
-        return None
-    if not value.strip() or "\x00" in value or len(value) > MAX_NAME_LENGTH:
-        raise invalid_field(name, f"must be 1 to {MAX_NAME_LENGTH} characters without NUL characters")
-    return value
-
-
-def _upload() -> FileStorage:
-    """The file part ``file`` of a multipart body: 415 for another body, 413 over the limit, 400 when missing."""
-    if request.mimetype != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "send the CSV as multipart/form-data in the field 'file'")
-    request.max_content_length = UPLOAD_LIMIT
-    try:
-        upload = request.files.get("file")
-    except RequestEntityTooLarge:
-        message = f"the upload is larger than {UPLOAD_LIMIT // (1024 * 1024)} MiB"
-        raise ApiError(413, "too_large", f"file: {message}", [{"field": "file", "message": message}]) from None
-    if upload is None:
-        message = "a file part is required"
-        raise ApiError(400, "missing_field", f"file: {message}", [{"field": "file", "message": message}])
-    return upload
 
 
 def _filename(upload: FileStorage) -> str:
@@ -112,28 +87,35 @@ def _validated(content: bytes, target: str | None, task: str, name: str) -> dict
 
 @bp.post("/datasets")
 @requires("write")
-def create_dataset() -> tuple[Response, int, dict[str, str]]:
-    upload = _upload()
+@declare(form=DatasetForm, files=("file",), upload_limit=UPLOAD_LIMIT, responses={201: DatasetDocument}, tags=TAGS,
+         summary="Upload a CSV dataset: a header row, numeric features, a target column",
+         description="Checked by the trainer's own CSV loader, so a file accepted here is one a worker can train on.")
+def create_dataset(form: DatasetForm) -> tuple[Response, int, dict[str, str]]:
+    upload = request.files["file"]
     filename = _filename(upload)
     stem = posixpath.splitext(filename)[0]
-    name = _text_field("name") or (stem if stem.strip() else "upload")
-    target = _text_field("target")
-    task = request.form.get("task", "auto")
-    if task not in TASKS:
-        raise invalid_field("task", f"must be one of {', '.join(TASKS)}")
+    name = form.name or (stem if stem.strip() else "upload")
     try:
         content = upload.read()
     finally:
         upload.close()
-    described = _validated(content, target, task, name)
+    described = _validated(content, form.target, form.task, name)
     with transaction() as s:
         dataset = repo.create_dataset(session=s, name=name, filename=filename, content=content, **described)
         body = dataset_json(dataset)
     return jsonify(body), 201, {"Location": url_for(".get_dataset", dataset_id=body["id"])}
 
 
+class Datasets(TypedDict):
+    """The built-in datasets (with what each holds) and the uploads, newest first."""
+
+    builtin: list[dict[str, Any]]
+    uploads: list[DatasetDocument]
+
+
 @bp.get("/datasets")
 @requires("read")
+@declare(responses={200: Datasets}, tags=TAGS, summary="The built-in datasets and the uploads")
 def list_datasets() -> Response:
     with transaction() as s:
         uploads = [dataset_json(dataset) for dataset in repo.list_datasets(session=s)]
@@ -142,6 +124,7 @@ def list_datasets() -> Response:
 
 @bp.get("/datasets/<id:dataset_id>")
 @requires("read")
+@declare(responses={200: DatasetDocument}, tags=TAGS, summary="An uploaded dataset")
 def get_dataset(dataset_id: str) -> Response:
     with transaction() as s:
         dataset = repo.get_dataset(session=s, dataset_id=dataset_id)

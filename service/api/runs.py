@@ -2,71 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, url_for
-from sqlalchemy.orm import Session
 
 from trainyard.service import operations
-from trainyard.service.api.requests import choice_param, int_param, json_body, list_param, str_param
-from trainyard.service.api.schemas import RunPatch
+from trainyard.service.api.declare import declare
+from trainyard.service.api.schemas import EpochsQuery, ExportQuery, RunListQuery, RunPatch, WeightsQuery
 from trainyard.service.auth import requires
 from trainyard.service.context import transaction
-from trainyard.service.documents import attachment, run_json, weights_layers
+from trainyard.service.documents import (
+    Epochs,
+    RunDocument,
+    RunExport,
+    RunPage,
+    Weights,
+    attachment,
+    run_json,
+    weights_layers,
+)
 from trainyard.service.errors import invalid_parameter, not_found
 from trainyard.service.storage import repo
-from trainyard.service.storage.models import RUN_STATUSES, Run
 from trainyard.trainer import TrainSpec
 
 bp = Blueprint("runs", __name__, url_prefix="/api")
 
-#: Largest ``max_points`` of the epochs endpoint.
-MAX_POINTS = 100_000
+TAGS = ("runs",)
 
 
 @bp.post("/runs")
 @requires("write")
-def create_run() -> tuple[Response, int, dict[str, str]]:
-    run = operations.create_run(json_body(TrainSpec))
+@declare(body=TrainSpec, responses={201: RunDocument}, tags=TAGS, summary="Create a run from a job spec and queue it",
+         description="The spec is checked against its dataset too (a 422 names the field); the run is sent to the "
+         "workers after it is stored.")
+def create_run(body: TrainSpec) -> tuple[Response, int, dict[str, str]]:
+    run = operations.create_run(body)
     return jsonify(run_json(run)), 201, {"Location": url_for(".get_run", run_id=run.id)}
-
-
-def _list_arguments() -> dict[str, Any]:
-    """``repo.list_runs``'s arguments from the query string; 400 naming a bad parameter."""
-    arguments = {
-        "status": choice_param("status", RUN_STATUSES),
-        "tag": str_param("tag"),
-        "sweep_id": str_param("sweep"),
-        "q": str_param("q"),
-        "sort": str_param("sort"),
-        "limit": int_param("limit", minimum=1),
-        "cursor": str_param("cursor"),
-    }
-    sort = arguments["sort"]
-    if sort is not None and sort.removeprefix("-") not in repo.SORT_FIELDS:
-        raise invalid_parameter("sort", f"use one of {', '.join(repo.SORT_FIELDS)}, with '-' for descending")
-    return {name: value for name, value in arguments.items() if value is not None}
-
-
-def _page(s: Session, arguments: dict[str, Any]) -> tuple[list[Run], str | None]:
-    """``repo.list_runs``; 400 for a bad cursor (status and sort were checked already)."""
-    try:
-        return repo.list_runs(session=s, **arguments)
-    except ValueError as exc:
-        raise invalid_parameter("cursor", str(exc)) from None
 
 
 @bp.get("/runs")
 @requires("read")
-def list_runs() -> Response:
-    arguments = _list_arguments()
+@declare(query=RunListQuery, responses={200: RunPage}, tags=TAGS,
+         summary="List runs: filtered, sorted, a page at a time")
+def list_runs(query: RunListQuery) -> Response:
+    arguments = {"status": query.status, "tag": query.tag, "sweep_id": query.sweep, "q": query.q, "sort": query.sort,
+                 "limit": query.limit, "cursor": query.cursor}
     with transaction() as s:
-        runs, cursor = _page(s, arguments)
+        try:
+            runs, cursor = repo.list_runs(session=s, **{name: value for name, value in arguments.items() if value})
+        except ValueError as exc:  # status and sort are checked already: the cursor is at fault
+            raise invalid_parameter("cursor", str(exc)) from None
     return jsonify(runs=[run_json(run) for run in runs], next=cursor)
 
 
 @bp.get("/runs/<id:run_id>")
 @requires("read")
+@declare(responses={200: RunDocument}, tags=TAGS, summary="A run")
 def get_run(run_id: str) -> Response:
     with transaction() as s:
         run = operations.get_run(s, run_id)
@@ -75,10 +64,10 @@ def get_run(run_id: str) -> Response:
 
 @bp.patch("/runs/<id:run_id>")
 @requires("write")
-def update_run(run_id: str) -> Response:
-    patch = json_body(RunPatch)
+@declare(body=RunPatch, responses={200: RunDocument}, tags=TAGS, summary="Rename a run, or change its tags or notes")
+def update_run(run_id: str, body: RunPatch) -> Response:
     with transaction() as s:
-        run = repo.update_run(session=s, run_id=run_id, **patch.model_dump(exclude_unset=True))
+        run = repo.update_run(session=s, run_id=run_id, **body.model_dump(exclude_unset=True))
     if run is None:
         raise not_found(f"no run {run_id}")
     return jsonify(run_json(run))
@@ -86,6 +75,7 @@ def update_run(run_id: str) -> Response:
 
 @bp.delete("/runs/<id:run_id>")
 @requires("write")
+@declare(responses={204: None}, tags=TAGS, summary="Delete a run with its epochs, weights and checkpoint")
 def delete_run(run_id: str) -> tuple[str, int]:
     with transaction() as s:
         operations.delete_run(s, run_id)
@@ -94,6 +84,8 @@ def delete_run(run_id: str) -> tuple[str, int]:
 
 @bp.post("/runs/<id:run_id>/cancel")
 @requires("write")
+@declare(responses={200: RunDocument, 409: "The run has already finished."}, tags=TAGS,
+         summary="Cancel a run: a queued run at once, a running one at its worker's next flush")
 def cancel_run(run_id: str) -> Response:
     with transaction() as s:
         run = operations.cancel_run(s, run_id)
@@ -102,33 +94,35 @@ def cancel_run(run_id: str) -> Response:
 
 @bp.get("/runs/<id:run_id>/epochs")
 @requires("read")
-def get_epochs(run_id: str) -> Response:
-    since = int_param("since") or 0
-    fields = list_param("fields", repo.EPOCH_FIELDS)
-    max_points = int_param("max_points", minimum=2, maximum=MAX_POINTS)
+@declare(query=EpochsQuery, responses={200: Epochs}, tags=TAGS,
+         summary="A run's epochs, optionally since an epoch and downsampled")
+def get_epochs(run_id: str, query: EpochsQuery) -> Response:
     with transaction() as s:
         operations.get_run(s, run_id)
-        epochs = repo.get_epochs(session=s, run_id=run_id, since=since, fields=fields, max_points=max_points)
+        epochs = repo.get_epochs(session=s, run_id=run_id, since=query.since, fields=query.fields,
+                                 max_points=query.max_points)
     return jsonify(epochs=epochs)
 
 
 @bp.get("/runs/<id:run_id>/weights")
 @requires("read")
-def get_weights(run_id: str) -> Response:
-    epoch = int_param("epoch")
-    as_npz = choice_param("format", ("json", "npz")) == "npz"
+@declare(query=WeightsQuery, responses={200: {"application/json": Weights, "application/octet-stream": bytes}},
+         tags=TAGS, summary="A run's weights at an epoch (default: the latest kept), as JSON or the .npz file")
+def get_weights(run_id: str, query: WeightsQuery) -> Response:
     with transaction() as s:
-        epoch, data = operations.weights(s, run_id, epoch)
-    if as_npz:
+        epoch, data = operations.weights(s, run_id, query.epoch)
+    if query.format == "npz":
         return attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
     return jsonify(epoch=epoch, layers=weights_layers(data))
 
 
 @bp.get("/runs/<id:run_id>/export")
 @requires("read")
-def export_run(run_id: str) -> Response:
-    """Every epoch as CSV, or the run and every epoch as JSON (see :func:`trainyard.service.operations.export`)."""
-    form = choice_param("format", tuple(operations.EXPORT_TYPES)) or "csv"
+@declare(query=ExportQuery, responses={200: {"text/csv": str, "application/json": RunExport}}, tags=TAGS,
+         summary="A run's every epoch as CSV, or the run and every epoch as JSON (a download)",
+         description="CSV: a header row, then one row per epoch: epoch, the metrics, then weight_norm_<i> and "
+         "grad_norm_<i> per layer; an empty cell where a value is missing.")
+def export_run(run_id: str, query: ExportQuery) -> Response:
     with transaction() as s:
-        body = operations.export(s, run_id, form)  # type: ignore[arg-type]
-    return attachment(body, operations.EXPORT_TYPES[form], f"{run_id}-epochs.{form}")
+        body = operations.export(s, run_id, query.format)
+    return attachment(body, operations.EXPORT_TYPES[query.format], f"{run_id}-epochs.{query.format}")

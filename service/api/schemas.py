@@ -1,16 +1,142 @@
-"""What the runs API reads: the body of ``PATCH /api/runs/<id>``."""
+"""What the API reads: query strings, JSON bodies and the upload form, as pydantic models.
+
+Each is declared on its view (:func:`.declare.declare`), which parses the
+request with it and documents it; the job spec itself is
+:class:`trainyard.trainer.TrainSpec` and a sweep :class:`trainyard.service.sweeps.SweepRequest`.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from trainyard.trainer.spec import MAX_NAME_LENGTH, MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS
+from trainyard.service.api.declare import MAX_INT_PARAMETER, QueryInt, comma_list
+from trainyard.service.comparison import MAX_RUNS
+from trainyard.service.storage import repo
+from trainyard.service.storage.models import ID_PATTERN, MAX_NAME_LENGTH, RUN_STATUSES
+from trainyard.service.sweeps import METRICS
+from trainyard.trainer.spec import MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS
+
+#: Largest ``max_points`` of a curve.
+MAX_POINTS = 100_000
+#: Points per curve of a comparison when ``max_points`` is not given.
+DEFAULT_MAX_POINTS = 1000
+#: The curves a comparison returns when ``fields`` is not given.
+DEFAULT_COMPARE_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+#: Most sweeps one listing returns, and how many when ``limit`` is not given.
+MAX_SWEEP_LIST = 500
+DEFAULT_SWEEP_LIST = 100
+#: What an upload's ``task`` may say.
+TASKS = ("auto", "classification", "regression")
+
+#: The sort keys of the runs list, ascending and (``-``) descending.
+SORTS = tuple(key for field in repo.SORT_FIELDS for key in (field, f"-{field}"))
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+#: A form's text: not blank.
+Label = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_not_blank)]
 Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)]], Field(max_length=MAX_TAGS)]
 Notes = Annotated[str, Field(max_length=MAX_NOTES_LENGTH)]
+Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+Points = Annotated[QueryInt, Field(ge=2, le=MAX_POINTS)]
+
+
+class _Query(BaseModel):
+    """A query string: parameters it does not name are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunListQuery(_Query):
+    """``GET /api/runs``: filters, sort and page."""
+
+    status: Literal[RUN_STATUSES] | None = Field(None, description="Only runs in this status.")  # type: ignore[valid-type]
+    tag: Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)] | None = Field(
+        None, description="Only runs with this tag.")
+    sweep: Id | None = Field(None, description="Only runs of this sweep.")
+    q: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | None = Field(
+        None, description="Only runs whose name contains this (case-insensitive).")
+    sort: Literal[SORTS] | None = Field(  # type: ignore[valid-type]
+        None, description="The order; '-' for descending (default -created_at: the newest first).")
+    limit: Annotated[QueryInt, Field(ge=1, le=MAX_INT_PARAMETER)] | None = Field(
+        None, description=f"Runs per page (default {repo.DEFAULT_LIST_LIMIT}, at most {repo.MAX_LIST_LIMIT}).")
+    cursor: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
+        None, description="The `next` of the previous page.")
+
+
+class EpochsQuery(_Query):
+    """``GET /api/runs/<id>/epochs``."""
+
+    since: Annotated[QueryInt, Field(ge=0, le=MAX_INT_PARAMETER)] = Field(0, description="Only epochs after this.")
+    fields: comma_list(Literal[repo.EPOCH_FIELDS], max_length=len(repo.EPOCH_FIELDS)) | None = Field(  # type: ignore
+        None, description="The fields to return, comma-separated (default: all).")
+    max_points: Points | None = Field(
+        None, description="At most this many epochs: each bucket keeps its minimum and maximum, so spikes stay.")
+
+
+class WeightsQuery(_Query):
+    """``GET /api/runs/<id>/weights``."""
+
+    epoch: Annotated[QueryInt, Field(ge=0, le=MAX_INT_PARAMETER)] | None = Field(
+        None, description="The epoch (default: the latest with weights).")
+    format: Literal["json", "npz"] = Field("json", description="JSON, or the `.npz` file.")
+
+
+class ExportQuery(_Query):
+    """``GET /api/runs/<id>/export``."""
+
+    format: Literal["csv", "json"] = Field("csv", description="CSV, or the run and its epochs as JSON.")
+
+
+class CompareQuery(_Query):
+    """``GET /api/compare``."""
+
+    runs: comma_list(Annotated[str, Field(min_length=1, max_length=64)], max_length=MAX_RUNS) = Field(  # type: ignore
+        description=f"The runs, comma-separated (1 to {MAX_RUNS}, each once).")
+    fields: comma_list(Literal[repo.EPOCH_METRICS], max_length=len(repo.EPOCH_METRICS)) | None = Field(  # type: ignore
+        None, description=f"The curves, comma-separated (default {', '.join(DEFAULT_COMPARE_FIELDS)}).")
+    max_points: Points = Field(DEFAULT_MAX_POINTS, description="Points per curve.")
+
+    @field_validator("runs")
+    @classmethod
+    def _each_once(cls, runs: list[str]) -> list[str]:
+        repeated = sorted({run_id for run_id in runs if runs.count(run_id) > 1})
+        if repeated:
+            raise ValueError(f"each run may be named once; repeated: {', '.join(repeated)}")
+        return runs
+
+
+class SweepListQuery(_Query):
+    """``GET /api/sweeps``."""
+
+    limit: Annotated[QueryInt, Field(ge=1, le=MAX_SWEEP_LIST)] = Field(
+        DEFAULT_SWEEP_LIST, description="At most this many sweeps, the newest first.")
+
+
+class SweepQuery(_Query):
+    """``GET /api/sweeps/<id>``."""
+
+    metric: Literal[tuple(METRICS)] | None = Field(  # type: ignore[valid-type]
+        None, description="Ranks the runs (default val_loss with held-out data, else train_loss).")
+
+
+class DatasetForm(BaseModel):
+    """The text fields of ``POST /api/datasets`` (the CSV itself is the file part ``file``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Label | None = Field(None, description="A label (default: the file's name without its extension).")
+    target: Label | None = Field(None, description="The column to predict (default: the last).")
+    task: Literal[TASKS] = Field("auto", description="What the target is; auto: decided from its values.")  # type: ignore
 
 
 class RunPatch(BaseModel):

@@ -6,36 +6,77 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, url_for
+from typing_extensions import NotRequired, TypedDict
 
 from trainyard.service import operations
-from trainyard.service.api.requests import choice_param, int_param, json_body
+from trainyard.service.api.declare import declare
+from trainyard.service.api.schemas import SweepListQuery, SweepQuery
 from trainyard.service.auth import requires
 from trainyard.service.context import transaction
-from trainyard.service.documents import iso, run_json
+from trainyard.service.documents import Id, RunDocument, Timestamp, iso, run_json
 from trainyard.service.storage import repo
-from trainyard.service.storage.models import Run, Sweep
-from trainyard.service.sweeps import METRICS, SweepRequest, default_metric, metric_value, progress, ranked
+from trainyard.service.storage.models import SWEEP_METHODS, Run, Sweep
+from trainyard.service.sweeps import SweepRequest, default_metric, metric_value, progress, ranked
 
 bp = Blueprint("sweeps", __name__, url_prefix="/api")
 
-#: Most sweeps one listing returns.
-MAX_LIST = 500
+TAGS = ("sweeps",)
 
 
-def _best(runs: list[Run], metric: str) -> dict[str, Any]:
+class Progress(TypedDict):
+    """Runs in all, by status (``counts``) and finished; epochs done and to do of all runs."""
+
+    runs: int
+    counts: dict[str, int]
+    finished: int
+    epochs_done: int
+    epochs_total: int
+
+
+class Best(TypedDict):
+    """The run with the best value of ``metric`` (null while no run has one)."""
+
+    metric: str
+    value: float | None
+    run: Id | None
+
+
+class SweepDocument(TypedDict):
+    """A sweep: its request, its progress, its best run and (not in a listing) its runs."""
+
+    id: Id
+    name: str
+    method: Literal[SWEEP_METHODS]  # type: ignore[valid-type]
+    space: dict[str, Any]
+    n: int | None
+    seed: int | None
+    spec: dict[str, Any]
+    created_at: Timestamp
+    progress: Progress
+    best: Best
+    runs: NotRequired[list[RunDocument]]
+
+
+class SweepList(TypedDict):
+    """The sweeps, newest first, without their runs."""
+
+    sweeps: list[SweepDocument]
+
+
+def _best(runs: list[Run], metric: str) -> Best:
     """The run with the best value of ``metric`` among those that have one (ties: the first)."""
     order = ranked(runs, metric)
     value = metric_value(order[0], metric) if order else None
     return {"metric": metric, "value": value, "run": None if value is None else order[0].id}
 
 
-def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None, with_runs: bool = True) -> dict[str, Any]:
+def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None, with_runs: bool = True) -> SweepDocument:
     """A sweep as the API shows it: its request, progress, best run by ``metric`` and (optionally) its runs."""
     metric = metric or default_metric(sweep.base_spec)
-    body: dict[str, Any] = {
+    body: SweepDocument = {
         "id": sweep.id,
         "name": sweep.name,
         "method": sweep.method,
@@ -54,27 +95,33 @@ def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None, with
 
 @bp.post("/sweeps")
 @requires("write")
-def create_sweep() -> tuple[Response, int, dict[str, str]]:
-    sweep, runs = operations.create_sweep(json_body(SweepRequest))
+@declare(body=SweepRequest, responses={201: SweepDocument}, tags=TAGS,
+         summary="Create a sweep: a base spec and a grid or random search space, all its runs queued at once",
+         description="Every run's spec is checked first: one invalid point refuses the whole sweep (fields "
+         "`points.<i>.<path>`).")
+def create_sweep(body: SweepRequest) -> tuple[Response, int, dict[str, str]]:
+    sweep, runs = operations.create_sweep(body)
     return jsonify(sweep_json(sweep, runs)), 201, {"Location": url_for(".get_sweep", sweep_id=sweep.id)}
 
 
 @bp.get("/sweeps/<id:sweep_id>")
 @requires("read")
-def get_sweep(sweep_id: str) -> Response:
-    metric = choice_param("metric", tuple(METRICS))
+@declare(query=SweepQuery, responses={200: SweepDocument}, tags=TAGS,
+         summary="A sweep: its progress, its runs and the best run by a metric")
+def get_sweep(sweep_id: str, query: SweepQuery) -> Response:
     with transaction() as s:
         sweep = operations.get_sweep(s, sweep_id)
-        body = sweep_json(sweep, operations.sweep_runs(s, sweep_id), metric=metric)
+        body = sweep_json(sweep, operations.sweep_runs(s, sweep_id), metric=query.metric)
     return jsonify(body)
 
 
 @bp.get("/sweeps")
 @requires("read")
-def list_sweeps() -> Response:
-    limit = int_param("limit", minimum=1, maximum=MAX_LIST) or 100
+@declare(query=SweepListQuery, responses={200: SweepList}, tags=TAGS,
+         summary="List sweeps, newest first, with their progress")
+def list_sweeps(query: SweepListQuery) -> Response:
     with transaction() as s:
-        sweeps = repo.list_sweeps(session=s, limit=limit)
+        sweeps = repo.list_sweeps(session=s, limit=query.limit)
         by_sweep = repo.sweep_runs(session=s, sweep_ids=[sweep.id for sweep in sweeps])
         body = [sweep_json(sweep, by_sweep[sweep.id], with_runs=False) for sweep in sweeps]
     return jsonify(sweeps=body)
@@ -82,8 +129,9 @@ def list_sweeps() -> Response:
 
 @bp.post("/sweeps/<id:sweep_id>/cancel")
 @requires("write")
+@declare(responses={200: SweepDocument}, tags=TAGS, summary="Cancel a sweep's queued and running runs",
+         description="Its queued runs are cancelled at once, its running ones asked to stop; finished runs stay.")
 def cancel_sweep(sweep_id: str) -> Response:
-    """Cancel the sweep's queued runs at once and flag its running ones; finished runs stay as they are."""
     with transaction() as s:
         sweep = operations.cancel_sweep(s, sweep_id)
         body = sweep_json(sweep, operations.sweep_runs(s, sweep_id))

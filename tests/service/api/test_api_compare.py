@@ -7,7 +7,8 @@ import copy
 import pytest
 
 from trainyard.service.api import compare
-from trainyard.service.comparison import compare_params
+from trainyard.service.api.schemas import DEFAULT_COMPARE_FIELDS
+from trainyard.service.comparison import MAX_RUNS, compare_params
 from trainyard.service.specpaths import flatten
 from trainyard.service.storage import repo
 
@@ -94,7 +95,7 @@ def test_compare_runs_without_epochs(reader, api):
     run_id = api.create_run()["id"]
 
     curves = reader.get(f"/api/compare?runs={run_id}").get_json()["curves"]
-    assert curves == {run_id: {field: [] for field in ("epoch", *compare.DEFAULT_FIELDS)}}
+    assert curves == {run_id: {field: [] for field in ("epoch", *DEFAULT_COMPARE_FIELDS)}}
 
 
 def test_compare_a_run_with_fewer_layers(reader, api, spec):
@@ -127,7 +128,7 @@ def test_flatten_and_compare_params():
 
 
 def test_compare_accepts_up_to_100_runs(reader, api, Session):
-    ids = [api.create_run()["id"] for _ in range(compare.MAX_RUNS)]
+    ids = [api.create_run()["id"] for _ in range(MAX_RUNS)]
 
     body = reader.get(f"/api/compare?runs={','.join(ids)}&fields=train_loss").get_json()
 
@@ -155,7 +156,7 @@ def test_compare_refuses_a_bad_runs_parameter(reader, two_runs, assert_error, qu
 
 
 def test_compare_refuses_more_than_100_runs(reader, assert_error):
-    ids = [f"{n:032x}" for n in range(compare.MAX_RUNS + 1)]
+    ids = [f"{n:032x}" for n in range(MAX_RUNS + 1)]
 
     error = assert_error(reader.get(f"/api/compare?runs={','.join(ids)}"), 400, "invalid_parameter", "runs")
 
