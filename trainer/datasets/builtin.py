@@ -157,7 +157,6 @@ def _check_noise(noise: Any) -> float:
     return value
 
 
-
 def _class_sizes(n: int, k: int) -> list[int]:
     """Split ``n`` into ``k`` sizes differing by at most one (larger first)."""
     return [n // k + (1 if i < n % k else 0) for i in range(k)]

@@ -26,7 +26,6 @@ class DatasetError(ValueError):
     """A dataset cannot be built or read; the message says what and where (line/column for CSV)."""
 
 
-
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A table of samples with its targets and metadata.
@@ -166,7 +165,6 @@ class Dataset:
             if idx.size and (idx.min() < -n or idx.max() >= n):
                 raise DatasetError(f"subset index out of range for {n} rows")
         return dataclasses.replace(self, X=self.X[idx], y=self.y[idx])
-
 
 
 def _check_seed(seed: Any) -> int:
