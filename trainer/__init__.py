@@ -1,6 +1,6 @@
 """Trainyard's training engine: backpropagation in numpy, nothing else.
 
->>> from trainer import TrainSpec, fit
+>>> from trainyard.trainer import TrainSpec, fit
 >>> spec = TrainSpec.model_validate({"dataset": {"name": "xor"},
 ...     "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}]},
 ...     "optimizer": {"name": "adam", "lr": 0.05}, "epochs": 300, "batch_size": None})
@@ -12,9 +12,11 @@ The package imports numpy and pydantic only; the service, the worker and the
 dashboard build on it and nothing here knows of them.
 """
 
+from .checkpoint import Checkpoint
 from .datasets import Dataset, DatasetError, load_builtin, load_csv
-from .fit import STOP, Checkpoint, EpochRecord, FitResult, TrainingDiverged, build_network, check, fit
+from .fit import STOP, TrainingDiverged, build_network, check, fit
 from .network import Network
+from .records import EpochRecord, FitResult
 from .spec import SpecError, TrainSpec
 
 __all__ = [

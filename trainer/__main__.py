@@ -19,7 +19,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from .datasets import DatasetError, load_csv
-from .fit import EpochRecord, FitResult, TrainingDiverged, fit
+from .fit import TrainingDiverged, fit
+from .records import EpochRecord, FitResult
 from .spec import SpecError, TrainSpec, field_errors
 
 

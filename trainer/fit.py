@@ -1,25 +1,26 @@
-"""``fit``: the training loop, its per-epoch records, checkpoints and early stopping.
+"""``fit``: the training loop and the early stopping it consults.
 
 The loop is deliberately thin: it gathers each shuffled mini-batch into a
 preallocated buffer, calls ``Network.backprop`` and ``Optimizer.step``, and
-once per epoch builds an ``EpochRecord`` for the caller.  It never prints.
+once per epoch builds an ``EpochRecord`` (:mod:`.records`) for the caller.  It
+never prints.  What a resume needs is a ``Checkpoint`` (:mod:`.checkpoint`).
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
 from . import datasets
-from .datasets import Dataset, Standardizer
+from .checkpoint import Checkpoint
+from .datasets import Dataset
 from .network import Network
 from .optimizers import Optimizer, learning_rate, make_optimizer
+from .records import EpochRecord, FitResult
 from .spec import (
     BuiltinData,
     EarlyStopping,
@@ -29,8 +30,6 @@ from .spec import (
     check_fits_data,
     layer_sizes,
 )
-
-CHECKPOINT_FORMAT = 1
 
 
 class _Stop:
@@ -48,148 +47,6 @@ class TrainingDiverged(ArithmeticError):
     def __init__(self, epoch: int, what: str):
         super().__init__(f"training diverged at epoch {epoch}: {what}")
         self.epoch = epoch
-
-
-# ----------------------------------------------------------------------- records
-@dataclass(frozen=True, slots=True)
-class EpochRecord:
-    """What one epoch did.  Accuracies are None for regression, ``val_*`` without held-out data.
-
-    ``train_loss`` and ``train_accuracy`` are means over the epoch's
-    mini-batches as they were trained (as Keras and scikit-learn report
-    them); ``val_*`` are measured after the epoch.  ``seconds`` is the wall
-    time of the epoch.  Norms are per layer, of ``W`` and of the gradient of
-    the epoch's last mini-batch.  ``weights`` (copies of ``[W1, b1, ...]``)
-    and ``checkpoint()`` are available inside ``on_epoch`` only; records in
-    ``FitResult.history`` carry neither.
-    """
-
-    epoch: int
-    train_loss: float
-    val_loss: float | None
-    train_accuracy: float | None
-    val_accuracy: float | None
-    lr: float
-    seconds: float
-    weight_norms: tuple[float, ...]
-    grad_norms: tuple[float, ...]
-    _flat: np.ndarray | None = field(default=None, repr=False, compare=False)
-    _shapes: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
-    _checkpoint: Callable[[], Checkpoint] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def weights(self) -> list[np.ndarray] | None:
-        """``[W1, b1, W2, b2, ...]`` as of the end of this epoch (copies), or None."""
-        if self._flat is None:
-            return None
-        out, start = [], 0
-        for rows, cols in self._shapes:
-            block = self._flat[start : start + rows * cols].reshape(rows, cols)
-            out += [block[:-1], block[-1]]
-            start += rows * cols
-        return out
-
-    def checkpoint(self) -> Checkpoint:
-        """The resumable state as of the end of this epoch (call it inside ``on_epoch``)."""
-        if self._checkpoint is None:
-            raise RuntimeError("checkpoint() is only available inside on_epoch")
-        return self._checkpoint()
-
-    def metrics(self) -> dict[str, float | int | None | list[float]]:
-        """The record as plain JSON-friendly values (no weights)."""
-        return {
-            "epoch": self.epoch,
-            "train_loss": self.train_loss,
-            "val_loss": self.val_loss,
-            "train_accuracy": self.train_accuracy,
-            "val_accuracy": self.val_accuracy,
-            "lr": self.lr,
-            "seconds": self.seconds,
-            "weight_norms": list(self.weight_norms),
-            "grad_norms": list(self.grad_norms),
-        }
-
-
-# ------------------------------------------------------------------- checkpoints
-@dataclass
-class Checkpoint:
-    """Everything needed to continue training exactly where it stopped.
-
-    Serialised by ``to_bytes`` as an ``.npz`` archive of plain arrays plus a
-    JSON header; ``from_bytes`` loads it with ``allow_pickle=False``.
-    """
-
-    epoch: int
-    fingerprint: str
-    params: np.ndarray  # the network's flat parameters
-    optimizer: dict[str, np.ndarray | int]
-    rng_state: dict
-    early: dict  # best, best_epoch, wait, stopped
-    best_params: np.ndarray | None = None
-
-    def to_bytes(self) -> bytes:
-        arrays = {"params": self.params}
-        scalars = {}
-        for key, value in self.optimizer.items():
-            if isinstance(value, np.ndarray):
-                arrays[f"optimizer.{key}"] = value
-            else:
-                scalars[key] = value
-        if self.best_params is not None:
-            arrays["best_params"] = self.best_params
-        header = {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch,
-            "fingerprint": self.fingerprint,
-            "optimizer": scalars,
-            "rng_state": self.rng_state,
-            "early": self.early,
-        }
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)  # uncompressed: float state barely compresses, and a worker writes one every flush
-        return buf.getvalue()
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> Checkpoint:
-        try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            header = json.loads(arrays.pop("header").tobytes())
-        except Exception as exc:  # zipfile, ValueError, KeyError, JSON errors: all mean "not a checkpoint"
-            raise ValueError(f"not a trainer checkpoint: {exc}") from exc
-        if header.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {header.get('format')!r} is not {CHECKPOINT_FORMAT}")
-        optimizer: dict[str, np.ndarray | int] = dict(header["optimizer"])
-        for key in list(arrays):
-            if key.startswith("optimizer."):
-                optimizer[key.removeprefix("optimizer.")] = arrays.pop(key)
-        return cls(
-            epoch=header["epoch"],
-            fingerprint=header["fingerprint"],
-            params=arrays["params"],
-            optimizer=optimizer,
-            rng_state=header["rng_state"],
-            early=header["early"],
-            best_params=arrays.get("best_params"),
-        )
-
-
-@dataclass
-class FitResult:
-    """The trained network, the per-epoch history and the state to resume from."""
-
-    network: Network
-    history: list[EpochRecord]
-    checkpoint: Checkpoint
-    standardizer: Standardizer | None
-    classes: tuple[str, ...]
-    stop_reason: str  # "completed", "early_stopping" or "stopped" (on_epoch returned STOP)
-    best_epoch: int | None = None
-
-    @property
-    def final(self) -> EpochRecord | None:
-        return self.history[-1] if self.history else None
 
 
 # ---------------------------------------------------------------- early stopping
@@ -440,12 +297,8 @@ class _Run:
 
     def restore(self, ckpt: Checkpoint) -> int:
         """Load ``ckpt``; return the epoch it was taken after."""
-        if ckpt.fingerprint != self.spec.fingerprint():
-            raise SpecError("checkpoint", "this checkpoint was made by a different spec (only name, tags, "
-                            "notes, epochs and snapshot_every may change)")
         flat = self.net.flat
-        if ckpt.params.shape != flat.shape:
-            raise SpecError("checkpoint", f"the checkpoint has {ckpt.params.size} parameters, the network {flat.size}")
+        ckpt.check_resumes(self.spec, flat)
         flat[...] = ckpt.params
         self.opt.load_state(ckpt.optimizer)
         self.rng.bit_generator.state = ckpt.rng_state

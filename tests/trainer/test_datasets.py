@@ -538,7 +538,7 @@ def test_csv_max_features_accepted():
 
 
 def test_csv_too_many_rows(monkeypatch):
-    import trainyard.trainer.datasets as mod
+    import trainyard.trainer.datasets.csvfile as mod
 
     monkeypatch.setattr(mod, "MAX_SAMPLES", 3)
     assert load_csv(b"a,y\n1,0\n2,1\n3,0\n").n_samples == 3

@@ -1,0 +1,238 @@
+"""Splitting and scaling: the held-out data a spec asks for, and features standardised without peeking at it.
+
+:func:`train_val_split` makes a seeded (stratified for classification)
+train/validation split, and :class:`Standardizer` / :func:`prepare`
+standardise features with training-set statistics only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .dataset import Dataset, DatasetError, _check_seed
+
+__all__ = ["Split", "Standardizer", "prepare", "train_val_split"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A train/validation split.
+
+    Attributes
+    ----------
+    train : Dataset
+    val : Dataset or None
+        None when ``test_fraction == 0``.
+    """
+
+    train: Dataset
+    val: Dataset | None
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def _check_fraction(test_fraction: Any) -> float:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
+        raise DatasetError(f"test_fraction must be a number, got {test_fraction!r}")
+    f = float(test_fraction)
+    if not math.isfinite(f) or not 0.0 <= f < 1.0:
+        raise DatasetError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
+    return f
+
+
+def train_val_split(ds: Dataset, test_fraction: float, seed: int) -> Split:
+    """Split a dataset into training and validation parts.
+
+    Parameters
+    ----------
+    ds : Dataset
+        With ``n_samples`` rows.
+    test_fraction : float
+        Fraction of rows for validation, in [0, 1).  0 gives all rows to
+        training and ``val=None``.
+    seed : int
+        Seed of ``numpy.random.default_rng``; the split is a deterministic
+        function of ``(ds, test_fraction, seed)``.
+
+    Returns
+    -------
+    Split
+        ``train`` and ``val`` keep the original row order.
+
+    Raises
+    ------
+    DatasetError
+        Invalid ``test_fraction``/``seed``, or a dataset too small for the
+        requested split.
+
+    Notes
+    -----
+    Classification (stratified): every class with ``c`` rows gives
+    ``k = round(test_fraction * c)`` rows (halves rounded up) to validation,
+    raised to at least 1 and lowered to at most ``c - 1`` so that every class
+    keeps at least one training row and has at least one validation row.  A
+    class with a single row therefore makes any ``test_fraction > 0``
+    impossible (DatasetError).  Classes without rows are ignored.
+
+    Regression: ``k = round(test_fraction * n)`` random rows, clamped to
+    ``1 .. n - 1``; fewer than 2 rows is an error.
+    """
+    if not isinstance(ds, Dataset):
+        raise DatasetError(f"train_val_split needs a Dataset, got {type(ds).__name__}")
+    f = _check_fraction(test_fraction)
+    rng = np.random.default_rng(_check_seed(seed))
+    n = ds.n_samples
+    if n < 1:
+        raise DatasetError("cannot split a dataset with no rows")
+    if f == 0.0:
+        return Split(train=ds, val=None)  # no copy: a Dataset's arrays are not written to
+
+    if ds.task == "classification":
+        counts = np.bincount(ds.y, minlength=ds.n_classes)
+        val_parts = []
+        for c in range(ds.n_classes):
+            count = int(counts[c])
+            if count == 0:
+                continue
+            if count < 2:
+                raise DatasetError(
+                    f"dataset {ds.name or '(unnamed)'} is too small for test_fraction {f:g}: class "
+                    f"{ds.classes[c]!r} has only {count} row; a stratified split needs at least 2 "
+                    "rows of every class (one for training, one for validation)"
+                )
+            k = min(max(_round_half_up(f * count), 1), count - 1)
+            members = np.flatnonzero(ds.y == c)
+            val_parts.append(rng.permutation(members)[:k])
+        val_idx = np.sort(np.concatenate(val_parts))
+    else:
+        if n < 2:
+            raise DatasetError(
+                f"dataset {ds.name or '(unnamed)'} is too small for test_fraction {f:g}: it has "
+                f"{n} row; a split needs at least 2 rows"
+            )
+        k = min(max(_round_half_up(f * n), 1), n - 1)
+        val_idx = np.sort(rng.permutation(n)[:k])
+    in_val = np.zeros(n, dtype=bool)
+    in_val[val_idx] = True
+    return Split(train=ds.subset(~in_val), val=ds.subset(in_val))
+
+
+@dataclass(frozen=True, eq=False)
+class Standardizer:
+    """Per-feature standardisation ``(X - mean) / scale``.
+
+    Attributes
+    ----------
+    mean : numpy.ndarray, shape (n_features,), float64, read-only
+    scale : numpy.ndarray, shape (n_features,), float64, read-only
+        The population standard deviation of each feature, with 1.0 for
+        constant features (so they map to 0, never NaN).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        mean = np.array(self.mean, dtype=np.float64)
+        scale = np.array(self.scale, dtype=np.float64)
+        if mean.ndim != 1 or scale.shape != mean.shape:
+            raise DatasetError(
+                f"mean and scale must be 1-D of equal length, got shapes {mean.shape} and {scale.shape}"
+            )
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise DatasetError("mean must be finite and scale finite and positive")
+        mean.flags.writeable = False
+        scale.flags.writeable = False
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "scale", scale)
+
+    @classmethod
+    def fit(cls, X: Any) -> Standardizer:
+        """Learn mean and scale from training features.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            At least one row; finite values.
+
+        Returns
+        -------
+        Standardizer
+        """
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] < 1:
+            raise DatasetError(f"Standardizer.fit needs a 2-D array with at least one row, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise DatasetError("Standardizer.fit: X contains NaN or infinite values")
+        constant = np.ptp(X, axis=0) == 0
+        mean = X.mean(axis=0)
+        mean[constant] = X[0, constant]  # exact, so constant columns map to exactly 0
+        std = X.std(axis=0)
+        scale = np.where(constant | (std == 0), 1.0, std)
+        return cls(mean=mean, scale=scale)
+
+    @property
+    def n_features(self) -> int:
+        """Number of features it was fitted on."""
+        return int(self.mean.shape[0])
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Standardise features.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features) or (n_features,)
+
+        Returns
+        -------
+        numpy.ndarray, same shape as ``X``
+            A new array; its dtype is ``X``'s if that is a floating dtype,
+            else float64.
+        """
+        arr = np.asarray(X)
+        dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+        if arr.ndim not in (1, 2) or arr.shape[-1] != self.n_features:
+            raise DatasetError(
+                f"Standardizer expects shape (n_samples, {self.n_features}), got {arr.shape}"
+            )
+        out = (arr.astype(np.float64, copy=False) - self.mean) / self.scale
+        return out.astype(dtype, copy=False)
+
+
+def prepare(
+    ds: Dataset, *, test_fraction: float, seed: int, standardize: bool
+) -> tuple[Split, Standardizer | None]:
+    """Split, then (optionally) fit a Standardizer on train only and apply it to train and val.
+
+    Parameters
+    ----------
+    ds : Dataset
+    test_fraction : float
+        See :func:`train_val_split`.
+    seed : int
+        See :func:`train_val_split`.
+    standardize : bool
+        Whether to standardise the features.
+
+    Returns
+    -------
+    split : Split
+        With standardised ``X`` when ``standardize`` is true (targets untouched).
+    standardizer : Standardizer or None
+        Fitted on ``split.train.X``; None when ``standardize`` is false.
+    """
+    split = train_val_split(ds, test_fraction, seed)
+    if not standardize:
+        return split, None
+    scaler = Standardizer.fit(split.train.X)
+    train = dataclasses.replace(split.train, X=scaler.transform(split.train.X))
+    val = None if split.val is None else dataclasses.replace(split.val, X=scaler.transform(split.val.X))
+    return Split(train=train, val=val), scaler
