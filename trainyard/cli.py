@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -187,7 +186,7 @@ def _require_schema(settings: Settings) -> None:
 @click.option("--demo", is_flag=True, help="Submit example runs: OR, XOR, spirals, and digits with three optimizers.")
 def up(host: str, port: int, data_dir: Path, workers: int, demo: bool) -> None:
     try:
-        settings = Settings.from_env({**os.environ, "TRAINYARD_DATA_DIR": str(data_dir)})
+        settings = Settings.from_env(data_dir=data_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(local.up(settings, host=host, port=port, workers=workers, demo=demo))
