@@ -36,6 +36,7 @@ from record import add_option, record
 from servers import postgres_database
 from sqlalchemy import func, select
 
+from trainyard.service.celery_config import declare_queue
 from trainyard.service.config import Settings
 from trainyard.service.queue import CeleryQueue
 from trainyard.service.storage import repo
@@ -43,7 +44,6 @@ from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.migrate import upgrade
 from trainyard.service.storage.models import Run
 from trainyard.trainer import fit
-from trainyard.worker.celery_app import declare_queue
 
 TARGET = 20.0  # runs/s, deployed
 

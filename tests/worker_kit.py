@@ -18,13 +18,13 @@ import numpy as np
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
+from trainyard.service.celery_config import declare_queue
 from trainyard.service.config import Settings
 from trainyard.service.queue import CeleryQueue
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.migrate import upgrade
 from trainyard.trainer import fit
-from trainyard.worker.celery_app import declare_queue
 from trainyard.worker.training import weights_npz
 
 XOR: dict[str, Any] = {

@@ -38,11 +38,11 @@ from urllib.parse import urlencode
 import click
 
 from trainyard.client import Client, ClientError
+from trainyard.service.celery_config import declare_queue
 from trainyard.service.config import Settings
 from trainyard.service.server import bind_address
 from trainyard.service.storage import migrate, repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
-from trainyard.worker.celery_app import declare_queue
 
 #: The file in the data folder holding the admin token ``up`` made.
 TOKEN_FILE = "token"

@@ -22,11 +22,12 @@ import click
 from celery import signals
 from threadpoolctl import threadpool_limits
 
+from trainyard.service.celery_config import declare_queue, supports_events
 from trainyard.service.config import ConfigError, Settings
 from trainyard.service.queue import TRAIN_TASK
 from trainyard.service.storage import migrate
 from trainyard.service.storage.db import make_engine, make_sessionmaker
-from trainyard.worker.celery_app import declare_queue, make_celery
+from trainyard.worker.celery_app import make_celery
 from trainyard.worker.reconciler import QUEUED_RESEND_LEASES, Reconciler, broker_housekeeping
 
 #: Where a cgroup v2 CPU quota is (a container's ``cpus:`` limit): ``"<quota> <period>"`` or ``"max <period>"``.
@@ -116,9 +117,11 @@ def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> 
             pool="prefork",
             loglevel=loglevel,
             queues=[settings.queue],
-            without_gossip=True,  # gossip, mingle and heartbeats need fanout, which the serverless transports lack
+            # Heartbeats (every 2 s) are how Flower knows a worker is online; they are broadcast, which the
+            # local transport cannot do.  Gossip and mingle serve nothing here, and mingle slows the start.
+            without_heartbeat=not supports_events(settings.broker_url),
+            without_gossip=True,
             without_mingle=True,
-            without_heartbeat=True,
         )
         worker.start()
     finally:

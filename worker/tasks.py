@@ -72,7 +72,7 @@ def register(app: Celery, settings: Settings) -> Runtime:
     """Register ``worker.tasks.train_run`` on ``app``; returns the :class:`Runtime` its calls use.
 
     The task is not ``shared``: Celery would otherwise add it to every app of
-    the process, and a second app (``declare_queue`` makes one) would take the
+    the process, and a second app (``celery_config.declare_queue`` makes one) would take the
     task over with its own runtime.
     """
     runtime = Runtime(settings, requeue=lambda run_id: app.send_task(TRAIN_TASK, args=[run_id]))

@@ -9,9 +9,12 @@ periods cover the shutdowns that the code performs.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 import tomllib
+from importlib.metadata import version
 from typing import Any
 
 import click
@@ -170,6 +173,56 @@ def test_the_worker_scales_with_no_name_or_host_port_of_its_own():
 def test_flower_is_optional():
     assert SERVICES["flower"]["profiles"] == ["monitoring"]
     assert all("profiles" not in SERVICES[name] for name in ("postgres", "redis", *APPLICATION_SERVICES))
+
+
+def flower_invocation(command: list[str]) -> tuple[str, list[str]]:
+    """The flower service's command, ``sh -c SCRIPT NAME WORDS...``: the script (which checks the login and then
+    runs ``exec "$@"``) and the words it runs."""
+    assert command[:2] == ["sh", "-c"] and len(command) > 4, command
+    return command[2], command[4:]
+
+
+def test_flower_watches_the_workers_broker_and_is_healthy_only_when_it_answers():
+    flower = SERVICES["flower"]
+    _, words = flower_invocation(command_of(flower))
+    broker = environment_of(SERVICES["worker"])["TRAINYARD_BROKER_URL"]
+    assert words[:3] == ["celery", f"--broker={broker}", "flower"]
+    (port,) = [word.removeprefix("--port=") for word in words[3:] if word.startswith("--port=")]
+    assert flower["ports"] == [f"127.0.0.1:${{FLOWER_PORT:-5555}}:{port}"], "published on this host only"
+    probe = healthcheck_words(flower)
+    assert probe[:2] == ["CMD", "python"] and f"http://127.0.0.1:{port}/healthcheck" in probe[-1]
+    assert depends_on(flower) == {"redis": "service_healthy"}
+
+
+def test_flower_runs_the_flower_version_the_tests_run_on_the_projects_python():
+    """tests/worker/test_flower.py runs the installed ``flower``: the image must carry that version."""
+    build = SERVICES["flower"]["build"]
+    inline = build["dockerfile_inline"]
+    pinned = re.findall(r"\bflower==([\w.]+)", inline)
+    assert pinned == [version("flower")], f"docker-compose.yml pins flower {pinned}, the tests ran {version('flower')}"
+    (base,) = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "FROM"]
+    assert re.search(rf"^FROM {re.escape(base)}$", inline, re.MULTILINE), "the Python of the project's image"
+    assert re.search(r"^USER (?!root\b|0\b)\w+$", inline, re.MULTILINE), "runs as a user"
+
+
+@pytest.mark.parametrize(("login", "starts"), [(None, False), ("", False), ("password", False),
+                                              ("flower:s3cret", True), ("a:b,flower:s3cret", True)])
+def test_flower_starts_only_with_a_login_in_flower_basic_auth(login, starts):
+    """Flower without a login would refuse its API and, with an empty one, every page: its command refuses to start
+    instead, naming the variable. Not as a required variable: compose interpolates every service, and ``:?`` would
+    stop ``docker compose up`` without the monitoring profile too."""
+    variables = dict.fromkeys(REQUIRED_VARIABLES, "set") | ({} if login is None else {"FLOWER_BASIC_AUTH": login})
+    flower = interpolate(COMPOSE, variables)["services"]["flower"]  # no MissingVariable, whatever the login
+    script, _ = flower_invocation(command_of(flower))
+    env = {"PATH": os.environ["PATH"], **environment_of(flower)}
+    assert env["FLOWER_BASIC_AUTH"] == (login or "")
+    # the service's own command, with `echo started` for the words it runs
+    done = subprocess.run(["sh", "-c", script, "flower", "echo", "started"], env=env, capture_output=True, text=True)
+    if starts:
+        assert (done.returncode, done.stdout) == (0, "started\n")
+    else:
+        assert done.returncode == 1 and done.stdout == ""
+        assert "set FLOWER_BASIC_AUTH=user:password in .env" in done.stderr
 
 
 # ------------------------------------------------------------------------------------------------ variables
