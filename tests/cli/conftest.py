@@ -131,8 +131,8 @@ def train(server: Server) -> Callable[..., None]:
         rows = [{name: getattr(record, name) for name in ("epoch", *repo.EPOCH_FIELDS)} for record, _ in records]
         with server.Session() as s, s.begin():
             repo.write_epochs(session=s, run_id=run_id, rows=rows)
-            for record, data in records:
-                repo.write_weights(session=s, run_id=run_id, epoch=record.epoch, data=data)
+            snapshots = [(record.epoch, data) for record, data in records]
+            repo.write_weights_many(session=s, run_id=run_id, snapshots=snapshots)
             if stop_after is None:
                 final = result.final
                 summary = {"final_train_loss": final.train_loss, "final_train_accuracy": final.train_accuracy}

@@ -1,4 +1,4 @@
-"""The repository functions the worker adds (``# ---- worker`` in repo.py), on SQLite and PostgreSQL."""
+"""The repository functions only the worker calls (batched weights, release, reconcile), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ def with_weights(Session, run_id) -> str:
     with Session() as s, s.begin():
         for epoch in (1, 5):
             arrays = {"W1": rng.normal(size=(2, 3)), "b1": np.zeros(3), "W2": rng.normal(size=(3, 1)), "b2": np.ones(1)}
-            repo.write_weights(session=s, run_id=run_id, epoch=epoch, data=_npz(**arrays))
+            repo.write_weights_many(session=s, run_id=run_id, snapshots=[(epoch, _npz(**arrays))])
     return run_id
 
 
@@ -136,7 +136,7 @@ def test_weights_as_npz(reader, with_weights, Session):
 def test_non_finite_weights_are_null_in_json(reader, Session, run_id):
     arrays = {"W1": np.array([[np.nan, 1.0], [np.inf, -np.inf]]), "b1": np.array([0.5, np.nan])}
     with Session() as s, s.begin():
-        repo.write_weights(session=s, run_id=run_id, epoch=3, data=_npz(**arrays))
+        repo.write_weights_many(session=s, run_id=run_id, snapshots=[(3, _npz(**arrays))])
 
     response = reader.get(f"/api/runs/{run_id}/weights")
 

@@ -314,7 +314,7 @@ def test_delete_run_with_its_data(api, Session, assert_error):
     run_id = api.create_run()["id"]
     with Session() as s, s.begin():
         repo.write_epochs(session=s, run_id=run_id, rows=[{"epoch": 1, "train_loss": 1.0}])
-        repo.write_weights(session=s, run_id=run_id, epoch=1, data=b"npz")
+        repo.write_weights_many(session=s, run_id=run_id, snapshots=[(1, b"npz")])
 
     response = api.delete(f"/api/runs/{run_id}")
 

@@ -139,7 +139,7 @@ def make_run(Session: sessionmaker[OrmSession]) -> Callable[..., str]:
                 rng = np.random.default_rng(0)
                 for epoch in (1, epochs):
                     data = weights_npz([(rng.normal(size=(2, 4)), np.zeros(4)), (rng.normal(size=(4, 1)), np.zeros(1))])
-                    repo.write_weights(session=s, run_id=run.id, epoch=epoch, data=data)
+                    repo.write_weights_many(session=s, run_id=run.id, snapshots=[(epoch, data)])
             if status in ("succeeded", "failed", "cancelled"):
                 summary = {"final_train_loss": 0.5 / max(epochs, 1), "final_val_accuracy": 0.9,
                            "best_val_loss": 0.4 / max(epochs, 1)}

@@ -164,8 +164,7 @@ def _trained_run(server: Server, name: str, lr: float, *, tags: list[str] | None
         for row in rows:
             row["recorded_at"] = start + dt.timedelta(seconds=row["seconds"] * row["epoch"])
         repo.write_epochs(session=s, run_id=run.id, rows=rows)
-        for epoch, data in snapshots:
-            repo.write_weights(session=s, run_id=run.id, epoch=epoch, data=data)
+        repo.write_weights_many(session=s, run_id=run.id, snapshots=snapshots)
         last = rows[-1]
         best = min(rows, key=lambda row: row["val_loss"])
         summary = {"final_train_loss": last["train_loss"], "final_train_accuracy": last["train_accuracy"],

@@ -84,8 +84,8 @@ def test_decision_boundary_of_a_perceptron_gives_its_classes(reader, make_run, S
     run_id = make_run("or", epochs=3, status="running",
                       spec_changes={"dataset": {"name": "or"}, "model": {"type": "perceptron", "init": "zeros"}})
     with Session() as s, s.begin():
-        repo.write_weights(session=s, run_id=run_id, epoch=3,
-                           data=npz([(np.array([[1.0], [1.0]]), np.array([-0.5]))]))
+        repo.write_weights_many(session=s, run_id=run_id,
+                                snapshots=[(3, npz([(np.array([[1.0], [1.0]]), np.array([-0.5]))]))])
     body = reader.get(f"/ui/data/runs/{run_id}/boundary").get_json()
     assert body["epoch"] == 3 and set(np.ravel(body["z"])) == {0.0, 1.0}
 
@@ -97,8 +97,8 @@ def test_large_layers_and_datasets_are_sampled_for_display(reader, make_run, Ses
     run_id = make_run("moons", epochs=2, status="running", spec_changes=moons)
     W1 = np.arange(8.0).reshape(2, 4)
     with Session() as s, s.begin():
-        repo.write_weights(session=s, run_id=run_id, epoch=2,
-                           data=npz([(W1, np.zeros(4)), (np.ones((4, 1)), np.zeros(1))]))
+        repo.write_weights_many(session=s, run_id=run_id,
+                                snapshots=[(2, npz([(W1, np.zeros(4)), (np.ones((4, 1)), np.zeros(1))]))])
     layer = reader.get(f"/ui/data/runs/{run_id}/weights").get_json()["layers"][0]
     assert layer["shape"] == [2, 4] and layer["W"] == [[0.0, 2.0, 3.0], [4.0, 6.0, 7.0]]  # columns 0, 2, 3 of 4
     points = reader.get(f"/ui/data/runs/{run_id}/boundary").get_json()["points"]

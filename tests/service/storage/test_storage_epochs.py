@@ -288,10 +288,8 @@ def test_weights(Session, make_run):
     blob = os.urandom(300_000) + b"\x00"
     with Session() as s, s.begin():
         assert repo.get_weights(session=s, run_id=run.id) is None
-        assert repo.write_weights(session=s, run_id=run.id, epoch=10, data=b"ten") is True
-        assert repo.write_weights(session=s, run_id=run.id, epoch=20, data=blob) is True
-        assert repo.write_weights(session=s, run_id=run.id, epoch=5, data=b"five") is True
-        assert repo.write_weights(session=s, run_id=run.id, epoch=10, data=b"replayed") is False
+        assert repo.write_weights_many(session=s, run_id=run.id, snapshots=[(10, b"ten"), (20, blob)]) == 2
+        assert repo.write_weights_many(session=s, run_id=run.id, snapshots=[(5, b"five"), (10, b"replayed")]) == 1
     with Session() as s:
         assert repo.get_weights(session=s, run_id=run.id) == (20, blob)
         assert repo.get_weights(session=s, run_id=run.id, epoch=10) == (10, b"ten")
@@ -317,7 +315,7 @@ def test_checkpoint_upsert_never_goes_back(Session, make_run):
 def test_reading_runs_never_touches_blobs(Session, engine, make_run):
     run = make_run(tags=["t"])
     with Session() as s, s.begin():
-        repo.write_weights(session=s, run_id=run.id, epoch=1, data=b"w")
+        repo.write_weights_many(session=s, run_id=run.id, snapshots=[(1, b"w")])
         repo.save_checkpoint(session=s, run_id=run.id, epoch=1, data=b"c")
         repo.write_epochs(session=s, run_id=run.id, rows=[_row(1)])
     statements: list[str] = []

@@ -89,7 +89,7 @@ def test_delete_cascades_to_epochs_weights_and_checkpoint(Session, make_run):
     for run_id in (run.id, other.id):
         with Session() as s, s.begin():
             repo.write_epochs(session=s, run_id=run_id, rows=[{"epoch": 1, "train_loss": 1.0}, {"epoch": 2}])
-            repo.write_weights(session=s, run_id=run_id, epoch=2, data=b"npz")
+            repo.write_weights_many(session=s, run_id=run_id, snapshots=[(2, b"npz")])
             repo.save_checkpoint(session=s, run_id=run_id, epoch=2, data=b"state")
     with Session() as s, s.begin():
         assert repo.delete_run(session=s, run_id=run.id) is True
@@ -293,7 +293,7 @@ def test_finish_checks_its_arguments(Session, make_run):
     assert _get(Session, run.id).status == "queued"
 
 
-def test_stale_runs(Session, make_run):
+def test_reconcile_takes_back_only_expired_leases_and_forgotten_queued_runs(Session, make_run):
     fresh_queue = make_run(name="fresh queued")
     lost_queue = make_run(name="old queued")
     live, dead, dead_cancelled, done = (make_run(name=n) for n in ("live", "dead", "dead+cancel", "done"))
@@ -305,11 +305,16 @@ def test_stale_runs(Session, make_run):
         repo.request_cancel(session=s, run_id=dead_cancelled.id)
         repo.finish_run(session=s, run_id=done.id, status="succeeded")
         for run in (fresh_queue, live, dead, dead_cancelled, done):
-            s.get(Run, run.id).created_at = T0
-        s.get(Run, lost_queue.id).created_at = T0 - dt.timedelta(hours=1)
-    with Session() as s:
-        stale = repo.stale_runs(session=s, now=_seconds(60), queued_for=600)
-        assert set(stale) == {lost_queue.id, dead.id, dead_cancelled.id}
-        assert stale[0] == lost_queue.id  # oldest first
-        assert set(repo.stale_runs(session=s, now=_seconds(60), queued_for=None)) == {dead.id, dead_cancelled.id}
-        assert repo.stale_runs(session=s, now=_seconds(5), queued_for=None) == []
+            s.get(Run, run.id).updated_at = T0
+        s.get(Run, lost_queue.id).updated_at = T0 - dt.timedelta(hours=1)
+    with Session() as s, s.begin():
+        nothing_due = repo.reconcile(session=s, now=_seconds(5), queued_for=7200)  # no lease ran out, no wait is long
+        assert nothing_due == repo.Reconciled(requeue=[], cancelled=[])
+        reconciled = repo.reconcile(session=s, now=_seconds(60), queued_for=600)
+    assert sorted(reconciled.requeue) == sorted([lost_queue.id, dead.id])
+    assert reconciled.cancelled == [dead_cancelled.id]
+    after = {run.id: _get(Session, run.id) for run in (fresh_queue, lost_queue, live, dead, dead_cancelled, done)}
+    assert {run_id: (run.status, run.worker) for run_id, run in after.items()} == {
+        fresh_queue.id: ("queued", None), lost_queue.id: ("queued", None), live.id: ("running", "a"),
+        dead.id: ("queued", None), dead_cancelled.id: ("cancelled", "c"), done.id: ("succeeded", "d"),
+    }

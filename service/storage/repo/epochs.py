@@ -1,0 +1,349 @@
+"""Per-epoch metrics: the worker's batched insert, and the reads behind the API's epochs and the charts.
+
+These are hot paths: on PostgreSQL the insert and the numeric reads go through the DBAPI cursor of the
+session's connection (inside its transaction) with binary parameters or results, as each function says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    Integer,
+    LargeBinary,
+    String,
+    any_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
+
+from trainyard.service.storage.models import Epoch, Run, utcnow
+from trainyard.service.storage.repo._common import _finite, _insert
+from trainyard.service.storage.repo.downsampling import downsample
+
+#: Numeric per-epoch metrics (nullable floats): the ones downsampling looks at.
+EPOCH_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds")
+#: Per-epoch lists (one value per layer).
+EPOCH_LISTS = ("weight_norms", "grad_norms")
+#: Every field ``get_epochs`` can return besides ``epoch``.
+EPOCH_FIELDS = EPOCH_METRICS + EPOCH_LISTS
+
+
+def write_epochs(*, session: Session, run_id: str, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert epochs of a run in one batch, skipping epochs already written; returns how many were new.
+
+    Each row has ``epoch`` (an int) and any of :data:`EPOCH_FIELDS` and
+    ``recorded_at`` (default now); missing metrics are null, missing norm lists
+    empty; NaN and infinite values are stored as null.  A replayed epoch is
+    neither a second row nor an error (``INSERT ... ON CONFLICT DO
+    NOTHING``): the first write wins.  ``runs.epochs_done`` becomes the
+    highest epoch stored for the run.
+
+    Raises
+    ------
+    LookupError
+        If there is no such run (it may have been deleted while training).
+    ValueError
+        For a row with an unknown key or without an int ``epoch``.
+    """
+    now = utcnow()
+    values = [_epoch_values(run_id, row, now) for row in rows]
+    highest = max((row["epoch"] for row in values), default=0)
+    touched = session.execute(  # first, so the run's row is locked and a missing run found before any insert
+        update(Run)
+        .where(Run.id == run_id)
+        .values(updated_at=now, epochs_done=case((Run.epochs_done < highest, highest), else_=Run.epochs_done))
+        .execution_options(synchronize_session=False)
+    )
+    if touched.rowcount == 0:
+        raise LookupError(f"no run with id {run_id!r}")
+    if not values:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        return _write_epochs_unnest(session, run_id, values)
+    insert = _insert(session, Epoch.__table__).on_conflict_do_nothing(index_elements=["run_id", "epoch"])
+    return len(session.execute(insert.returning(Epoch.__table__.c.epoch), values).all())
+
+
+_EPOCH_COLUMNS = ("epoch", "recorded_at", *EPOCH_METRICS, *EPOCH_LISTS)
+#: ``write_epochs``'s statement on PostgreSQL (psycopg placeholders): one array per column, unnested.
+_EPOCH_UNNEST = (
+    f"INSERT INTO epochs (run_id, {', '.join(_EPOCH_COLUMNS)}) SELECT %(run_id)s, * FROM unnest("
+    + ", ".join(
+        ["%(epoch)b::integer[]", "%(recorded_at)b::timestamptz[]"]
+        + [f"%({name})b::double precision[]" for name in EPOCH_METRICS]
+        + [f"%({name})b::text[]::jsonb[]" for name in EPOCH_LISTS]
+    )
+    + ") ON CONFLICT (run_id, epoch) DO NOTHING RETURNING epoch"
+)
+
+
+def _write_epochs_unnest(session: Session, run_id: str, values: list[dict[str, Any]]) -> int:
+    """The insert of :func:`write_epochs` on PostgreSQL: one ``INSERT ... SELECT FROM unnest(...)``.
+
+    A multi-row ``VALUES`` list with twelve parameters per row is a new
+    statement text for every batch size, which psycopg parses anew each time;
+    here the text is constant, with one array parameter per column sent in
+    binary format on the DBAPI cursor of the session's connection (inside its
+    transaction).  ``benchmarks/ingest.py`` compares the two.
+    """
+    params: dict[str, Any] = {"run_id": run_id}
+    params.update({name: [row[name] for row in values] for name in ("epoch", "recorded_at", *EPOCH_METRICS)})
+    params.update({name: [json.dumps(row[name]) for row in values] for name in EPOCH_LISTS})
+    with contextlib.closing(session.connection().connection.cursor(binary=True)) as cursor:
+        cursor.execute(_EPOCH_UNNEST, params)
+        return len(cursor.fetchall())
+
+
+_EPOCH_ROW_KEYS = frozenset(("epoch", "recorded_at", *EPOCH_FIELDS))
+
+
+def _epoch_values(run_id: str, row: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+    unknown = sorted(set(row) - _EPOCH_ROW_KEYS)
+    if unknown:
+        allowed = ", ".join(("epoch", "recorded_at", *EPOCH_FIELDS))
+        raise ValueError(f"unknown epoch field(s) {', '.join(unknown)}: use {allowed}")
+    epoch = row.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer):
+        raise ValueError(f"every epoch row needs an int 'epoch', not {epoch!r}")
+    recorded_at = row.get("recorded_at") or now
+    if recorded_at.tzinfo is None or recorded_at.utcoffset() is None:
+        raise ValueError(f"recorded_at must be timezone-aware, not {recorded_at!r}")
+    values: dict[str, Any] = {"run_id": run_id, "epoch": int(epoch), "recorded_at": recorded_at}
+    values.update({field: _finite(row.get(field)) for field in EPOCH_METRICS})
+    values.update({field: [_finite(x) for x in _or_empty(row.get(field))] for field in EPOCH_LISTS})
+    return values
+
+
+def _or_empty(values: Iterable[Any] | None) -> Iterable[Any]:
+    return () if values is None else values
+
+
+def get_epochs(
+    *,
+    session: Session,
+    run_id: str,
+    since: int = 0,
+    fields: Sequence[str] | None = None,
+    max_points: int | None = None,
+) -> list[dict[str, Any]]:
+    """The epochs of a run after epoch ``since``, in order, as dicts ``{"epoch": n, field: value, ...}``.
+
+    Parameters
+    ----------
+    since : int
+        Only epochs numbered above this (0: all).
+    fields : sequence of str, optional
+        The fields to return, in this order, from :data:`EPOCH_FIELDS` (default: all).
+    max_points : int, optional
+        At most this many epochs (at least 2), chosen so the curves keep their shape:
+
+        - with ``max_points`` epochs or fewer, all are returned;
+        - otherwise the first and the last epoch are kept, and the ``m``
+          epochs between them are split into ``B`` consecutive buckets of
+          (nearly) equal size: the ``i``-th of them (from 0) goes to bucket
+          ``floor(i * B / m)``.  In every bucket and for every requested
+          numeric field (:data:`EPOCH_METRICS`), the epoch holding the
+          field's minimum and the epoch holding its maximum are kept (the
+          earliest one on ties; nulls are ignored), so a one-epoch spike
+          always survives.  With no numeric field requested, each bucket keeps
+          its first epoch;
+        - ``B`` is first ``min(m, max(1, (max_points - 2) // (2 * F)))``,
+          with ``F`` the number of numeric fields asked for (``2 * F`` counts
+          as 1 when there are none): a count that never overflows, since a
+          bucket keeps at most ``2 * F`` epochs (unless even one bucket is
+          too many: then only the first and last epoch are returned).  If
+          that keeps ``k < max_points`` epochs, ``B * (max_points - 2) // (k - 2)``
+          buckets (at most ``m``) are tried once, and used if they keep at
+          most ``max_points`` epochs.  Every kept epoch carries all requested
+          fields.
+
+    Raises
+    ------
+    ValueError
+        For an unknown field or a ``max_points`` below 2.
+
+    Speed: the numeric fields come from one query as columns (on PostgreSQL
+    packed server-side into one ``bytea`` of binary float64, which numpy reads
+    without a Python object per value), the buckets are computed with numpy,
+    and Python objects are made only for the epochs returned.  List fields,
+    when asked for, take a second query for the returned epochs only.
+    """
+    names = _epoch_fields(fields)
+    if max_points is not None and max_points < 2:
+        raise ValueError("max_points must be at least 2")
+    metrics = [name for name in names if name in EPOCH_METRICS]
+    epochs, columns = _metric_columns(session, [run_id], since, metrics)[run_id]
+    downsampled = max_points is not None and len(epochs) > max_points
+    if downsampled:
+        kept = downsample([columns[name] for name in metrics], len(epochs), max_points)
+        epochs, columns = epochs[kept], {name: values[kept] for name, values in columns.items()}
+    numbers = epochs.tolist()
+    values: dict[str, list[Any]] = {name: _nulls(columns[name].tolist()) for name in metrics}
+    lists = [name for name in names if name in EPOCH_LISTS]
+    if lists:
+        values.update(_list_columns(session, run_id, since, lists, numbers if downsampled else None, numbers))
+    rows: list[dict[str, Any]] = [{"epoch": number} for number in numbers]
+    for name in names:  # column by column: several times faster than dict(zip(keys, row)) per row
+        for row, value in zip(rows, values[name]):
+            row[name] = value
+    return rows
+
+
+def get_curves(
+    *, session: Session, run_ids: Sequence[str], fields: Sequence[str], max_points: int | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """The numeric fields of several runs' epochs as columns: ``{run_id: {"epoch": ints, field: floats}}``.
+
+    What a chart draws, for many runs at once: in the order of ``run_ids``,
+    each run's epoch numbers (int64) and each field of ``fields`` (from
+    :data:`EPOCH_METRICS`; float64, NaN for null), downsampled per run to
+    ``max_points`` as :func:`get_epochs` describes.  On PostgreSQL one query
+    serves all runs.  A run without epochs (or no such run) has empty arrays.
+
+    Raises
+    ------
+    ValueError
+        For a field that is not a numeric epoch field, or a ``max_points`` below 2.
+    """
+    metrics = _epoch_fields(fields)
+    lists = [name for name in metrics if name not in EPOCH_METRICS]
+    if lists:
+        raise ValueError(f"curves hold numeric fields only, not {', '.join(lists)}")
+    if max_points is not None and max_points < 2:
+        raise ValueError("max_points must be at least 2")
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    for run_id, (epochs, columns) in _metric_columns(session, run_ids, 0, metrics).items():
+        if max_points is not None and len(epochs) > max_points:
+            kept = downsample([columns[name] for name in metrics], len(epochs), max_points)
+            epochs, columns = epochs[kept], {name: values[kept] for name, values in columns.items()}
+        curves[run_id] = {"epoch": epochs, **columns}
+    return curves
+
+
+def _epoch_fields(fields: Sequence[str] | None) -> tuple[str, ...]:
+    if fields is None:
+        return EPOCH_FIELDS
+    if isinstance(fields, str):
+        raise ValueError("fields must be a list of field names")
+    unknown = [name for name in fields if name not in EPOCH_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown epoch field(s) {', '.join(map(repr, unknown))}: use {', '.join(EPOCH_FIELDS)}")
+    return tuple(dict.fromkeys(fields))
+
+
+def _metric_columns(
+    session: Session, run_ids: Sequence[str], since: int, metrics: Sequence[str]
+) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Per run: the epoch numbers (int64) and the numeric fields (float64, NaN for null), by epoch.
+
+    A run without epochs maps to empty arrays.  The query runs on the DBAPI
+    cursor of the session's connection (inside its transaction): SQLAlchemy's
+    result rows would cost more than the query itself.  On PostgreSQL one
+    query serves every run: the database packs each run's columns into one
+    ``bytea`` of fixed-size records (``int4`` epoch, ``float8`` per metric,
+    NULL as NaN), fetched in binary format (in text format it is hex-encoded
+    and decoded again, which doubles the time) and read by numpy without a
+    Python object per value; ``string_agg`` has no ORDER BY, so there is no
+    sort in SQL: numpy sorts by epoch.  On SQLite (in-process, no round
+    trips) the rows of each run are fetched and transposed.
+    """
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    sql, positions = _metric_query(connection.dialect, tuple(metrics))
+    empty = np.empty(0, dtype=np.int64), {name: np.empty(0) for name in metrics}
+    found: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    cursor = connection.connection.cursor(binary=True) if postgres else connection.connection.cursor()
+    with contextlib.closing(cursor):
+        if postgres:
+            cursor.execute(sql, {"run_ids": list(run_ids), "since": since})
+            record = np.dtype([("epoch", ">i4"), *((name, ">f8") for name in metrics)])
+            for run_id, packed in cursor.fetchall():
+                array = np.frombuffer(packed or b"", dtype=record)
+                array = array[np.argsort(array["epoch"], kind="stable")]
+                values = {name: array[name].astype(np.float64) for name in metrics}
+                found[run_id] = array["epoch"].astype(np.int64), values
+        else:
+            for run_id in run_ids:
+                params = {"run_id": run_id, "since": since}
+                cursor.execute(sql, [params[name] for name in positions])
+                columns = list(zip(*cursor.fetchall()))
+                if columns:
+                    epochs = np.array(columns[0], dtype=np.int64)
+                    values = {name: np.array(col, dtype=np.float64) for name, col in zip(metrics, columns[1:])}
+                    found[run_id] = epochs, values
+    return {run_id: found.get(run_id, empty) for run_id in run_ids}
+
+
+@functools.lru_cache(maxsize=128)
+def _metric_query(dialect: Dialect, metrics: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
+    """The SQL of :func:`_metric_columns` for one dialect and field list, compiled once.
+
+    Returns the SQL and, for a positional paramstyle (SQLite's), the names of
+    its parameters in order.  PostgreSQL's takes ``run_ids`` (a list) and
+    ``since``; SQLite's one ``run_id`` and ``since``.
+    """
+    table = Epoch.__table__
+    since = table.c.epoch > bindparam("since", type_=Integer)
+    if dialect.name == "postgresql":
+        packed = func.int4send(table.c.epoch)
+        for name in metrics:
+            packed = packed.op("||")(func.float8send(func.coalesce(table.c[name], literal_column("'NaN'::float8"))))
+        runs = table.c.run_id == any_(bindparam("run_ids", type_=postgresql.ARRAY(String)))
+        aggregate = func.string_agg(type_coerce(packed, LargeBinary), literal_column("''::bytea"))
+        query = select(table.c.run_id, aggregate).where(runs, since).group_by(table.c.run_id)
+    else:
+        run = table.c.run_id == bindparam("run_id", type_=String)
+        query = select(table.c.epoch, *(table.c[name] for name in metrics)).where(run, since).order_by(table.c.epoch)
+    compiled = query.compile(dialect=dialect)
+    return str(compiled), (tuple(compiled.positiontup) if dialect.positional else None)
+
+
+def _nulls(values: list[float]) -> list[float | None]:
+    """NaN back to None (stored metrics are never NaN: ``write_epochs`` stores non-finite values as null)."""
+    return [None if value != value else value for value in values]
+
+
+def _list_columns(
+    session: Session, run_id: str, since: int, names: Sequence[str], only: list[int] | None, order: list[int]
+) -> dict[str, list[list[float | None]]]:
+    """The list fields of the epochs in ``order`` (restricted in SQL to ``only`` when given).
+
+    The database aggregates the rows into one JSON array ``[[epoch, list, ...], ...]``:
+    one value to parse instead of one per row and field.
+    """
+    table = Epoch.__table__
+    connection = session.connection()
+    where = [table.c.run_id == run_id, table.c.epoch > since]
+    if connection.dialect.name == "postgresql":
+        aggregate = func.json_agg(func.json_build_array(table.c.epoch, *(table.c[name] for name in names)))
+        if only is not None:
+            where.append(table.c.epoch == any_(bindparam("only", only, type_=postgresql.ARRAY(Integer))))
+    else:
+        aggregate = func.json_group_array(func.json_array(table.c.epoch, *(func.json(table.c[name]) for name in names)))
+        if only is not None:
+            where.append(table.c.epoch.in_(only))
+    items = connection.execute(select(type_coerce(aggregate, JSON)).where(*where)).scalar() or []
+    by_epoch = {item[0]: item[1:] for item in items}
+    missing = [[]] * len(names)  # an epoch deleted in between (with its run)
+    return {name: [_floats(by_epoch.get(epoch, missing)[i]) for epoch in order] for i, name in enumerate(names)}
+
+
+def _floats(values: Iterable[Any]) -> list[float | None]:
+    """A norm list as floats: JSONB gives back a large integral float such as 1e300 as an int."""
+    return [None if v is None else float(v) for v in values]
