@@ -118,8 +118,9 @@ def test_flower_shows_the_worker_online_and_its_training_run_succeeded(stack: St
     task = wait_for(flowers_task, 30, f"Flower to show the task of run {run_id} succeeded")
     assert (task["name"], task["worker"], task["routing_key"], task["result"]) == (
         TRAIN_TASK, hostname, stack.settings.queue, repr("succeeded"))
-    # sent (by the API's queue), received, started and succeeded (by the worker), in that order
-    assert task["sent"] <= task["received"] <= task["started"] <= task["succeeded"]
+    # Sent by the API's queue (its event may reach Flower after the worker's first: no order between the two
+    # processes); received, started and succeeded by the worker, in that order.
+    assert task["sent"] is not None and task["received"] <= task["started"] <= task["succeeded"]
 
 
 def test_flower_refuses_its_api_without_the_credentials(flower: Flower):
