@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from trainyard.service.context import services, transaction
@@ -37,6 +38,9 @@ from trainyard.trainer import SpecError, TrainSpec, check
 from trainyard.trainer.spec import UploadData
 
 logger = logging.getLogger(__name__)
+
+#: The request header that makes ``POST /api/runs`` safe to repeat.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 #: The formats of :func:`export`, with their media types.
 EXPORT_TYPES = {"csv": "text/csv", "json": "application/json"}
@@ -120,13 +124,40 @@ def check_dataset(session: Session, spec: TrainSpec) -> None:
         raise invalid_field("dataset.upload", f"no uploaded dataset {upload}")
 
 
-def create_run(spec: TrainSpec) -> Run:
-    """Store a queued run of ``spec`` and send it to the workers; the run.  422 if it cannot train."""
+def create_run(spec: TrainSpec, *, idempotency_key: str | None = None) -> Run:
+    """Store a queued run of ``spec`` and send it to the workers; the run.  422 if it cannot train.
+
+    With an ``idempotency_key``, a key already used returns the run it made (nothing is stored or sent), so a
+    client may repeat a request whose answer it never got; the key used for another spec is a 422.
+    """
     check_trainable(spec)
-    with transaction() as s:
-        check_dataset(s, spec)
-        run = repo.create_run(session=s, **run_fields(spec))
+    if idempotency_key is not None:
+        with transaction() as s:
+            made = repo.get_run_by_idempotency_key(session=s, key=idempotency_key)
+        if made is not None:
+            return _same_request(made, spec)
+    try:
+        with transaction() as s:
+            check_dataset(s, spec)
+            run = repo.create_run(session=s, idempotency_key=idempotency_key, **run_fields(spec))
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        with transaction() as s:  # the same key, sent at the same moment: the other request made the run
+            made = repo.get_run_by_idempotency_key(session=s, key=idempotency_key)
+        if made is None:
+            raise
+        return _same_request(made, spec)
     _enqueue([run])
+    return run
+
+
+def _same_request(run: Run, spec: TrainSpec) -> Run:
+    """``run``, made by an earlier request with the same idempotency key; 422 if that request sent another spec."""
+    if run.spec != spec.model_dump(mode="json"):
+        message = "this key was already used for another spec: send a new key for a new run"
+        raise ApiError(422, "idempotency_key_reused", f"{IDEMPOTENCY_HEADER}: {message}",
+                       [{"field": IDEMPOTENCY_HEADER, "message": message}])
     return run
 
 

@@ -168,6 +168,11 @@ class Stack:
         with self.Session() as s:
             return repo.get_run(session=s, run_id=run_id)
 
+    def runs(self) -> list[Any]:
+        """Every run of the stack, newest first."""
+        with self.Session() as s:
+            return repo.list_runs(session=s, limit=repo.MAX_LIST_LIMIT)[0]
+
     def wait_finished(self, run_id: str, timeout: float = 60) -> Any:
         return wait_for(lambda: (run := self.run(run_id)).finished and run, timeout, f"run {run_id} to finish")
 

@@ -21,7 +21,10 @@ call can go wrong with.
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +36,15 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 #: Seconds to wait for a connection, and for each answer.
 DEFAULT_TIMEOUT = 30.0
+
+#: Seconds a request safe to repeat keeps trying while the service answers 503.
+DEFAULT_RETRY_FOR = 60.0
+
+#: Seconds between two tries when a 503 says nothing of when to come back (``Retry-After``).
+RETRY_PAUSE = 1.0
+
+#: The header that makes a POST safe to repeat (the API keeps one run per key).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 #: The epoch fields :meth:`Client.follow` fetches: the curves, without per-layer norms.
 FOLLOW_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
@@ -76,6 +88,21 @@ class ApiError(ClientError):
             return cls(response.status_code, f"http_{response.status_code}", text)
 
 
+def retry_after(response: httpx.Response) -> float:
+    """The seconds a ``Retry-After`` header asks to wait (a number of seconds or an HTTP date), else
+    :data:`RETRY_PAUSE`."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return RETRY_PAUSE
+    if when.tzinfo is None:
+        return RETRY_PAUSE
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
 class Client:
     """The Trainyard API at ``url``, authenticated with ``token`` (an ``Authorization: Bearer`` header).
 
@@ -88,12 +115,19 @@ class Client:
         writes); not needed when the server runs with ``TRAINYARD_AUTH=off``.
     timeout : float
         Seconds to wait to connect and for each answer.
+    retry_for : float
+        How long a request that is safe to repeat keeps trying while the service
+        answers ``503`` (its database restarting, say), waiting what each answer's
+        ``Retry-After`` says between tries.  Safe to repeat: every ``GET``, and
+        :meth:`submit`, which sends an ``Idempotency-Key``.  0: never repeat.
 
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 retry_for: float = DEFAULT_RETRY_FOR):
         self.url = url.rstrip("/")
+        self.retry_for = retry_for
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
@@ -112,15 +146,27 @@ class Client:
 
     # ------------------------------------------------------------------ transport
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send a request; :class:`ApiError` for an error status, :class:`Unreachable` for no answer."""
+    def _request(self, method: str, path: str, *, retry: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """Send a request; :class:`ApiError` for an error status, :class:`Unreachable` for no answer.
+
+        A ``503`` to a request safe to repeat (``retry``; default: a ``GET``, or a request carrying an
+        ``Idempotency-Key``) is sent again after its ``Retry-After``, for up to :attr:`retry_for` seconds.
+        """
         params = kwargs.pop("params", None)
         if params is not None:
             kwargs["params"] = {name: value for name, value in params.items() if value is not None}
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise Unreachable(f"cannot reach Trainyard at {self.url}: {exc or type(exc).__name__}") from exc
+        if retry is None:
+            retry = method == "GET" or IDEMPOTENCY_HEADER in (kwargs.get("headers") or {})
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise Unreachable(f"cannot reach Trainyard at {self.url}: {exc or type(exc).__name__}") from exc
+            left = deadline - time.monotonic()
+            if response.status_code != 503 or not retry or left <= 0:
+                break
+            time.sleep(min(retry_after(response), left))
         if response.is_error:
             raise ApiError.from_response(response)
         return response
@@ -135,17 +181,23 @@ class Client:
         return self._json("GET", "/healthz")
 
     def ready(self) -> JSON:
-        """``GET /readyz``: ``{"database": "ok", "broker": "ok"}``; :class:`ApiError` 503 naming what is down."""
-        return self._json("GET", "/readyz")
+        """``GET /readyz``: ``{"database": "ok", "broker": "ok"}``; :class:`ApiError` 503 naming what is down.
+
+        Asked once: its ``503`` is the answer, not a reason to wait.
+        """
+        return self._json("GET", "/readyz", retry=False)
 
     # ------------------------------------------------------------------ runs
 
-    def submit(self, spec: Mapping[str, Any]) -> JSON:
+    def submit(self, spec: Mapping[str, Any], *, idempotency_key: str | None = None) -> JSON:
         """Create a run of the job ``spec`` (a dict of the spec's JSON); the new run, ``status`` ``queued``.
 
-        A spec the API refuses raises :class:`ApiError` 422 whose ``fields`` name the fields at fault.
+        A spec the API refuses raises :class:`ApiError` 422 whose ``fields`` name the fields at fault.  The
+        request carries an ``Idempotency-Key`` (``idempotency_key``, or a new random one), so repeating it,
+        after a ``503`` or a lost answer, never makes a second run.
         """
-        return self._json("POST", "/api/runs", json=dict(spec))
+        key = idempotency_key or uuid.uuid4().hex
+        return self._json("POST", "/api/runs", json=dict(spec), headers={IDEMPOTENCY_HEADER: key})
 
     def run(self, run_id: str) -> JSON:
         """One run: status, spec, progress (``epochs_done`` of ``epochs_total``), ``summary`` and ``error``."""

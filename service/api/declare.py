@@ -17,6 +17,7 @@
 - ``form`` and ``files``: a multipart body's text fields (a model, given to
   the view as ``form=``) and the names of its file parts, up to
   ``upload_limit`` bytes (413 beyond it); the view reads ``request.files``.
+- ``headers``: request headers the view reads itself, for the document.
 - path parameters: ``<id:run_id>`` (:class:`IdConverter`) matches ids only; anything else is a 404.
 - ``responses``: ``{status: type}``, the type a pydantic model, a TypedDict
   or anything pydantic's ``TypeAdapter`` takes; ``None`` for no body;
@@ -86,6 +87,15 @@ class IdConverter(BaseConverter):
 
 
 @dataclass(frozen=True)
+class Header:
+    """A request header a view reads itself (``request.headers``), documented with ``schema``."""
+
+    name: str
+    description: str
+    schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Declaration:
     """What a view takes and answers (see the module's description)."""
 
@@ -94,6 +104,7 @@ class Declaration:
     form: type[BaseModel] | None = None
     files: tuple[str, ...] = ()
     upload_limit: int | None = None
+    headers: tuple[Header, ...] = ()
     responses: Mapping[int, Any] = field(default_factory=dict)
     summary: str = ""
     description: str = ""
@@ -111,10 +122,11 @@ def declare(
     form: type[BaseModel] | None = None,
     files: Sequence[str] = (),
     upload_limit: int | None = None,
+    headers: Sequence[Header] = (),
 ) -> Callable[[V], V]:
     """Declare a view's input and output; the view is called with ``query=``, ``body=``, ``form=`` as declared."""
-    declaration = Declaration(query, body, form, tuple(files), upload_limit, dict(responses), summary, description,
-                              tuple(tags))
+    declaration = Declaration(query, body, form, tuple(files), upload_limit, tuple(headers), dict(responses),
+                              summary, description, tuple(tags))
 
     def decorator(view: V) -> V:
         @functools.wraps(view)

@@ -102,6 +102,8 @@ def build_document(app: Flask) -> dict[str, Any]:
         parameters = [_path_parameter(name, converter) for name, converter in rule._converters.items()]  # noqa: SLF001
         if declaration.query is not None:
             parameters += _query_parameters(resolved(schema(declaration.query, "validation")))
+        parameters += [{"name": header.name, "in": "header", "required": False, "description": header.description,
+                        "schema": dict(header.schema)} for header in declaration.headers]
         scope = getattr(view, "required_scope", None)
         implied = {400} | ({401, 403} if scope else set()) | ({404} if rule.arguments else set())
         operation: dict[str, Any] = {"operationId": rule.endpoint.rpartition(".")[2], "summary": declaration.summary,

@@ -6,7 +6,15 @@ from flask import Blueprint, Response, jsonify, url_for
 
 from trainyard.service import operations
 from trainyard.service.api.declare import declare
-from trainyard.service.api.schemas import EpochsQuery, ExportQuery, RunListQuery, RunPatch, WeightsQuery
+from trainyard.service.api.schemas import (
+    EpochsQuery,
+    ExportQuery,
+    IdempotencyKey,
+    RunListQuery,
+    RunPatch,
+    WeightsQuery,
+    idempotency_key,
+)
 from trainyard.service.auth import requires
 from trainyard.service.context import transaction
 from trainyard.service.documents import (
@@ -30,11 +38,13 @@ TAGS = ("runs",)
 
 @bp.post("/runs")
 @requires("write")
-@declare(body=TrainSpec, responses={201: RunDocument}, tags=TAGS, summary="Create a run from a job spec and queue it",
+@declare(body=TrainSpec, headers=(IdempotencyKey,), responses={201: RunDocument}, tags=TAGS,
+         summary="Create a run from a job spec and queue it",
          description="The spec is checked against its dataset too (a 422 names the field); the run is sent to the "
-         "workers after it is stored.")
+         "workers after it is stored. With an `Idempotency-Key` header, a repeated request gets the run the first "
+         "one made (a key used for another spec is a 422).")
 def create_run(body: TrainSpec) -> tuple[Response, int, dict[str, str]]:
-    run = operations.create_run(body)
+    run = operations.create_run(body, idempotency_key=idempotency_key())
     return jsonify(run_json(run)), 201, {"Location": url_for(".get_run", run_id=run.id)}
 
 

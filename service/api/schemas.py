@@ -7,14 +7,18 @@ request with it and documents it; the job spec itself is
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
+from flask import request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from trainyard.service.api.declare import MAX_INT_PARAMETER, QueryInt, comma_list
+from trainyard.service.api.declare import MAX_INT_PARAMETER, Header, QueryInt, comma_list
 from trainyard.service.comparison import MAX_RUNS
+from trainyard.service.errors import invalid_parameter
+from trainyard.service.operations import IDEMPOTENCY_HEADER
 from trainyard.service.storage import repo
-from trainyard.service.storage.models import ID_PATTERN, MAX_NAME_LENGTH, RUN_STATUSES
+from trainyard.service.storage.models import ID_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH, MAX_NAME_LENGTH, RUN_STATUSES
 from trainyard.service.sweeps import METRICS
 from trainyard.trainer.spec import MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS
 
@@ -127,6 +131,24 @@ class SweepQuery(_Query):
 
     metric: Literal[tuple(METRICS)] | None = Field(  # type: ignore[valid-type]
         None, description="Ranks the runs (default val_loss with held-out data, else train_loss).")
+
+
+#: The ``Idempotency-Key`` header: any printable ASCII text, up to 200 characters (a UUID, say).
+IdempotencyKey = Header(
+    IDEMPOTENCY_HEADER, "A key of the client's choosing: a request repeated with it makes no second run.",
+    {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH, "pattern": "^[\\x21-\\x7e]+$"},
+)
+_IDEMPOTENCY_KEY = re.compile(f"[\\x21-\\x7e]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
+
+
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key``, or None; 400 naming the header when it is not 1 to 200 printable
+    ASCII characters."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise invalid_parameter(IDEMPOTENCY_HEADER, f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII "
+                                "characters, without spaces")
+    return key
 
 
 class DatasetForm(BaseModel):

@@ -69,6 +69,7 @@ SUMMARY_FIELDS = (
 )
 
 MAX_NAME_LENGTH = 200
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 
 def utcnow() -> dt.datetime:
@@ -173,6 +174,7 @@ class Run(Base):
         Index("ix_runs_status_created_at", "status", "created_at", "id"),
         Index("ix_runs_sweep_id", "sweep_id"),
         Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
+        Index("ix_runs_idempotency_key", "idempotency_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -201,6 +203,8 @@ class Run(Base):
     best_val_loss: Mapped[float | None]
     best_val_accuracy: Mapped[float | None]
     best_epoch: Mapped[int | None]
+    #: The ``Idempotency-Key`` of the request that created the run, if it sent one: one run per key.
+    idempotency_key: Mapped[str | None] = mapped_column(String(MAX_IDEMPOTENCY_KEY_LENGTH))
 
     @property
     def summary(self) -> dict[str, float | int | None]:

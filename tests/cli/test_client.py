@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import http.server
 import io
 import socket
 import threading
+import time
+from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
 
-from trainyard.client import ApiError, Client, ClientError, Unreachable
+from trainyard.client import RETRY_PAUSE, ApiError, Client, ClientError, Unreachable, retry_after
 
 
 def test_health_and_ready(client):
@@ -170,3 +175,87 @@ def test_an_error_page_that_is_not_json_gives_an_api_error_from_its_status():
         proxy.server_close()
     assert (bad_gateway.value.status, bad_gateway.value.code) == (502, "http_502")
     assert "502 Bad Gateway" in bad_gateway.value.message
+
+
+class _Restarting(http.server.BaseHTTPRequestHandler):
+    """A service whose database is restarting: ``503`` with ``Retry-After`` for its first ``failures`` requests."""
+
+    failures = 2
+    retry_after = "1"
+    seen: list[tuple[str, str | None]] = []
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.headers.get("Idempotency-Key")))
+        if len(self.seen) <= self.failures:
+            body, status = b'{"error": {"code": "unavailable", "message": "restarting", "fields": []}}', 503
+        else:
+            body, status = b'{"id": "0", "status": "ok"}', 200
+        self.send_response(status)
+        if status == 503:
+            self.send_header("Retry-After", self.retry_after)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def restarting() -> Iterator[type[_Restarting]]:
+    """A restarting service on a free port (``handler.url``); its handler class counts the requests it saw."""
+    handler = type("Handler", (_Restarting,), {"seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_reads_and_submits_wait_out_a_503_for_its_retry_after(restarting):
+    with Client(restarting.url) as client:
+        started = time.monotonic()
+        assert client.run("0")["status"] == "ok"
+        assert time.monotonic() - started >= 2 * 1.0  # Retry-After: 1, twice
+        restarting.seen.clear()
+        client.submit({"dataset": {"name": "xor"}})
+    methods, keys = zip(*restarting.seen)
+    assert methods == ("POST",) * 3 and len(set(keys)) == 1 and keys[0]  # the same key each time
+
+
+def test_what_is_not_safe_to_repeat_is_sent_once(restarting):
+    restarting.retry_after = "0"
+    with Client(restarting.url) as client:
+        with pytest.raises(ApiError) as refused:
+            client.create_sweep({"name": "s"})  # a POST without an idempotency key
+        assert refused.value.status == 503 and len(restarting.seen) == 1
+        with pytest.raises(ApiError):
+            client.ready()  # its 503 is the answer
+        assert len(restarting.seen) == 2
+
+
+def test_retrying_stops_at_the_deadline(restarting):
+    restarting.failures, restarting.retry_after = 10**6, "0"
+    with Client(restarting.url, retry_for=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(ApiError) as unavailable:
+            client.run("0")
+    assert unavailable.value.code == "unavailable" and 0.5 <= time.monotonic() - started < 5
+    assert len(restarting.seen) > 1
+
+
+def test_retry_after_takes_seconds_or_a_date():
+    def answer(value: str | None) -> httpx.Response:
+        return httpx.Response(503, headers={} if value is None else {"Retry-After": value})
+
+    soon = email.utils.format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30), usegmt=True)
+    assert retry_after(answer("7")) == 7.0
+    assert 25 < retry_after(answer(soon)) <= 30
+    assert retry_after(answer("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0  # a date gone by
+    assert retry_after(answer(None)) == retry_after(answer("soon")) == RETRY_PAUSE

@@ -96,7 +96,7 @@ class ApiProcess:
         self.clients: list[httpx.Client] = []
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", "from trainyard.cli import main; main()", "api",
+                [sys.executable, "-P", "-m", "trainyard", "api",
                  "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1", "--threads", "4"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )

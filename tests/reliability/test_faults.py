@@ -9,8 +9,11 @@ for bit, those of an uninterrupted ``fit`` of the same spec in this process.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -181,3 +184,42 @@ def test_a_database_outage_pauses_training_and_loses_nothing(
         assert_one_row_per_epoch(stack, run_id, epochs)
         assert_bit_identical_to_fit(stack, run_id, spec)
 
+
+
+def test_submit_watch_waits_out_a_database_restart(make_stack, private_postgres, redis_url, redis_client, start_api,
+                                                     tmp_path):
+    """``trainyard submit --watch`` while PostgreSQL is down, then again while its run trains: the client repeats
+    what is safe to repeat (the submit carries an idempotency key, the watch's reads are GETs) after each 503's
+    Retry-After, and ends with the run succeeded, made once."""
+    stack = make_stack(private_postgres.create_database("trainyard"), redis_url, lease=30.0, shared=redis_client)
+    with stack.Session() as s, s.begin():
+        token, _ = repo.create_token(session=s, scope="write", name="watch")
+    api = start_api(stack)
+    api.wait_ready()
+    stack.start_worker()
+    spec = spec_of(DIGITS, name="watched", epochs=epochs_lasting(DIGITS, 6.0, at_least=600))
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    env = {**os.environ, "TRAINYARD_URL": api.url, "TRAINYARD_TOKEN": token}
+
+    private_postgres.stop()  # the submit itself meets the outage
+    log = tmp_path / "watch.log"
+    with open(log, "wb") as out:
+        watch = subprocess.Popen([sys.executable, "-P", "-m", "trainyard", "submit", str(spec_file), "--watch"],
+                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        time.sleep(6)
+        assert watch.poll() is None, log.read_text()
+        private_postgres.start()
+        run = wait_for(lambda: (runs := stack.runs()) and runs[0].status == "running" and runs[0], 60,
+                       "the run to be training")
+        private_postgres.stop()  # and the watch's reads meet a second one
+        time.sleep(6)
+        private_postgres.start()
+        assert watch.wait(120) == 0, log.read_text()
+    finally:
+        if watch.poll() is None:
+            os.killpg(watch.pid, 9)
+    output = log.read_text()
+    assert f"run {run.id} succeeded after {spec['epochs']} epochs" in output, output
+    assert [(made.id, made.status) for made in stack.runs()] == [(run.id, "succeeded")]  # one run, not two

@@ -56,7 +56,15 @@ from trainyard.service.storage.repo.leases import (
     renew_lease,
 )
 from trainyard.service.storage.repo.listing import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, SORT_FIELDS, list_runs
-from trainyard.service.storage.repo.runs import create_run, delete_run, get_run, get_runs, request_cancel, update_run
+from trainyard.service.storage.repo.runs import (
+    create_run,
+    delete_run,
+    get_run,
+    get_run_by_idempotency_key,
+    get_runs,
+    request_cancel,
+    update_run,
+)
 from trainyard.service.storage.repo.sweeps import create_sweep, get_sweep, list_sweeps, sweep_runs
 from trainyard.service.storage.repo.tokens import (
     LAST_USED_RESOLUTION,
@@ -72,6 +80,7 @@ __all__ = [
     # runs
     "create_run",
     "get_run",
+    "get_run_by_idempotency_key",
     "get_runs",
     "update_run",
     "delete_run",

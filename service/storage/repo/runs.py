@@ -39,8 +39,12 @@ def create_run(
     notes: str,
     epochs_total: int,
     sweep_id: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Run:
-    """Add a queued run and flush it (so a bad ``sweep_id`` fails here); returns the new :class:`Run`."""
+    """Add a queued run and flush it (so a bad ``sweep_id`` fails here); returns the new :class:`Run`.
+
+    A second run with the same ``idempotency_key`` fails the flush with an ``IntegrityError``.
+    """
     now = utcnow()
     run = Run(
         id=new_id(),
@@ -57,6 +61,7 @@ def create_run(
         cancel_requested=False,
         epochs_done=0,
         epochs_total=epochs_total,
+        idempotency_key=idempotency_key,
     )
     session.add(run)
     session.flush()
@@ -66,6 +71,11 @@ def create_run(
 def get_run(*, session: Session, run_id: str) -> Run | None:
     """The run with this id, or None."""
     return session.get(Run, run_id)
+
+
+def get_run_by_idempotency_key(*, session: Session, key: str) -> Run | None:
+    """The run created with this idempotency key, or None."""
+    return session.scalars(select(Run).where(Run.idempotency_key == key)).first()
 
 
 def get_runs(*, session: Session, run_ids: Sequence[str]) -> list[Run]:

@@ -45,6 +45,44 @@ def test_create_run_fills_the_defaults_of_a_minimal_spec(api, sent):
     assert len(sent()) == 1
 
 
+def test_an_idempotency_key_makes_one_run_however_often_it_is_sent(api, spec, sent, run_count, assert_error):
+    key = {"Idempotency-Key": "c0ffee-1"}
+    first = api.post("/api/runs", json=spec, headers=key)
+    again = api.post("/api/runs", json=spec, headers=key)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.get_json() == first.get_json() and again.headers["Location"] == first.headers["Location"]
+    assert run_count() == 1 and len(sent()) == 1  # stored and sent once
+    assert api.post("/api/runs", json=spec, headers={"Idempotency-Key": "c0ffee-2"}).status_code == 201
+    assert run_count() == 2
+    other = dict(spec, epochs=7)
+    assert_error(api.post("/api/runs", json=other, headers=key), 422, "idempotency_key_reused", "Idempotency-Key")
+    for bad in ("", "a b", "é", "k" * 201):
+        assert_error(api.post("/api/runs", json=spec, headers={"Idempotency-Key": bad}), 400, field="Idempotency-Key")
+    assert run_count() == 2
+
+
+def test_two_requests_with_one_key_at_the_same_moment_make_one_run(api, spec, run_count, monkeypatch):
+    """The second request looks the key up before the first has committed, then meets its row on insert."""
+    first = api.post("/api/runs", json=spec, headers={"Idempotency-Key": "race"}).get_json()
+    monkeypatch.setattr(repo, "get_run_by_idempotency_key", _late(repo.get_run_by_idempotency_key))
+    again = api.post("/api/runs", json=spec, headers={"Idempotency-Key": "race"})
+
+    assert again.status_code == 201 and again.get_json()["id"] == first["id"]
+    assert run_count() == 1
+
+
+def _late(lookup):
+    """``lookup``, which misses the first time, as it does while the other request's transaction is open."""
+    calls = []
+
+    def late(**kwargs):
+        calls.append(kwargs)
+        return None if len(calls) == 1 else lookup(**kwargs)
+
+    return late
+
+
 def test_create_run_with_an_uploaded_dataset(api, spec, Session):
     with Session() as s, s.begin():
         dataset = repo.create_dataset(
