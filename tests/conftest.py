@@ -16,11 +16,11 @@ comes from the migrations.
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+import factories
 import pytest
 import redis
 from sqlalchemy import Engine, create_engine, text
@@ -75,14 +75,8 @@ def postgres_admin() -> Iterator[Engine]:
 @pytest.fixture
 def postgres_database(postgres_admin: Engine) -> Iterator[str]:
     """The URL of a database created for this test alone, dropped (connections and all) after it."""
-    name = f"trainyard_t_{secrets.token_hex(6)}"
-    with postgres_admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with postgres_admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with factories.postgres_database(postgres_admin) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,7 +1,6 @@
 """Helpers of the worker and reliability tests: specs, polling, a stack (database + queue) and worker subprocesses."""
 from __future__ import annotations
 
-import copy
 import io
 import math
 import os
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from factories import spec_of
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
@@ -26,44 +26,6 @@ from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.migrate import upgrade
 from trainyard.trainer import fit
 from trainyard.worker.training import weights_npz
-
-XOR: dict[str, Any] = {
-    "name": "xor",
-    "dataset": {"name": "xor"},
-    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}]},
-    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 200,
-    "batch_size": 4,
-    "seed": 3,
-}
-
-#: Digits: 2 to 7 ms an epoch on an idle core, by machine; held-out data, so validation metrics too.
-DIGITS: dict[str, Any] = {
-    "name": "digits",
-    "dataset": {"name": "digits", "test_fraction": 0.2},
-    "model": {"type": "mlp", "hidden": [{"units": 32, "activation": "relu"}]},
-    "optimizer": {"name": "adam", "lr": 0.01},
-    "epochs": 400,
-    "batch_size": 64,
-    "seed": 1,
-}
-
-#: Full-batch SGD far too fast for a regression: diverges after a few epochs (at epoch 9 with seed 0).
-DIVERGES: dict[str, Any] = {
-    "name": "diverges",
-    "dataset": {"name": "sine"},
-    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "relu"}]},
-    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 200,
-    "batch_size": None,
-    "seed": 0,
-}
-
-
-def spec_of(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    out.update(changes)
-    return out
 
 
 def epochs_lasting(spec: dict[str, Any], seconds: float, *, at_least: int) -> int:

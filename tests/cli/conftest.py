@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+from factories import xor
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 from werkzeug.serving import make_server
@@ -37,16 +38,7 @@ from trainyard.service.storage import repo
 from trainyard.trainer import STOP, EpochRecord, TrainSpec, fit
 
 #: A small valid spec that trains in milliseconds.
-SPEC: dict[str, Any] = {
-    "name": "xor-tanh",
-    "dataset": {"name": "xor"},
-    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}]},
-    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 30,
-    "batch_size": 4,
-    "seed": 3,
-    "tags": ["cli-test"],
-}
+SPEC: dict[str, Any] = xor(name="xor-tanh", epochs=30, tags=["cli-test"])
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ import httpx
 import pytest
 import redis
 from compose_kit import command_of, duration_seconds, environment_of, interpolate, load_compose, read_env_file
+from factories import xor
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -54,15 +55,7 @@ RUNS_TIMEOUT = 60
 #: The runs submitted: XOR, seeds 0 to 5. 10 000 epochs take a worker seconds here: runs are still queued when
 #: the third worker is ready (a Celery worker takes seconds to start), and one is in training when a worker stops.
 RUNS = 6
-SPEC: dict[str, Any] = {
-    "name": "xor-deploy",
-    "dataset": {"name": "xor"},
-    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}], "init": "xavier"},
-    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 10_000,
-    "batch_size": 4,
-    "tags": ["deploy-test"],
-}
+SPEC: dict[str, Any] = xor(name="xor-deploy", epochs=10_000, tags=["deploy-test"])
 
 
 # ------------------------------------------------------------------------------------------------ processes

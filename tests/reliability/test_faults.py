@@ -17,16 +17,14 @@ import sys
 import time
 from typing import Any
 
+from factories import DIGITS, XOR, spec_of
 from sqlalchemy import func, select
 from worker_kit import (
-    DIGITS,
-    XOR,
     Stack,
     WorkerProcess,
     assert_bit_identical_to_fit,
     assert_one_row_per_epoch,
     epochs_lasting,
-    spec_of,
     wait_for,
 )
 

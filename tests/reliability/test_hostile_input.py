@@ -13,14 +13,11 @@ import copy
 from typing import Any
 
 import httpx
+from factories import DIGITS, DIVERGES, XOR, spec_of
 from worker_kit import (
-    DIGITS,
-    DIVERGES,
-    XOR,
     Stack,
     assert_bit_identical_to_fit,
     assert_one_row_per_epoch,
-    spec_of,
     wait_for,
 )
 

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from factories import xor
 from sqlalchemy.engine import make_url
 
 from trainyard.client import ApiError, Client, ClientError
@@ -50,16 +51,7 @@ RUN_TIMEOUT = 60
 #: The shortest piece of a token's secret that counts as recognisable (the secret is 43 characters).
 PIECE = 12
 
-SPEC: dict[str, Any] = {
-    "name": "xor-no-token-in-logs",
-    "dataset": {"name": "xor"},
-    "model": {"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}], "init": "xavier"},
-    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 200,
-    "batch_size": 4,
-    "seed": 1,
-    "tags": ["security"],
-}
+SPEC: dict[str, Any] = xor(name="xor-no-token-in-logs", seed=1, tags=["security"])
 
 
 def _compose_kit() -> Any:

@@ -15,18 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from factories import xor
 
 ROOT = Path(__file__).parents[1]
 XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 
-XOR_SPEC = {
-    "name": "xor-cli",
-    "dataset": {"name": "xor"},
-    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}]},
-    "optimizer": {"name": "adam", "lr": 0.05},
-    "epochs": 300,
-    "batch_size": None,
-}
+XOR_SPEC = xor(name="xor-cli", optimizer={"name": "adam", "lr": 0.05}, epochs=300, batch_size=None)
 # The seed notebook's OR example, with the perceptron.
 OR_PERCEPTRON_SPEC = {
     "model": {"type": "perceptron"},

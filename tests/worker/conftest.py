@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import pytest
-from sqlalchemy import Engine, text
+from factories import postgres_database
 from worker_kit import Stack, local_stack, redis_stack
 
 # --------------------------------------------------------------------------- servers
-
-
-@contextmanager
-def postgres_database(admin: Engine) -> Iterator[str]:
-    """The URL of a new PostgreSQL database, dropped (connections and all) on exit."""
-    name = f"trainyard_w_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module", params=["local", "redis"])

@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from worker_kit import XOR, Stack, redis_stack, spec_of, wait_for
+from factories import XOR, spec_of
+from worker_kit import Stack, redis_stack, wait_for
 
 from trainyard.service.queue import TRAIN_TASK
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from factories import DIGITS, DIVERGES, XOR, spec_of
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
-from worker_kit import DIGITS, DIVERGES, XOR, npz_arrays, spec_of
+from worker_kit import npz_arrays
 
 from trainyard.service.documents import weights_layers
 from trainyard.service.storage import repo

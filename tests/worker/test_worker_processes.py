@@ -14,17 +14,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from factories import DIGITS, DIVERGES, XOR, spec_of
 from sqlalchemy import create_engine, text
 from worker_kit import (
-    DIGITS,
-    DIVERGES,
-    XOR,
     Stack,
     WorkerProcess,
     assert_bit_identical_to_fit,
     assert_one_row_per_epoch,
     epochs_lasting,
-    spec_of,
     wait_for,
 )
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from factories import xor
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -32,17 +33,7 @@ from trainyard.service.storage import repo
 from trainyard.service.storage.models import Run
 
 #: A small valid spec.
-SPEC: dict[str, Any] = {
-    "name": "xor-tanh",
-    "dataset": {"name": "xor"},
-    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}]},
-    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 200,
-    "batch_size": 4,
-    "seed": 3,
-    "tags": ["seed-example"],
-    "notes": "first try",
-}
+SPEC: dict[str, Any] = xor(name="xor-tanh", tags=["seed-example"], notes="first try")
 
 
 # --------------------------------------------------------------------------- databases

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from factories import stored, xor
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session as OrmSession
@@ -26,18 +27,9 @@ from trainyard.service.config import Settings
 from trainyard.service.storage import repo
 
 #: A small valid spec (as the API stores it).
-SPEC: dict[str, Any] = {
-    "version": 1,
-    "name": "xor-tanh",
-    "dataset": {"name": "xor", "standardize": False},
-    "model": {"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}], "init": "xavier"},
-    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 50,
-    "batch_size": 4,
-    "seed": 3,
-    "tags": ["example"],
-    "notes": "",
-}
+SPEC: dict[str, Any] = stored(xor(
+    name="xor-tanh", model={"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}]}, epochs=50, tags=["example"]
+))
 
 
 @pytest.fixture

@@ -314,7 +314,7 @@ def test_forms_without_a_session_are_refused(client, make_run) -> None:
 def test_compare_highlights_differing_params_and_marks_the_best(client, logged_in, make_run) -> None:
     logged_in("read")
     a = make_run("a", epochs=10, status="succeeded", total=10)
-    optimizer = {"name": "sgd", "lr": 0.1, "momentum": 0.9}
+    optimizer = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0}  # as stored
     b = make_run("b", epochs=20, status="succeeded", total=20, spec_changes={"optimizer": optimizer})
     html = client.get(f"/compare?runs={a},{b}").get_data(as_text=True)
     differs = re.findall(r'<tr class="differs" data-param="([^"]+)">', html)

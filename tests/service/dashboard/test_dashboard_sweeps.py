@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from factories import stored, xor
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
@@ -16,16 +17,7 @@ from trainyard.service.storage.models import Run
 
 XSS = "<img src=x onerror=alert(1)>"
 #: The sweep's base spec (as the API stores it).
-SPEC: dict[str, Any] = {
-    "version": 1,
-    "name": "xor",
-    "dataset": {"name": "xor", "standardize": False},
-    "model": {"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}], "init": "xavier"},
-    "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-    "epochs": 10,
-    "batch_size": 4,
-    "seed": 3,
-}
+SPEC: dict[str, Any] = stored(xor(model={"type": "mlp", "hidden": [{"units": 4, "activation": "tanh"}]}, epochs=10))
 LRS = [0.001, 0.01, 0.1, 1.0]
 UNITS = [4, 16]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from factories import xor
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
@@ -35,12 +36,7 @@ def dialect(engine: Engine) -> str:
     return engine.dialect.name
 
 
-SPEC = {
-    "dataset": {"name": "xor"},
-    "model": {"type": "mlp", "hidden": [{"units": 8, "activation": "tanh"}]},
-    "optimizer": {"name": "sgd", "lr": 0.5},
-    "epochs": 100,
-}
+SPEC = xor(epochs=100)
 
 
 @pytest.fixture
