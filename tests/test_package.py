@@ -7,8 +7,19 @@ on; no code imports them by their bare names (``tests/conftest.py`` also fails t
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).parents[1]
 
 #: Names the wheel must never put at the top level of a user's environment.
 BARE_NAMES = ("service", "worker", "trainer", "migrations")
@@ -46,3 +57,39 @@ def test_every_module_imports_under_trainyard_and_none_by_a_bare_name(tmp_path):
     assert found["bare"] == []
     assert {"trainyard.trainer.fit", "trainyard.service.app", "trainyard.worker.training", "trainyard.migrations",
             "trainyard.cli", "trainyard.local"} <= set(found["modules"])
+
+
+def test_the_wheel_builds_with_the_oldest_setuptools_allowed_and_holds_one_top_level_name(tmp_path):
+    """``build-system.requires`` names a setuptools that builds the project: the oldest release it allows builds
+    the wheel from what the Docker build context holds, and the wheel holds ``trainyard`` alone, with every
+    module of the mapped folders and their data files."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    requirement = next(Requirement(r) for r in pyproject["build-system"]["requires"] if r.startswith("setuptools"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    listed = subprocess.run([*pip, "index", "versions", "setuptools"], capture_output=True, text=True, timeout=120)
+    if listed.returncode != 0:
+        pytest.skip(f"PyPI's setuptools releases cannot be listed here: {listed.stderr.strip()[-300:]}")
+    released = [Version(v) for v in re.search(r"Available versions: (.*)", listed.stdout)[1].split(", ")]
+    oldest = min(v for v in released if v in requirement.specifier)
+    subprocess.run([*pip, "install", "--quiet", f"setuptools=={oldest}"], check=True, timeout=300)
+
+    source = tmp_path / "source"  # what .dockerignore lets into the build context, and nothing else
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    folders = pyproject["tool"]["setuptools"]["package-dir"]
+    for folder in folders.values():
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([*pip, "wheel", "--no-build-isolation", "--no-deps", str(source), "-w", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+
+    with zipfile.ZipFile(next(tmp_path.glob("trainyard-*.whl"))) as wheel:
+        names = set(wheel.namelist())
+    assert {name.split("/")[0] for name in names if not name.startswith("trainyard-")} == {"trainyard"}
+    for package, folder in folders.items():
+        expected = {f"{package.replace('.', '/')}/{path.relative_to(source / folder)}"
+                    for path in (source / folder).rglob("*") if path.is_file()}
+        assert expected <= names, sorted(expected - names)  # every module and data file of the folder
