@@ -3,8 +3,7 @@
 The API sends runs with it (:class:`trainyard.service.queue.CeleryQueue`) and
 the worker consumes them with it (:func:`trainyard.worker.celery_app.make_celery`
 adds the task), so both sides agree on the transport, the queue and the
-options of every broker.  Nothing is built at import time.  The configuration
-follows DESIGN.md:
+options of every broker.  Nothing is built at import time.  The configuration:
 
 - ``acks_late`` and ``reject_on_worker_lost`` with a prefetch of 1, so a
   message is acknowledged only once its task has returned and a worker killed
@@ -70,8 +69,9 @@ class SQLAlchemyTransport(kombu_sqlalchemy.Transport):
     next run, so ``trainyard up`` trained one run a second however short the
     runs.  This transport looks every ``BUSY_POLL_SECONDS`` while a message is
     unacknowledged or one came within ``IDLE_AFTER_SECONDS``, and every
-    ``IDLE_POLL_SECONDS`` otherwise (a look is one query on the broker's
-    SQLite file: every 0.1 s it costs about 3 % of a core, every second 0.6 %).
+    ``IDLE_POLL_SECONDS`` otherwise: a look is a query on the broker's SQLite
+    file, cheap but not free, so an idle worker looks seldom (docs/decisions.md
+    has the costs measured).
     kombu would read a fixed interval from the transport options, but this
     transport passes those to ``create_engine``, which refuses it.
     """

@@ -3,7 +3,7 @@
 The API's largest responses are numeric: ``/api/compare`` returns 50 runs'
 curves, a quarter of a million numbers, as numpy arrays.  orjson writes them
 straight from the arrays (NaN and infinities as ``null``, which is also what
-JSON needs) about ten times faster than the standard library writes the
+JSON needs) many times faster than the standard library writes the
 equivalent lists; everything else it writes like ``json`` (keys in insertion
 order, aware datetimes in ISO 8601).
 """

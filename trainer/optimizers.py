@@ -10,9 +10,8 @@ Subnormal numbers.  A moment (momentum, Adam's ``m`` and ``v``, RMSprop's
 mean square) of a parameter whose gradient stays zero (a dead ReLU unit, an
 input that is always 0) decays geometrically until it is subnormal, and then
 stays there: the smallest subnormals times 0.9 round back to themselves.
-Arithmetic on subnormals takes the CPU's slow path (measured: Adam's step on
-digits went from 62 to about 200 us after 150 epochs), and numpy cannot set
-flush-to-zero, so :meth:`Optimizer.flush_subnormals` zeroes them; training
+Arithmetic on subnormals takes the CPU's slow path (docs/decisions.md says
+how slow), and numpy cannot set flush-to-zero, so :meth:`Optimizer.flush_subnormals` zeroes them; training
 calls it every few dozen steps, at epoch ends (so a resumed run does the same).
 """
 

@@ -178,17 +178,19 @@ def _require_schema(settings: Settings) -> None:
                    "TRAINYARD_DATABASE_URL/TRAINYARD_BROKER_URL name servers) until Ctrl-C.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the API listens on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port of the API.")
-@click.option("--data-dir", envvar="TRAINYARD_DATA_DIR", default="./trainyard-data", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the database, broker and token file (env TRAINYARD_DATA_DIR).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the database, broker and token file (default: TRAINYARD_DATA_DIR, from the "
+                   "environment or .env, else ./trainyard-data).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
               help="Runs trained at the same time (worker processes).")
 @click.option("--demo", is_flag=True, help="Submit example runs: OR, XOR, spirals, and digits with three optimizers.")
-def up(host: str, port: int, data_dir: Path, workers: int, demo: bool) -> None:
-    try:
-        settings = Settings.from_env(data_dir=data_dir)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+@click.pass_obj
+def up(settings: Settings, host: str, port: int, data_dir: Path | None, workers: int, demo: bool) -> None:
+    if data_dir is not None:
+        try:
+            settings = Settings.from_env(data_dir=data_dir)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
     sys.exit(local.up(settings, host=host, port=port, workers=workers, demo=demo))
 
 

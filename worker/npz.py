@@ -1,12 +1,12 @@
 """``.npz`` bytes written directly: the worker stores one snapshot of the weights per epoch.
 
 :func:`numpy.savez` goes through :mod:`zipfile` (a Python object per member,
-ZIP64 records, a temporary buffer per array) and takes about 150 us for a
-small network's four arrays, as long as a short epoch.  An uncompressed
+ZIP64 records, a temporary buffer per array), which for a small network's
+arrays takes as long as a short epoch.  An uncompressed
 ``.npz`` is simple: for each array a ZIP local header, then the ``.npy``
 header and the raw bytes; then the central directory (PKWARE's APPNOTE,
 sections 4.3.7, 4.3.12 and 4.3.16).  :func:`npz_bytes` writes exactly that,
-about 3.5 times faster, and :func:`numpy.load` (or any unzip) reads it.
+several times faster, and :func:`numpy.load` (or any unzip) reads it.
 Members are limited to 4 GiB each (no ZIP64), far above the trainer's
 10-million-parameter limit.
 """

@@ -358,8 +358,8 @@ class _LeaseKeeper:
     Flushes renew a lease too, but only between epochs: without this, an
     epoch longer than the lease (a large network) would let the reconciler
     hand the run to another worker while this one still trains it.  One
-    thread serves the process for its life, started with its first run (a
-    thread per run took 1.3 ms to start, 2 % of a 30-epoch digits run);
+    thread serves the process for its life, started with its first run
+    (starting a thread per run was a visible part of a short run's cost);
     :meth:`keeping` registers a run while it trains.  A renewal that races
     the run's end changes nothing: it only extends a lease the worker still
     holds on a running run.

@@ -41,6 +41,13 @@ from trainyard.trainer import STOP, EpochRecord, TrainSpec, fit
 SPEC: dict[str, Any] = xor(name="xor-tanh", epochs=30, tags=["cli-test"])
 
 
+@pytest.fixture(autouse=True)
+def _a_folder_of_its_own(tmp_path, monkeypatch) -> None:
+    """Run each test from an empty folder: a ``.env`` where the tests were started (docker compose's, say) is
+    read by the settings, as a user's would be, and must not change what the commands under test do."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def spec() -> dict[str, Any]:
     """A fresh copy of :data:`SPEC`."""

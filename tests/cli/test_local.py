@@ -92,14 +92,16 @@ def alive(pid: int) -> bool:
 class Service:
     """A `trainyard up`, `api` or `worker` process, its address, its data folder and its output."""
 
-    def __init__(self, args: list[str], data_dir: Path, port: int, log: Path):
+    def __init__(self, args: list[str], data_dir: Path, port: int, log: Path, *, data_dir_in_env: bool = True):
         self.url = f"http://127.0.0.1:{port}"
         self.data_dir = data_dir
         self.log = log
         self.home = log.parent / "home"  # a home of its own: what the service writes there is seen
         self.home.mkdir(exist_ok=True)
         with self.log.open("wb") as output:
-            env = _clean_environment(TRAINYARD_DATA_DIR=str(data_dir), HOME=str(self.home))
+            env = _clean_environment(HOME=str(self.home))
+            if data_dir_in_env:
+                env["TRAINYARD_DATA_DIR"] = str(data_dir)
             self.process = subprocess.Popen([*TRAINYARD, *args], cwd=log.parent, stdout=output,
                                             stderr=subprocess.STDOUT, env=env)
 
@@ -279,6 +281,22 @@ def test_up_prints_the_login_link_to_a_terminal_and_not_to_a_file_or_pipe(tmp_pa
     finally:
         os.close(controller)
     assert f"  dashboard (logs you in): {login_link(url, token)}\r\n" in output.decode()
+
+
+def test_up_takes_its_data_folder_from_the_env_file_like_its_children(tmp_path):
+    """Without ``--data-dir``, ``up`` reads ``TRAINYARD_DATA_DIR`` where the API and the worker it starts do: the
+    environment, else the current folder's ``.env``."""
+    data_dir = tmp_path / "from-env"
+    (tmp_path / ".env").write_text(f"TRAINYARD_DATA_DIR={data_dir}\nPOSTGRES_PASSWORD=compose-only\n")
+    port = _free_port()
+    up = Service(["up", "--port", str(port)], data_dir, port, tmp_path / "up.log", data_dir_in_env=False)
+    try:
+        up.wait_ready()
+        assert token_path(up.settings()).is_file() and (data_dir / "trainyard.db").is_file()
+        assert up.stop(signal.SIGTERM) == 0
+    finally:
+        if up.process.poll() is None:
+            up.kill()
 
 
 def test_up_demo_submits_the_example_runs(start):

@@ -38,7 +38,7 @@ from trainyard.trainer.spec import (
     layer_sizes,
 )
 
-# The example of /work/shared/DESIGN.md, section "The job spec", verbatim.
+# The example job spec of the project's design page (its section "The job spec"), verbatim.
 DESIGN_EXAMPLE_JSON = """
 {
   "name": "xor-tanh",
