@@ -44,6 +44,24 @@ def test_import_trainyard_loads_the_client_and_no_server_library(tmp_path):
     assert found == {"loaded": [], "client": "trainyard.client"}
 
 
+def _loaded_by(module: str, cwd) -> list[str]:
+    """The modules of the project and of the server libraries that importing ``module`` loads."""
+    return _run(f"import json, sys, {module}; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+                f"('trainyard', *{SERVER_LIBRARIES!r}))))", cwd)
+
+
+def test_imports_go_one_way_down(tmp_path):
+    """The trainer loads nothing of the service or a server library; the service nothing of the worker or the
+    entry layer; the worker nothing of the entry layer."""
+    trainer = _loaded_by("trainyard.trainer", tmp_path)
+    assert [m for m in trainer if not m.startswith("trainyard.trainer")] == ["trainyard"]
+    service = _loaded_by("trainyard.service.app", tmp_path)
+    assert not [m for m in service if m.startswith(("trainyard.worker", "trainyard.cli", "trainyard.local",
+                                                   "trainyard.client"))]
+    worker = _loaded_by("trainyard.worker", tmp_path)
+    assert not [m for m in worker if m.startswith(("trainyard.cli", "trainyard.local", "trainyard.client"))]
+
+
 def test_every_module_imports_under_trainyard_and_none_by_a_bare_name(tmp_path):
     found = _run(
         "import importlib, json, pkgutil, sys; "

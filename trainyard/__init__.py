@@ -17,9 +17,23 @@ The package's parts, each importable on its own:
 - this package's own modules, the entry layer: :mod:`.cli` (the ``trainyard`` command), :mod:`.local`
   (``trainyard up``) and :mod:`.client`.  Only the entry layer knows both the service and the worker.
 
-``import trainyard`` loads the client alone (httpx): no web framework, queue or database library.
+``import trainyard`` loads nothing else: the client (httpx, no web framework, queue or database library) is
+loaded when first named, so ``import trainyard.trainer`` or ``trainyard.service`` brings no part of the entry layer.
 """
 
-from trainyard.client import ApiError, Client, ClientError, Unreachable
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainyard.client import ApiError, Client, ClientError, Unreachable
 
 __all__ = ["ApiError", "Client", "ClientError", "Unreachable"]
+
+
+def __getattr__(name: str) -> Any:
+    """The client's names, loaded on first use (PEP 562)."""
+    if name in __all__:
+        return getattr(importlib.import_module("trainyard.client"), name)
+    raise AttributeError(f"module 'trainyard' has no attribute {name!r}")
