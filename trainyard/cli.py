@@ -256,15 +256,19 @@ def client_command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]],
 @click.option("--watch", is_flag=True, help="Show a progress bar with the loss until the run ends; "
                                             "the exit status is 1 if it fails or is cancelled.")
 def submit(client: Client, spec: TextIO, watch: bool) -> None:
-    try:
-        body = json.load(spec)
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{spec.name}: not JSON ({exc})") from exc
-    run = client.submit(body)
+    run = client.submit(_json_file(spec))
     click.echo(run["id"])
     click.echo(f"run {run['id']} ({run['name']}) queued", err=True)
     if watch:
         _watch(client, run)
+
+
+def _json_file(file: TextIO) -> Any:
+    """The JSON document in ``file``; a readable error naming the file when it is not JSON."""
+    try:
+        return json.load(file)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{file.name}: not JSON ({exc})") from exc
 
 
 def _watch(client: Client, submitted: dict[str, Any]) -> None:
@@ -290,11 +294,7 @@ def _watch(client: Client, submitted: dict[str, Any]) -> None:
 @click.option("--metric", type=click.Choice(SWEEP_METRICS), help="What ranks the runs (default: val_loss with "
                                                                  "held-out data, else train_loss).")
 def sweep(client: Client, sweep: TextIO, watch: bool, metric: str | None) -> None:
-    try:
-        body = json.load(sweep)
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{sweep.name}: not JSON ({exc})") from exc
-    created = client.create_sweep(body)
+    created = client.create_sweep(_json_file(sweep))
     click.echo(created["id"])
     click.echo(f"sweep {created['id']} ({created['name']}): {created['progress']['runs']} runs queued", err=True)
     if watch:

@@ -257,7 +257,7 @@ def test_up_prints_the_login_link_to_a_terminal_and_not_to_a_file_or_pipe(tmp_pa
     url = "http://127.0.0.1:8000"
     script = f"from trainyard.service.config import Settings; from trainyard.local import _announce; " \
              f"_announce(Settings.from_env(), {url!r}, False)"
-    command, env = [sys.executable, "-c", script], _clean_environment(TRAINYARD_DATA_DIR=str(tmp_path))
+    command, env = [sys.executable, "-P", "-c", script], _clean_environment(TRAINYARD_DATA_DIR=str(tmp_path))
 
     piped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0, piped.stderr

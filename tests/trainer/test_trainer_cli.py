@@ -6,7 +6,6 @@ Each test runs the CLI as a subprocess, as a user would.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,7 +16,6 @@ import numpy as np
 import pytest
 from factories import xor
 
-ROOT = Path(__file__).parents[1]
 XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 
 XOR_SPEC = xor(name="xor-cli", optimizer={"name": "adam", "lr": 0.05}, epochs=300, batch_size=None)
@@ -41,11 +39,8 @@ DIVERGING_SPEC = {
 
 
 def run_cli(*args: Any, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "trainyard.trainer", *map(str, args)],
-        cwd=ROOT,
-        env=env,
+        [sys.executable, "-P", "-m", "trainyard.trainer", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,

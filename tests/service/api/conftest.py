@@ -29,7 +29,6 @@ from sqlalchemy.orm import sessionmaker
 from trainyard.service.app import create_app
 from trainyard.service.config import Settings
 from trainyard.service.queue import CeleryQueue
-from trainyard.service.storage import repo
 from trainyard.service.storage.models import Run
 
 #: A small valid spec.
@@ -93,22 +92,6 @@ def app(settings: Settings, queue: CeleryQueue) -> Iterator[Flask]:
     app = create_app(settings, queue=queue)
     yield app
     app.extensions["trainyard"].engine.dispose()
-
-
-@pytest.fixture
-def Session(app: Flask) -> sessionmaker[OrmSession]:
-    """The app's own session factory, to arrange and inspect the database."""
-    return app.extensions["trainyard"].Session
-
-
-@pytest.fixture
-def tokens(Session: sessionmaker[OrmSession]) -> dict[str, str]:
-    """Plaintext tokens by scope (``read``, ``write``, ``admin``), and ``revoked`` (a revoked write token)."""
-    with Session() as s, s.begin():
-        out = {scope: repo.create_token(session=s, scope=scope, name=scope)[0] for scope in ("read", "write", "admin")}
-        out["revoked"], revoked = repo.create_token(session=s, scope="write", name="revoked")
-        repo.revoke_token(session=s, token_id=revoked.id)
-    return out
 
 
 def bearer(token: str) -> dict[str, str]:

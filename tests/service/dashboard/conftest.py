@@ -50,18 +50,6 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def Session(app: Flask) -> sessionmaker[OrmSession]:
-    return app.extensions["trainyard"].Session
-
-
-@pytest.fixture
-def tokens(Session: sessionmaker[OrmSession]) -> dict[str, str]:
-    """Plaintext tokens by scope (``read``, ``write``, ``admin``)."""
-    with Session() as s, s.begin():
-        return {scope: repo.create_token(session=s, scope=scope, name=scope)[0] for scope in ("read", "write", "admin")}
-
-
-@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 

@@ -29,7 +29,7 @@ def test_a_key_is_made_once_private_and_reused(tmp_path: Path) -> None:
 def test_processes_starting_together_share_one_key(tmp_path: Path) -> None:
     code = "import sys; from trainyard.service.auth import persistent_secret_key; " \
            "print(persistent_secret_key(sys.argv[1]))"
-    processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    processes = [subprocess.Popen([sys.executable, "-P", "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
                  for _ in range(4)]
     keys = {process.communicate(timeout=60)[0].strip() for process in processes}
     assert len(keys) == 1 and keys == {(tmp_path / SECRET_KEY_FILE).read_text().strip()}

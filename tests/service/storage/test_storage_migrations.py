@@ -122,7 +122,7 @@ def test_upgrade_works_from_any_directory(database_url, tmp_path):
     elsewhere.mkdir()
     code = "import sys; from trainyard.service.storage.migrate import upgrade; upgrade(sys.argv[1])"
     done = subprocess.run(
-        [sys.executable, "-c", code, database_url], cwd=elsewhere, capture_output=True, text=True
+        [sys.executable, "-P", "-c", code, database_url], cwd=elsewhere, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     assert list(elsewhere.iterdir()) == []
