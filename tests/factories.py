@@ -68,11 +68,13 @@ def stored(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def postgres_database(admin: Engine) -> Iterator[str]:
-    """The URL of a database made for the caller alone on ``admin``'s server, dropped (connections and all) on exit."""
+def postgres_database(admin: Engine, *, template: str | None = None) -> Iterator[str]:
+    """The URL of a database made for the caller alone on ``admin``'s server (empty, or a copy of the database
+    ``template``, which nobody may be connected to), dropped (connections and all) on exit."""
     name = f"trainyard_t_{secrets.token_hex(6)}"
+    copy = "" if template is None else f' TEMPLATE "{template}"'
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     try:
         yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:

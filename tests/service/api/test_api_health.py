@@ -50,9 +50,9 @@ def test_readyz_without_broker_is_503(app_without_broker):
 
 
 @pytest.fixture
-def dead_engine(database_url: str):
+def dead_engine(backend: str):
     """An engine of the test's database kind on a server or file that is not there."""
-    if database_url.startswith("sqlite"):
+    if backend == "sqlite":
         engine = create_engine("sqlite:////nonexistent-trainyard-dir/none/trainyard.db")
     else:
         engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
