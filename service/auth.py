@@ -113,16 +113,22 @@ def bearer_token() -> str:
 
 
 def _token_scope() -> str:
-    """The scope of the request's bearer token (``admin`` with auth off); 401 for none, or an unknown one."""
+    """The scope of the request's bearer token (``admin`` with auth off), its id kept in ``g.token_id``; 401 for
+    none, or an unknown one."""
     if not services().settings.auth:
         return "admin"
     token = bearer_token()
     with transaction() as s:
         row = repo.verify_token(session=s, token=token)
-        granted = None if row is None else row.scope
+        granted, g.token_id = (None, None) if row is None else (row.scope, row.id)
     if granted is None:
         raise _unauthorized("unknown or revoked token")
     return granted
+
+
+def current_token_id() -> str | None:
+    """The id of the token the request came with (None with auth off, or from a dashboard session)."""
+    return g.get("token_id")
 
 
 # --------------------------------------------------------------------------- the dashboard's sessions

@@ -177,6 +177,15 @@ class Settings(BaseSettings):
         "Weights kept per run, in MiB: every epoch's while they fit, else every k-th epoch's so they do "
         "(always the first, best and last). A spec's `snapshot_every` overrides.",
     )
+    max_queued_runs: int = _setting(
+        1000,
+        "Most runs one API token may have queued at once (with auth off: all of them together); a submit or "
+        "sweep past it is refused with `429`, saying how many are queued.",
+    )
+    max_datasets_gb: float = _setting(
+        10.0,
+        "Most space, in GiB, all uploaded datasets may take together; an upload past it is refused with `413`.",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -227,6 +236,11 @@ class Settings(BaseSettings):
         for variables in reversed(layers.values()):
             values.update(_read(variables))
         return cls(**{**values, **overrides})
+
+    @property
+    def max_datasets_bytes(self) -> int:
+        """Bytes all uploads may take together."""
+        return int(self.max_datasets_gb * 1024 * MIB)
 
     @property
     def weights_budget_bytes(self) -> int:
@@ -289,12 +303,12 @@ class Settings(BaseSettings):
             raise ValueError(f"must be 1 to 200 letters, digits and _.:- , not {value!r}")
         return value
 
-    @field_validator("worker_concurrency", mode="before")
+    @field_validator("worker_concurrency", "max_queued_runs", mode="before")
     @classmethod
     def _positive_whole(cls, value: Any) -> int:
         return int(_positive(value, whole=True))
 
-    @field_validator("lease_seconds", "flush_seconds", "weights_budget_mb", mode="before")
+    @field_validator("lease_seconds", "flush_seconds", "weights_budget_mb", "max_datasets_gb", mode="before")
     @classmethod
     def _positive_number(cls, value: Any) -> float:
         return _positive(value, whole=False)

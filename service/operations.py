@@ -20,27 +20,32 @@ import csv
 import io
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from trainyard.service.auth import current_token_id
 from trainyard.service.context import services, transaction
 from trainyard.service.documents import run_json
-from trainyard.service.encoding import OPTIONS
+from trainyard.service.encoding import dumps
 from trainyard.service.errors import ApiError, invalid_field, not_found
 from trainyard.service.queue import QueueError
 from trainyard.service.storage import repo
-from trainyard.service.storage.models import Run, Sweep, is_id
-from trainyard.service.sweeps import SweepPointError, SweepRequest, expand
+from trainyard.service.storage.models import Dataset, Run, Sweep, is_id
+from trainyard.service.sweeps import METRICS, SweepPointError, SweepRequest, default_metric, expand
 from trainyard.trainer import SpecError, TrainSpec, check
+from trainyard.trainer.datasets import Shape
 from trainyard.trainer.spec import UploadData
 
 logger = logging.getLogger(__name__)
 
 #: The request header that makes ``POST /api/runs`` safe to repeat.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+#: The ``Retry-After`` of a 429 for too many queued runs: about how long a few runs take to start.
+QUOTA_RETRY_SECONDS = 30
 
 #: The formats of :func:`export`, with their media types.
 EXPORT_TYPES = {"csv": "text/csv", "json": "application/json"}
@@ -87,6 +92,32 @@ def sweep_runs(session: Session, sweep_id: str) -> list[Run]:
     return repo.sweep_runs(session=session, sweep_ids=[sweep_id])[sweep_id]
 
 
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a list shows of a sweep: its progress and its best run by its default metric (None while none has it)."""
+
+    progress: dict[str, Any]
+    metric: str
+    best_run: str | None
+    best_value: float | None
+
+
+def summarize_sweeps(session: Session, sweeps: Sequence[Sweep]) -> dict[str, SweepSummary]:
+    """Each sweep's summary, counted and ranked in the database: a list of sweeps never reads their runs."""
+    ids = [sweep.id for sweep in sweeps]
+    progresses = repo.sweep_progress(session=session, sweep_ids=ids)
+    metrics = {sweep.id: default_metric(sweep.base_spec) for sweep in sweeps}
+    best: dict[str, tuple[str, float]] = {}
+    for metric in set(metrics.values()):
+        field, higher = METRICS[metric]
+        chosen = [sweep_id for sweep_id, its in metrics.items() if its == metric]
+        best |= repo.sweep_best(session=session, sweep_ids=chosen, field=field, higher_is_better=higher)
+    return {
+        sweep_id: SweepSummary(progresses[sweep_id], metric, *(best.get(sweep_id) or (None, None)))
+        for sweep_id, metric in metrics.items()
+    }
+
+
 # --------------------------------------------------------------------------- creating
 
 
@@ -102,92 +133,147 @@ def run_fields(spec: TrainSpec) -> dict[str, Any]:
     }
 
 
-def check_trainable(spec: TrainSpec) -> None:
-    """422 naming the field if the spec cannot train on its built-in dataset (a network with too many parameters
-    for its features, a loss that does not suit the task): refused now rather than failed by a worker.
+def check_trainable(session: Session, spec: TrainSpec, *, field: str = "") -> None:
+    """422 naming the field (under ``field``, a prefix such as ``points.3.``) if the spec cannot train on its
+    dataset: an upload that does not exist, too many parameters for the features, a loss that does not suit the
+    task, a held-out split too small.  Refused now rather than failed by a worker.
 
-    Called outside any transaction (it loads the data).  An upload's fit is left to the worker, which reads the
-    file anyway; the API would otherwise parse up to 16 MiB per request.
+    Only the dataset's shape is needed: a built-in's is known without building it, an upload's is stored.
     """
+    shape = None
     if isinstance(spec.dataset, UploadData):
-        return
+        dataset = repo.get_dataset(session=session, dataset_id=spec.dataset.upload)
+        if dataset is None:
+            raise invalid_field(f"{field}dataset.upload", f"no uploaded dataset {spec.dataset.upload}")
+        shape = _upload_shape(dataset)
+        if shape is None:
+            return  # stored before its rows per class were counted: the worker, which reads the file, checks it
     try:
-        check(spec)
+        check(spec, shape)
     except SpecError as exc:
-        raise invalid_field(exc.field, exc.message) from None
+        raise invalid_field(f"{field}{exc.field}", exc.message) from None
 
 
-def check_dataset(session: Session, spec: TrainSpec) -> None:
-    """422 naming ``dataset.upload`` if the spec names an upload that does not exist."""
-    upload = spec.dataset.upload if isinstance(spec.dataset, UploadData) else None
-    if upload is not None and repo.get_dataset(session=session, dataset_id=upload) is None:
-        raise invalid_field("dataset.upload", f"no uploaded dataset {upload}")
+def _upload_shape(dataset: Dataset) -> Shape | None:
+    """An upload's shape from what was stored of it; None for a classification stored without its rows per class."""
+    if dataset.task == "regression":
+        return Shape("regression", dataset.n_features, 1, (dataset.n_samples,), (), dataset.name)
+    if dataset.class_counts is None:
+        return None
+    classes = tuple(str(label) for label in dataset.classes or ())
+    outputs = 1 if len(classes) == 2 else len(classes)
+    return Shape("classification", dataset.n_features, outputs, tuple(dataset.class_counts), classes, dataset.name)
+
+
+def check_quota(session: Session, new_runs: int) -> None:
+    """429 if queueing ``new_runs`` more would take the request's token past ``TRAINYARD_MAX_QUEUED_RUNS``."""
+    limit = services().settings.max_queued_runs
+    queued = repo.count_queued(session=session, token_id=current_token_id())
+    if queued + new_runs > limit:
+        raise ApiError(429, "too_many_queued", f"this token has {queued:,} runs queued and may have {limit:,} at "
+                       f"once; {new_runs:,} more would pass that: wait for some to start, or cancel some",
+                       headers={"Retry-After": str(QUOTA_RETRY_SECONDS)})
 
 
 def create_run(spec: TrainSpec, *, idempotency_key: str | None = None) -> Run:
-    """Store a queued run of ``spec`` and send it to the workers; the run.  422 if it cannot train.
+    """Store a queued run of ``spec`` and send it to the workers; the run.  422 if it cannot train, 429 past the
+    token's quota of queued runs.
 
     With an ``idempotency_key``, a key already used returns the run it made (nothing is stored or sent), so a
     client may repeat a request whose answer it never got; the key used for another spec is a 422.
     """
-    check_trainable(spec)
-    if idempotency_key is not None:
+    def made() -> Run | None:
         with transaction() as s:
-            made = repo.get_run_by_idempotency_key(session=s, key=idempotency_key)
-        if made is not None:
-            return _same_request(made, spec)
+            return repo.get_run_by_idempotency_key(session=s, key=idempotency_key)
+
+    if idempotency_key is not None and (earlier := made()) is not None:
+        return _same_run(earlier, spec)
     try:
         with transaction() as s:
-            check_dataset(s, spec)
-            run = repo.create_run(session=s, idempotency_key=idempotency_key, **run_fields(spec))
+            check_trainable(s, spec)
+            check_quota(s, 1)
+            run = repo.create_run(session=s, idempotency_key=idempotency_key, token_id=current_token_id(),
+                                  **run_fields(spec))
     except IntegrityError:
-        if idempotency_key is None:
+        if idempotency_key is None or (earlier := made()) is None:
             raise
-        with transaction() as s:  # the same key, sent at the same moment: the other request made the run
-            made = repo.get_run_by_idempotency_key(session=s, key=idempotency_key)
-        if made is None:
-            raise
-        return _same_request(made, spec)
+        return _same_run(earlier, spec)  # the same key, sent at the same moment: the other request made the run
     _enqueue([run])
     return run
 
 
-def _same_request(run: Run, spec: TrainSpec) -> Run:
+def _same_run(run: Run, spec: TrainSpec) -> Run:
     """``run``, made by an earlier request with the same idempotency key; 422 if that request sent another spec."""
     if run.spec != spec.model_dump(mode="json"):
-        message = "this key was already used for another spec: send a new key for a new run"
-        raise ApiError(422, "idempotency_key_reused", f"{IDEMPOTENCY_HEADER}: {message}",
-                       [{"field": IDEMPOTENCY_HEADER, "message": message}])
+        raise _key_reused("spec")
     return run
 
 
-def create_sweep(request: SweepRequest) -> tuple[Sweep, list[Run]]:
+def _key_reused(what: str) -> ApiError:
+    message = f"this key was already used for another {what}: send a new key for a new one"
+    return ApiError(422, "idempotency_key_reused", f"{IDEMPOTENCY_HEADER}: {message}",
+                    [{"field": IDEMPOTENCY_HEADER, "message": message}])
+
+
+def create_sweep(request: SweepRequest, *, idempotency_key: str | None = None) -> tuple[Sweep, list[Run]]:
     """Store a sweep and all its runs in one transaction (whole or not at all), then send the runs; 422 naming
-    ``points.<i>.<path>`` when a point gives an invalid spec."""
+    ``spec.<path>``, ``space.<path>...`` or ``points.<i>.<path>`` when the request gives an invalid spec, 429 past
+    the token's quota of queued runs.  An ``idempotency_key`` works as for :func:`create_run`.
+    """
+    stored_space = request.model_dump(mode="json", include={"space", "n", "seed"})
+
+    def made() -> tuple[Sweep, list[Run]] | None:
+        with transaction() as s:
+            sweep = repo.get_sweep_by_idempotency_key(session=s, key=idempotency_key)
+            return None if sweep is None else (sweep, sweep_runs(s, sweep.id))
+
+    if idempotency_key is not None and (earlier := made()) is not None:
+        return _same_sweep(earlier, request, stored_space)
     try:
         specs = expand(request)
     except SweepPointError as exc:
         raise ApiError(422, "invalid", str(exc), exc.fields) from None
-    stored_space = request.model_dump(mode="json", include={"space", "n", "seed"})
-    with transaction() as s:
-        for spec in {spec.dataset: spec for spec in specs}.values():  # each dataset once
-            check_dataset(s, spec)
-        sweep = repo.create_sweep(
-            session=s, name=request.name, method=request.method, base_spec=request.spec, space=stored_space
-        )
-        runs = [repo.create_run(session=s, sweep_id=sweep.id, **run_fields(spec)) for spec in specs]
+    try:
+        with transaction() as s:
+            for index, spec in enumerate(specs):
+                if isinstance(spec.dataset, UploadData):  # built-ins were checked by expand
+                    check_trainable(s, spec, field=f"points.{index}.")
+            check_quota(s, len(specs))
+            sweep = repo.create_sweep(session=s, name=request.name, method=request.method, base_spec=request.spec,
+                                      space=stored_space, idempotency_key=idempotency_key)
+            token_id = current_token_id()
+            runs = [repo.create_run(session=s, sweep_id=sweep.id, token_id=token_id, **run_fields(spec))
+                    for spec in specs]
+    except IntegrityError:
+        if idempotency_key is None or (earlier := made()) is None:
+            raise
+        return _same_sweep(earlier, request, stored_space)
     _enqueue(runs)
     return sweep, runs
 
 
+def _same_sweep(earlier: tuple[Sweep, list[Run]], request: SweepRequest, space: dict[str, Any]) -> tuple[
+        Sweep, list[Run]]:
+    sweep = earlier[0]
+    if (sweep.name, sweep.method, sweep.base_spec, sweep.space) != (request.name, request.method, request.spec, space):
+        raise _key_reused("sweep")
+    return earlier
+
+
 def _enqueue(runs: Sequence[Run]) -> None:
-    """Send committed runs to the workers; a broker that is down leaves them queued for the reconciler."""
+    """Send committed runs to the workers, in order.
+
+    A broker that is down leaves the rest queued for the workers' reconciler to send: sending stops at the first
+    failure, so a request never waits on a dead broker once per run.
+    """
     queue = services().queue
-    for run in runs:
+    for index, run in enumerate(runs):
         try:
             queue.send(run.id)
         except QueueError:
-            logger.warning("run %s stays queued: the broker is unreachable", run.id, exc_info=True)
+            after = f" with the {len(runs) - index - 1} after it" if index < len(runs) - 1 else ""
+            logger.warning("run %s stays queued%s: the broker is unreachable", run.id, after, exc_info=True)
+            return
 
 
 # --------------------------------------------------------------------------- changing
@@ -243,7 +329,7 @@ def export(session: Session, run_id: str, format: Literal["csv", "json"]) -> byt
     run = get_run(session, run_id)
     rows = repo.get_epochs(session=session, run_id=run_id)
     if format == "json":
-        return orjson.dumps({"run": run_json(run), "epochs": rows}, option=OPTIONS)
+        return dumps({"run": run_json(run), "epochs": rows})
     return _csv(rows).encode()
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -27,11 +28,11 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trainyard.service.errors import validation_fields
 from trainyard.service.specpaths import set_path
 from trainyard.service.storage.models import RUN_STATUSES, Run
-from trainyard.trainer import Dataset, SpecError, TrainSpec, check
-from trainyard.trainer.fit import load_data
-from trainyard.trainer.spec import MAX_NAME_LENGTH, UploadData, field_errors
+from trainyard.trainer import SpecError, TrainSpec, check
+from trainyard.trainer.spec import MAX_NAME_LENGTH, Name, UploadData
 
 #: Most runs one sweep may create.
 MAX_SWEEP_RUNS = 200
@@ -49,10 +50,19 @@ METRICS: dict[str, tuple[str, bool]] = {
 #: Most values a grid axis or a ``choice`` may list, and most paths a space may have.
 MAX_VALUES = MAX_SWEEP_RUNS
 MAX_PATHS = 16
+#: Largest swept value, as JSON: a grid or choice value is set into a spec, whose own limits are far smaller.
+MAX_VALUE_BYTES = 10_000
+#: Largest magnitude of a distribution's bounds: what numpy draws from exactly, and what a JSON store (PostgreSQL's
+#: JSONB among them) gives back as the float it was (from 1e16 on, it gives an integer).
+MAX_BOUND = 1e15
+#: ... and of an ``int_uniform``'s: every integer up to it is a float exactly.
+MAX_INT_BOUND = 2**53
 
 _Path = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")]
 _Value = Any
-_Bounds = Annotated[list[float], Field(min_length=2, max_length=2)]
+_Bound = Annotated[float, Field(ge=-MAX_BOUND, le=MAX_BOUND)]
+_Bounds = Annotated[list[_Bound], Field(min_length=2, max_length=2)]
+_IntBound = Annotated[int, Field(ge=-MAX_INT_BOUND, le=MAX_INT_BOUND)]
 
 
 class _Strict(BaseModel):
@@ -94,7 +104,7 @@ class LogUniform(_Strict):
 class IntUniform(_Strict):
     """An integer uniformly between ``low`` and ``high``, both included."""
 
-    int_uniform: Annotated[list[int], Field(min_length=2, max_length=2)]
+    int_uniform: Annotated[list[_IntBound], Field(min_length=2, max_length=2)]
 
     @field_validator("int_uniform")
     @classmethod
@@ -110,8 +120,8 @@ Distribution = Choice | Uniform | LogUniform | IntUniform
 class SweepRequest(_Strict):
     """The body of ``POST /api/sweeps``."""
 
-    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
-    spec: dict[str, Any] = Field(description="The base job spec; each run overrides the paths of the space.")
+    name: Name
+    spec: dict[str, Any] = Field(description="The base job spec, itself valid; each run overrides the space's paths.")
     method: Literal["grid", "random"]
     space: Annotated[dict[_Path, Any], Field(min_length=1, max_length=MAX_PATHS)] = Field(
         description="Dotted spec path -> a list of values (grid) or a distribution (random)."
@@ -127,6 +137,7 @@ class SweepRequest(_Strict):
             for path, values in self.space.items():
                 if not isinstance(values, list) or not 1 <= len(values) <= MAX_VALUES:
                     raise ValueError(f"space.{path}: a grid needs a list of 1 to {MAX_VALUES} values")
+                _check_sizes(f"space.{path}", values)
             size = math.prod(len(values) for values in self.space.values())
             if size > MAX_SWEEP_RUNS:
                 raise ValueError(f"space: the grid has {size} combinations; a sweep has at most {MAX_SWEEP_RUNS} runs")
@@ -135,7 +146,15 @@ class SweepRequest(_Strict):
                 raise ValueError("n: a random sweep needs n, the number of points to draw")
             for path, value in self.space.items():
                 self.space[path] = _distribution(path, value)
+                if isinstance(self.space[path], Choice):
+                    _check_sizes(f"space.{path}.choice", self.space[path].choice)
         return self
+
+
+def _check_sizes(where: str, values: list[Any]) -> None:
+    for index, value in enumerate(values):
+        if len(json.dumps(value)) > MAX_VALUE_BYTES:
+            raise ValueError(f"{where}.{index}: a swept value may be at most {MAX_VALUE_BYTES:,} bytes of JSON")
 
 
 def _distribution(path: str, value: Any) -> Distribution:
@@ -176,10 +195,11 @@ def _draw(distribution: Distribution, rng: np.random.Generator) -> Any:
     if isinstance(distribution, Choice):
         return copy.deepcopy(distribution.choice[int(rng.integers(len(distribution.choice)))])
     if isinstance(distribution, Uniform):
-        return float(rng.uniform(*distribution.uniform))
+        low, high = distribution.uniform
+        return min(max(float(rng.uniform(low, high)), low), high)
     if isinstance(distribution, LogUniform):
-        low, high = distribution.log_uniform
-        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+        low, high = distribution.log_uniform  # exp(log(x)) may land a rounding error past a bound: clamp
+        return min(max(float(math.exp(rng.uniform(math.log(low), math.log(high)))), low), high)
     low, high = distribution.int_uniform
     return int(rng.integers(low, high, endpoint=True))
 
@@ -197,50 +217,61 @@ def run_name(name: str, index: int, point: dict[str, Any]) -> str:
 def expand(request: SweepRequest) -> list[TrainSpec]:
     """The validated spec of every run of the sweep, in order.
 
+    The base spec must be valid itself (it is stored as the sweep's), so must
+    every value a ``choice`` lists (drawn or not), and every point: each is
+    checked against its built-in dataset's shape (an upload's is checked by
+    the caller, which reads the database).
+
     Raises
     ------
     SweepPointError
-        A point cannot be set into the base spec or gives an invalid spec;
-        the first such point is reported (``points.<i>.<path>`` fields), and
+        The base spec, a choice or a point is invalid or does not fit its data;
+        the first fault is reported (fields ``spec.<path>``,
+        ``space.<path>.choice.<i>.<path>`` or ``points.<i>.<path>``), and
         nothing should be created.
     """
+    _valid(request.spec, "spec", "the base spec")
+    for path, distribution in request.space.items():
+        if isinstance(distribution, Choice):
+            for index, value in enumerate(distribution.choice):
+                _valid(_with(request.spec, {path: value}, f"space.{path}.choice.{index}"),
+                       f"space.{path}.choice.{index}", f"{path}={value!r}")
     specs: list[TrainSpec] = []
-    data: dict[tuple[str, int], Dataset] = {}
     for index, point in enumerate(points(request)):
-        spec = copy.deepcopy(request.spec)
-        try:
-            for path, value in point.items():
-                set_path(spec, path, value)
-        except KeyError as exc:
-            message = exc.args[0]
-            fields = [{"field": f"points.{index}", "message": message}]
-            raise SweepPointError(f"points.{index}: {message}", fields) from None
+        spec = _with(request.spec, point, f"points.{index}")
         spec["name"] = run_name(request.name, index, point)
-        try:
-            valid = TrainSpec.model_validate(spec)
-            _check_trainable(valid, data)
-        except ValidationError as exc:
-            errors = [(e["field"], e["message"]) for e in field_errors(exc)]
-        except SpecError as exc:
-            errors = [(exc.field, exc.message)]
-        else:
-            specs.append(valid)
-            continue
-        fields = [{"field": f"points.{index}.{field}", "message": message} for field, message in errors]
         shown = ", ".join(f"{path}={value!r}" for path, value in point.items())
-        message = f"{fields[0]['field']}: {fields[0]['message']} (point {index}: {shown})"
-        raise SweepPointError(message, fields)
+        specs.append(_valid(spec, f"points.{index}", f"point {index}: {shown}"))
     return specs
 
 
-def _check_trainable(spec: TrainSpec, data: dict[tuple[str, int], Dataset]) -> None:
-    """:func:`trainyard.trainer.check` for a built-in dataset, loading each (dataset, seed) once per sweep."""
-    if isinstance(spec.dataset, UploadData):
-        return  # the worker checks an upload's fit (see trainyard.service.operations.check_trainable)
-    key = (spec.dataset.model_dump_json(), spec.seed)
-    if key not in data:
-        data[key] = load_data(spec)
-    check(spec, data[key])
+def _with(base: dict[str, Any], values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A copy of ``base`` with ``values`` (path -> value) set; a SweepPointError naming ``where`` if a path does not
+    fit the base spec."""
+    spec = copy.deepcopy(base)
+    try:
+        for path, value in values.items():
+            set_path(spec, path, value)
+    except KeyError as exc:
+        message = exc.args[0]
+        raise SweepPointError(f"{where}: {message}", [{"field": where, "message": message}]) from None
+    return spec
+
+
+def _valid(spec: dict[str, Any], where: str, what: str) -> TrainSpec:
+    """``spec`` validated and, on a built-in dataset, checked against its shape; a SweepPointError naming the fields
+    under ``where`` otherwise."""
+    try:
+        valid = TrainSpec.model_validate(spec)
+        if not isinstance(valid.dataset, UploadData):
+            check(valid)  # the dataset's shape alone: nothing is generated
+        return valid
+    except ValidationError as exc:
+        errors = [(e["field"], e["message"]) for e in validation_fields(exc)]
+    except SpecError as exc:
+        errors = [(exc.field, exc.message)]
+    fields = [{"field": f"{where}.{field}", "message": message} for field, message in errors]
+    raise SweepPointError(f"{fields[0]['field']}: {fields[0]['message']} ({what})", fields)
 
 
 # --------------------------------------------------------------------------- a sweep's runs

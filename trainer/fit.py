@@ -105,13 +105,13 @@ def build_network(spec: TrainSpec, data: Dataset) -> Network:
 
 def _check_network(spec: TrainSpec, data: Dataset) -> int:
     """The network's number of outputs for ``data``; SpecError if the spec's network does not fit it."""
-    n_outputs = _n_outputs(spec, data)
-    check_fits_data(spec, data.n_samples, data.n_features, n_outputs)
-    return n_outputs
+    return _check_shape(spec, datasets.shape_of(data), data.n_samples)
 
 
-def _n_outputs(spec: TrainSpec, data: Dataset) -> int:
-    if data.task == "regression":
+def _check_shape(spec: TrainSpec, shape: datasets.Shape, n_train: int) -> int:
+    """The network's number of outputs for data of ``shape`` with ``n_train`` training rows; SpecError if the
+    spec's network does not fit it."""
+    if shape.task == "regression":
         if isinstance(spec.model, PerceptronModel):
             raise SpecError("model.type", "a perceptron classifies; this dataset is a regression task")
         if spec.loss == "cross_entropy":
@@ -122,7 +122,8 @@ def _n_outputs(spec: TrainSpec, data: Dataset) -> int:
                             "this one is regression (monitor a loss)")
     elif spec.loss == "mse":
         raise SpecError("loss", "mse needs a regression dataset; this one is classification (use auto)")
-    return data.n_outputs
+    check_fits_data(spec, n_train, shape.n_features, shape.n_outputs)
+    return shape.n_outputs
 
 
 def load_data(spec: TrainSpec) -> Dataset:
@@ -152,13 +153,15 @@ def _prepare(spec: TrainSpec, data: Dataset) -> tuple[datasets.Split, datasets.S
         raise SpecError("dataset.test_fraction", str(exc)) from exc
 
 
-def check(spec: TrainSpec | dict | str, data: Dataset | None = None) -> TrainSpec:
+def check(spec: TrainSpec | dict | str, data: Dataset | datasets.Shape | None = None) -> TrainSpec:
     """Check everything :func:`fit` checks before its first epoch, without training; the validated spec.
 
     A service calls this when a job is submitted, so a spec that cannot train
     on its data (too many parameters for its input features, a loss that
     does not suit the task, a held-out split too small) is refused then, not
-    when a worker starts it.  Costs a load of the data, never a network.
+    when a worker starts it.  It needs the data's shape alone: ``data`` may be
+    a :class:`~.datasets.Shape` (an upload's, as a service stores it), and a
+    built-in's is known without generating the data.
 
     Raises
     ------
@@ -168,9 +171,27 @@ def check(spec: TrainSpec | dict | str, data: Dataset | None = None) -> TrainSpe
         The spec does not fit the data.
     """
     spec = _validated(spec)
-    split, _ = _prepare(spec, load_data(spec) if data is None else data)
-    _check_network(spec, split.train)
+    if data is None:
+        shape = builtin_shape(spec)
+    else:
+        shape = data if isinstance(data, datasets.Shape) else datasets.shape_of(data)
+    try:
+        n_train = shape.n_train(spec.dataset.held_out)
+    except datasets.DatasetError as exc:
+        raise SpecError("dataset.test_fraction", str(exc)) from exc
+    _check_shape(spec, shape, n_train)
     return spec
+
+
+def builtin_shape(spec: TrainSpec) -> datasets.Shape:
+    """The shape of the built-in dataset a spec names, without generating it."""
+    ds = spec.dataset
+    if not isinstance(ds, BuiltinData):
+        raise SpecError("dataset.upload", "an uploaded dataset's shape must be given by the caller")
+    try:
+        return datasets.builtin_shape(ds.name, n_samples=ds.n_samples, noise=ds.noise)
+    except datasets.DatasetError as exc:
+        raise SpecError("dataset", str(exc)) from exc
 
 
 def fit(

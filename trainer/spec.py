@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from .datasets import BUILTIN_NAMES, MAX_SAMPLES
 
@@ -29,6 +29,9 @@ MAX_NAME_LENGTH = 200
 MAX_TAGS = 32
 MAX_TAG_LENGTH = 64
 MAX_NOTES_LENGTH = 10_000
+#: Largest early-stopping ``min_delta``: beyond any loss worth monitoring.  Every number a spec holds stays below
+#: 1e16, which JSON stores (PostgreSQL's JSONB among them) give back as the float it was, not as an integer.
+MAX_MIN_DELTA = 1e12
 #: Activations, gradients and deltas of one batch, in values (8 bytes each in float64).
 MAX_WORKING_VALUES = 100_000_000
 
@@ -76,6 +79,15 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text
+
+
+#: A run's name: 1 to 200 characters, not all spaces.
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_not_blank)]
 
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 LearningRate = Annotated[float, Field(gt=0.0, le=10.0)]
@@ -226,7 +238,7 @@ ScheduleSpec = Annotated[
 class EarlyStopping(_Strict):
     monitor: Literal["val_loss", "train_loss", "val_accuracy", "train_accuracy"] = "val_loss"
     patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10
-    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    min_delta: Annotated[float, Field(ge=0.0, le=MAX_MIN_DELTA)] = 0.0
     restore_best: bool = True
 
 
@@ -235,7 +247,7 @@ class TrainSpec(_Strict):
     """A training job.  ``TrainSpec.model_validate_json(text)`` parses and checks one."""
 
     version: Literal[1] = 1
-    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] = "run"
+    name: Name = "run"
     dataset: DataSpec
     model: ModelSpec = MLPModel()
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"

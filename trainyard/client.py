@@ -119,7 +119,8 @@ class Client:
         How long a request that is safe to repeat keeps trying while the service
         answers ``503`` (its database restarting, say), waiting what each answer's
         ``Retry-After`` says between tries.  Safe to repeat: every ``GET``, and
-        :meth:`submit`, which sends an ``Idempotency-Key``.  0: never repeat.
+        :meth:`submit` and :meth:`create_sweep`, which send an ``Idempotency-Key``.
+        0: never repeat.
 
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
@@ -299,12 +300,14 @@ class Client:
 
     # ------------------------------------------------------------------ sweeps
 
-    def create_sweep(self, sweep: Mapping[str, Any]) -> JSON:
+    def create_sweep(self, sweep: Mapping[str, Any], *, idempotency_key: str | None = None) -> JSON:
         """Create a sweep (``{"name", "spec", "method", "space"[, "n", "seed"]}``) with all its runs queued.
 
         The whole sweep is refused (an :class:`ApiError` naming ``points.<i>.<path>``) if any point is invalid.
+        Like :meth:`submit`, it carries an ``Idempotency-Key``: repeating it never makes a second sweep.
         """
-        return self._json("POST", "/api/sweeps", json=dict(sweep))
+        key = idempotency_key or uuid.uuid4().hex
+        return self._json("POST", "/api/sweeps", json=dict(sweep), headers={IDEMPOTENCY_HEADER: key})
 
     def sweep(self, sweep_id: str, *, metric: str | None = None) -> JSON:
         """A sweep with its ``progress``, its ``runs`` and the ``best`` run by ``metric`` (e.g. ``val_loss``)."""

@@ -15,19 +15,20 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
+from sqlalchemy.orm import Session
 from typing_extensions import TypedDict
 from werkzeug.datastructures import FileStorage
 
 from trainyard.service.api.declare import declare
 from trainyard.service.api.schemas import DatasetForm
 from trainyard.service.auth import requires
-from trainyard.service.context import transaction
+from trainyard.service.context import services, transaction
 from trainyard.service.documents import DatasetDocument, dataset_json
 from trainyard.service.errors import ApiError, invalid_field, not_found
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import MAX_NAME_LENGTH
 from trainyard.trainer import DatasetError, load_csv
-from trainyard.trainer.datasets import builtin_info
+from trainyard.trainer.datasets import builtin_info, shape_of
 
 bp = Blueprint("datasets", __name__, url_prefix="/api")
 
@@ -56,6 +57,15 @@ def _load_error(exc: DatasetError) -> ApiError:
     return invalid_field(field, message)
 
 
+def _check_room(s: Session, size: int) -> None:
+    """413 if ``size`` more bytes would take the uploads past ``TRAINYARD_MAX_DATASETS_GB``."""
+    room = services().settings.max_datasets_bytes - repo.datasets_bytes(session=s)
+    if size > room:
+        message = (f"the uploads may take {services().settings.max_datasets_gb:g} GiB together "
+                   f"(TRAINYARD_MAX_DATASETS_GB) and have {max(room, 0):,} bytes left; this file has {size:,}")
+        raise ApiError(413, "storage_full", f"file: {message}", [{"field": "file", "message": message}])
+
+
 def _last_column(content: bytes) -> str:
     """The name of the last column of a CSV the loader has accepted (its default target)."""
     reader = csv.reader(io.StringIO(content.decode("utf-8-sig"), newline=""), strict=True, skipinitialspace=True)
@@ -82,12 +92,15 @@ def _validated(content: bytes, target: str | None, task: str, name: str) -> dict
         "n_samples": dataset.n_samples,
         "n_features": dataset.n_features,
         "classes": list(dataset.classes) if dataset.task == "classification" else None,
+        "class_counts": list(shape_of(dataset).counts) if dataset.task == "classification" else None,
     }
 
 
 @bp.post("/datasets")
 @requires("write")
-@declare(form=DatasetForm, files=("file",), upload_limit=UPLOAD_LIMIT, responses={201: DatasetDocument}, tags=TAGS,
+@declare(form=DatasetForm, files=("file",), upload_limit=UPLOAD_LIMIT, tags=TAGS,
+         responses={201: DatasetDocument, 413: "The upload is too large, or the uploads would pass "
+                    "`TRAINYARD_MAX_DATASETS_GB` together."},
          summary="Upload a CSV dataset: a header row, numeric features, a target column",
          description="Checked by the trainer's own CSV loader, so a file accepted here is one a worker can train on.")
 def create_dataset(form: DatasetForm) -> tuple[Response, int, dict[str, str]]:
@@ -101,6 +114,7 @@ def create_dataset(form: DatasetForm) -> tuple[Response, int, dict[str, str]]:
         upload.close()
     described = _validated(content, form.target, form.task, name)
     with transaction() as s:
+        _check_room(s, len(content))
         dataset = repo.create_dataset(session=s, name=name, filename=filename, content=content, **described)
         body = dataset_json(dataset)
     return jsonify(body), 201, {"Location": url_for(".get_dataset", dataset_id=body["id"])}

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, url_for
 from trainyard.service import operations
 from trainyard.service.api.declare import declare
 from trainyard.service.api.schemas import (
+    QUOTA,
     EpochsQuery,
     ExportQuery,
     IdempotencyKey,
@@ -38,7 +39,7 @@ TAGS = ("runs",)
 
 @bp.post("/runs")
 @requires("write")
-@declare(body=TrainSpec, headers=(IdempotencyKey,), responses={201: RunDocument}, tags=TAGS,
+@declare(body=TrainSpec, headers=(IdempotencyKey,), responses={201: RunDocument, 429: QUOTA}, tags=TAGS,
          summary="Create a run from a job spec and queue it",
          description="The spec is checked against its dataset too (a 422 names the field); the run is sent to the "
          "workers after it is stored. With an `Idempotency-Key` header, a repeated request gets the run the first "

@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from flask import request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainyard.service.api.declare import MAX_INT_PARAMETER, Header, QueryInt, comma_list
 from trainyard.service.comparison import MAX_RUNS
@@ -20,7 +20,7 @@ from trainyard.service.operations import IDEMPOTENCY_HEADER
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import ID_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH, MAX_NAME_LENGTH, RUN_STATUSES
 from trainyard.service.sweeps import METRICS
-from trainyard.trainer.spec import MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS
+from trainyard.trainer.spec import MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, Name
 
 #: Largest ``max_points`` of a curve.
 MAX_POINTS = 100_000
@@ -37,17 +37,6 @@ TASKS = ("auto", "classification", "regression")
 #: The sort keys of the runs list, ascending and (``-``) descending.
 SORTS = tuple(key for field in repo.SORT_FIELDS for key in (field, f"-{field}"))
 
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-#: A form's text: not blank.
-Label = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_not_blank)]
 Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)]], Field(max_length=MAX_TAGS)]
 Notes = Annotated[str, Field(max_length=MAX_NOTES_LENGTH)]
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
@@ -123,7 +112,9 @@ class SweepListQuery(_Query):
     """``GET /api/sweeps``."""
 
     limit: Annotated[QueryInt, Field(ge=1, le=MAX_SWEEP_LIST)] = Field(
-        DEFAULT_SWEEP_LIST, description="At most this many sweeps, the newest first.")
+        DEFAULT_SWEEP_LIST, description="Sweeps per page, the newest first.")
+    cursor: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
+        None, description="The `next` of the previous page.")
 
 
 class SweepQuery(_Query):
@@ -132,6 +123,9 @@ class SweepQuery(_Query):
     metric: Literal[tuple(METRICS)] | None = Field(  # type: ignore[valid-type]
         None, description="Ranks the runs (default val_loss with held-out data, else train_loss).")
 
+
+#: What a 429 to a request that queues runs means.
+QUOTA = "The token has as many runs queued as it may (`TRAINYARD_MAX_QUEUED_RUNS`); Retry-After says when to try."
 
 #: The ``Idempotency-Key`` header: any printable ASCII text, up to 200 characters (a UUID, say).
 IdempotencyKey = Header(
@@ -156,8 +150,8 @@ class DatasetForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Label | None = Field(None, description="A label (default: the file's name without its extension).")
-    target: Label | None = Field(None, description="The column to predict (default: the last).")
+    name: Name | None = Field(None, description="A label (default: the file's name without its extension).")
+    target: Name | None = Field(None, description="The column to predict (default: the last).")
     task: Literal[TASKS] = Field("auto", description="What the target is; auto: decided from its values.")  # type: ignore
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, url_for
+from sqlalchemy.orm import Session
 from typing_extensions import NotRequired, TypedDict
 
 from trainyard.service import operations
 from trainyard.service.api.declare import declare
-from trainyard.service.api.schemas import SweepListQuery, SweepQuery
+from trainyard.service.api.schemas import QUOTA, IdempotencyKey, SweepListQuery, SweepQuery, idempotency_key
 from trainyard.service.auth import requires
 from trainyard.service.context import transaction
 from trainyard.service.documents import Id, RunDocument, Timestamp, iso, run_json
+from trainyard.service.errors import invalid_parameter
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import SWEEP_METHODS, Run, Sweep
 from trainyard.service.sweeps import SweepRequest, default_metric, metric_value, progress, ranked
@@ -61,9 +63,10 @@ class SweepDocument(TypedDict):
 
 
 class SweepList(TypedDict):
-    """The sweeps, newest first, without their runs."""
+    """A page of sweeps, newest first, without their runs, and the cursor of the next page (null on the last)."""
 
     sweeps: list[SweepDocument]
+    next: str | None
 
 
 def _best(runs: list[Run], metric: str) -> Best:
@@ -73,10 +76,14 @@ def _best(runs: list[Run], metric: str) -> Best:
     return {"metric": metric, "value": value, "run": None if value is None else order[0].id}
 
 
-def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None, with_runs: bool = True) -> SweepDocument:
-    """A sweep as the API shows it: its request, progress, best run by ``metric`` and (optionally) its runs."""
+def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None) -> SweepDocument:
+    """A sweep as the API shows it: its request, progress, best run by ``metric`` and its runs."""
     metric = metric or default_metric(sweep.base_spec)
-    body: SweepDocument = {
+    return _document(sweep, progress(runs), _best(runs, metric)) | {"runs": [run_json(run) for run in runs]}
+
+
+def _document(sweep: Sweep, shown_progress: Progress, best: Best) -> SweepDocument:
+    return {
         "id": sweep.id,
         "name": sweep.name,
         "method": sweep.method,
@@ -85,22 +92,29 @@ def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None, with
         "seed": sweep.space.get("seed"),
         "spec": sweep.base_spec,
         "created_at": iso(sweep.created_at),
-        "progress": progress(runs),
-        "best": _best(runs, metric),
+        "progress": shown_progress,
+        "best": best,
     }
-    if with_runs:
-        body["runs"] = [run_json(run) for run in runs]
-    return body
+
+
+def sweep_summaries(s: Session, sweeps: list[Sweep]) -> list[SweepDocument]:
+    """Sweeps without their runs: progress and best run, counted in the database."""
+    found = operations.summarize_sweeps(s, sweeps)
+    return [_document(sweep, found[sweep.id].progress, {"metric": found[sweep.id].metric,
+                                                        "value": found[sweep.id].best_value,
+                                                        "run": found[sweep.id].best_run}) for sweep in sweeps]
 
 
 @bp.post("/sweeps")
 @requires("write")
-@declare(body=SweepRequest, responses={201: SweepDocument}, tags=TAGS,
+@declare(body=SweepRequest, headers=(IdempotencyKey,), responses={201: SweepDocument, 429: QUOTA}, tags=TAGS,
          summary="Create a sweep: a base spec and a grid or random search space, all its runs queued at once",
-         description="Every run's spec is checked first: one invalid point refuses the whole sweep (fields "
-         "`points.<i>.<path>`).")
+         description="The base spec, every value a choice lists and every run's spec are checked first: one "
+         "invalid refuses the whole sweep (fields `spec.<path>`, `space.<path>.choice.<i>.<path>`, "
+         "`points.<i>.<path>`). With an `Idempotency-Key` header, a repeated request gets the sweep the first one "
+         "made.")
 def create_sweep(body: SweepRequest) -> tuple[Response, int, dict[str, str]]:
-    sweep, runs = operations.create_sweep(body)
+    sweep, runs = operations.create_sweep(body, idempotency_key=idempotency_key())
     return jsonify(sweep_json(sweep, runs)), 201, {"Location": url_for(".get_sweep", sweep_id=sweep.id)}
 
 
@@ -118,13 +132,15 @@ def get_sweep(sweep_id: str, query: SweepQuery) -> Response:
 @bp.get("/sweeps")
 @requires("read")
 @declare(query=SweepListQuery, responses={200: SweepList}, tags=TAGS,
-         summary="List sweeps, newest first, with their progress")
+         summary="List sweeps, newest first, a page at a time, with their progress")
 def list_sweeps(query: SweepListQuery) -> Response:
     with transaction() as s:
-        sweeps = repo.list_sweeps(session=s, limit=query.limit)
-        by_sweep = repo.sweep_runs(session=s, sweep_ids=[sweep.id for sweep in sweeps])
-        body = [sweep_json(sweep, by_sweep[sweep.id], with_runs=False) for sweep in sweeps]
-    return jsonify(sweeps=body)
+        try:
+            sweeps, cursor = repo.list_sweeps(session=s, limit=query.limit, cursor=query.cursor)
+        except ValueError as exc:
+            raise invalid_parameter("cursor", str(exc)) from None
+        body = sweep_summaries(s, sweeps)
+    return jsonify(sweeps=body, next=cursor)
 
 
 @bp.post("/sweeps/<id:sweep_id>/cancel")

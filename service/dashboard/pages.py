@@ -52,6 +52,8 @@ bp = Blueprint(
 )
 
 PAGE_SIZE = 50
+#: Sweeps a page of the sweeps list shows (their runs are counted in the database, never read).
+SWEEPS_PAGE_SIZE = 50
 #: Runs the sweep page's "compare the top k" link starts with.
 TOP_K = 5
 #: Which 2-D datasets get a decision boundary.
@@ -339,15 +341,16 @@ def _sweep_metric(sweep: Sweep) -> str:
 @bp.get("/sweeps")
 @requires("read", via="session")
 def sweep_list() -> str:
+    cursor = request.args.get("cursor") or None
     with transaction() as s:
-        shown = repo.list_sweeps(session=s, limit=sweeps.MAX_SWEEPS)
-        runs = repo.sweep_runs(session=s, sweep_ids=[sweep.id for sweep in shown])
-        rows = []
-        for sweep in shown:
-            metric = sweeps.default_metric(sweep)
-            view = sweeps.sweep_view(sweep, runs[sweep.id], metric)
-            rows.append({"sweep": sweep, "view": view, "metric": metric})
-    return render_template("dashboard/sweeps.html", rows=rows, statuses=RUN_STATUSES)
+        try:
+            shown, next_cursor = repo.list_sweeps(session=s, limit=SWEEPS_PAGE_SIZE, cursor=cursor)
+        except ValueError as exc:
+            abort(400, str(exc))
+        summaries = operations.summarize_sweeps(s, shown)
+    rows = [{"sweep": sweep, "summary": summaries[sweep.id]} for sweep in shown]
+    return render_template("dashboard/sweeps.html", rows=rows, statuses=RUN_STATUSES, next_cursor=next_cursor,
+                           paged=cursor is not None)
 
 
 @bp.get("/sweeps/<sweep_id>")

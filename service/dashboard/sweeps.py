@@ -17,9 +17,6 @@ from trainyard.service.specpaths import get_path
 from trainyard.service.storage.models import Run, Sweep
 from trainyard.service.sweeps import METRICS
 
-#: Most sweeps the list shows.
-MAX_SWEEPS = 200
-
 
 def default_metric(sweep: Sweep) -> str:
     """``val_loss`` when the base spec holds data out, else ``train_loss`` (as the API ranks)."""

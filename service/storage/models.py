@@ -149,7 +149,10 @@ class Sweep(Base):
     """A hyper-parameter search: a base spec and a space; its runs point at it with ``runs.sweep_id``."""
 
     __tablename__ = "sweeps"
-    __table_args__ = (CheckConstraint(_in("method", SWEEP_METHODS), name="method"),)
+    __table_args__ = (
+        CheckConstraint(_in("method", SWEEP_METHODS), name="method"),
+        Index("ix_sweeps_idempotency_key", "idempotency_key", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
@@ -157,6 +160,8 @@ class Sweep(Base):
     base_spec: Mapped[dict[str, Any]]
     space: Mapped[dict[str, Any]]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The ``Idempotency-Key`` of the request that created the sweep, if it sent one: one sweep per key.
+    idempotency_key: Mapped[str | None] = mapped_column(String(MAX_IDEMPOTENCY_KEY_LENGTH))
 
 
 class Run(Base):
@@ -175,6 +180,7 @@ class Run(Base):
         Index("ix_runs_sweep_id", "sweep_id"),
         Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
         Index("ix_runs_idempotency_key", "idempotency_key", unique=True),
+        Index("ix_runs_token_id_status", "token_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -205,6 +211,8 @@ class Run(Base):
     best_epoch: Mapped[int | None]
     #: The ``Idempotency-Key`` of the request that created the run, if it sent one: one run per key.
     idempotency_key: Mapped[str | None] = mapped_column(String(MAX_IDEMPOTENCY_KEY_LENGTH))
+    #: The API token that created the run (None with auth off): its queued runs count against its quota.
+    token_id: Mapped[str | None] = mapped_column(String(32))
 
     @property
     def summary(self) -> dict[str, float | int | None]:
@@ -277,6 +285,8 @@ class Dataset(Base):
     n_samples: Mapped[int]
     n_features: Mapped[int]
     classes: Mapped[list[Any] | None]
+    #: Rows per class, in the order of ``classes`` (None for a regression, and for uploads stored before it was).
+    class_counts: Mapped[list[Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

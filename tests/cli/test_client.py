@@ -233,7 +233,7 @@ def test_what_is_not_safe_to_repeat_is_sent_once(restarting):
     restarting.retry_after = "0"
     with Client(restarting.url) as client:
         with pytest.raises(ApiError) as refused:
-            client.create_sweep({"name": "s"})  # a POST without an idempotency key
+            client.cancel("0")  # a POST without an idempotency key
         assert refused.value.status == 503 and len(restarting.seen) == 1
         with pytest.raises(ApiError):
             client.ready()  # its 503 is the answer

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trainyard.trainer import SpecError, check
 from trainyard.trainer.datasets import (
     BUILTIN_NAMES,
     MAX_FEATURES,
@@ -20,9 +22,11 @@ from trainyard.trainer.datasets import (
     Split,
     Standardizer,
     builtin_info,
+    builtin_shape,
     load_builtin,
     load_csv,
     prepare,
+    shape_of,
     train_val_split,
 )
 
@@ -754,3 +758,39 @@ def test_stratified_split_invariants(counts, fraction, seed):
     np.testing.assert_array_equal(val_counts, expected)
     again = train_val_split(ds, fraction, seed)
     np.testing.assert_array_equal(again.val.X, split.val.X)
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_a_builtins_shape_is_known_without_generating_it(name):
+    options = {"n_samples": 37} if name in ("moons", "circles", "spirals", "sine") else {}
+    assert builtin_shape(name, **options) == shape_of(load_builtin(name, **options))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 0.9])
+@pytest.mark.parametrize("name", ["xor", "spirals", "sine", "iris"])
+def test_the_shape_counts_the_training_rows_the_split_leaves(name, fraction):
+    data = load_builtin(name)
+    assert shape_of(data).n_train(fraction) == train_val_split(data, fraction, seed=0).train.n_samples
+
+
+def test_the_shape_refuses_the_split_the_data_refuses():
+    data = load_builtin("or")  # one row of class 0
+    with pytest.raises(DatasetError, match="class '0' has only 1 row"):
+        shape_of(data).n_train(0.5)
+    with pytest.raises(DatasetError, match="class '0' has only 1 row"):
+        train_val_split(data, 0.5, seed=0)
+
+
+def test_checking_a_spec_on_a_million_row_builtin_builds_no_data():
+    spec = {"dataset": {"name": "spirals", "n_samples": 1_000_000}, "model": {"hidden": [{"units": 4096}]},
+            "batch_size": None}
+    tracemalloc.start()
+    try:
+        with pytest.raises(SpecError, match="working values") as refused:  # 800,000 rows x 4,101 units: too many
+            check(spec)
+        check({**spec, "batch_size": 32})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused.value.field == "batch_size"
+    assert peak < 1_000_000  # the million rows' features alone are 16 MB

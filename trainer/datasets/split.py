@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .dataset import Dataset, DatasetError, _check_seed
+from .shape import shape_of, validation_rows
 
 __all__ = ["Split", "Standardizer", "prepare", "train_val_split"]
 
@@ -33,10 +34,6 @@ class Split:
 
     train: Dataset
     val: Dataset | None
-
-
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
 
 
 def _check_fraction(test_fraction: Any) -> float:
@@ -95,31 +92,12 @@ def train_val_split(ds: Dataset, test_fraction: float, seed: int) -> Split:
     if f == 0.0:
         return Split(train=ds, val=None)  # no copy: a Dataset's arrays are not written to
 
+    taken = validation_rows(shape_of(ds), f)  # DatasetError when the split is impossible
     if ds.task == "classification":
-        counts = np.bincount(ds.y, minlength=ds.n_classes)
-        val_parts = []
-        for c in range(ds.n_classes):
-            count = int(counts[c])
-            if count == 0:
-                continue
-            if count < 2:
-                raise DatasetError(
-                    f"dataset {ds.name or '(unnamed)'} is too small for test_fraction {f:g}: class "
-                    f"{ds.classes[c]!r} has only {count} row; a stratified split needs at least 2 "
-                    "rows of every class (one for training, one for validation)"
-                )
-            k = min(max(_round_half_up(f * count), 1), count - 1)
-            members = np.flatnonzero(ds.y == c)
-            val_parts.append(rng.permutation(members)[:k])
-        val_idx = np.sort(np.concatenate(val_parts))
+        parts = [rng.permutation(np.flatnonzero(ds.y == c))[:k] for c, k in enumerate(taken) if k]
+        val_idx = np.sort(np.concatenate(parts))
     else:
-        if n < 2:
-            raise DatasetError(
-                f"dataset {ds.name or '(unnamed)'} is too small for test_fraction {f:g}: it has "
-                f"{n} row; a split needs at least 2 rows"
-            )
-        k = min(max(_round_half_up(f * n), 1), n - 1)
-        val_idx = np.sort(rng.permutation(n)[:k])
+        val_idx = np.sort(rng.permutation(n)[: taken[0]])
     in_val = np.zeros(n, dtype=bool)
     in_val[val_idx] = True
     return Split(train=ds.subset(~in_val), val=ds.subset(in_val))

@@ -36,7 +36,7 @@ from trainyard.service.storage.repo.blobs import (
     save_checkpoint,
     write_weights_many,
 )
-from trainyard.service.storage.repo.datasets import create_dataset, get_dataset, list_datasets
+from trainyard.service.storage.repo.datasets import create_dataset, datasets_bytes, get_dataset, list_datasets
 from trainyard.service.storage.repo.downsampling import downsample
 from trainyard.service.storage.repo.epochs import (
     EPOCH_FIELDS,
@@ -57,6 +57,7 @@ from trainyard.service.storage.repo.leases import (
 )
 from trainyard.service.storage.repo.listing import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, SORT_FIELDS, list_runs
 from trainyard.service.storage.repo.runs import (
+    count_queued,
     create_run,
     delete_run,
     get_run,
@@ -65,7 +66,15 @@ from trainyard.service.storage.repo.runs import (
     request_cancel,
     update_run,
 )
-from trainyard.service.storage.repo.sweeps import create_sweep, get_sweep, list_sweeps, sweep_runs
+from trainyard.service.storage.repo.sweeps import (
+    create_sweep,
+    get_sweep,
+    get_sweep_by_idempotency_key,
+    list_sweeps,
+    sweep_best,
+    sweep_progress,
+    sweep_runs,
+)
 from trainyard.service.storage.repo.tokens import (
     LAST_USED_RESOLUTION,
     TOKEN_PREFIX,
@@ -78,6 +87,7 @@ from trainyard.service.storage.repo.tokens import (
 
 __all__ = [
     # runs
+    "count_queued",
     "create_run",
     "get_run",
     "get_run_by_idempotency_key",
@@ -125,11 +135,15 @@ __all__ = [
     # datasets
     "create_dataset",
     "get_dataset",
+    "datasets_bytes",
     "list_datasets",
     # sweeps
     "create_sweep",
     "get_sweep",
+    "get_sweep_by_idempotency_key",
     "list_sweeps",
+    "sweep_best",
+    "sweep_progress",
     "sweep_runs",
     # the clock every function here reads, so a caller can compare times with it
     "utcnow",

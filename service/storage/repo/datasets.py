@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, undefer
 
 from trainyard.service.storage.models import DATASET_TASKS, Dataset, new_id, utcnow
@@ -23,6 +23,7 @@ def create_dataset(
     n_samples: int,
     n_features: int,
     classes: list[Any] | None = None,
+    class_counts: list[int] | None = None,
 ) -> Dataset:
     """Store an uploaded CSV (validated by the caller) with its SHA-256 and size."""
     dataset = Dataset(
@@ -37,6 +38,7 @@ def create_dataset(
         n_samples=n_samples,
         n_features=n_features,
         classes=classes,
+        class_counts=class_counts,
         created_at=utcnow(),
     )
     session.add(dataset)
@@ -55,3 +57,8 @@ def get_dataset(*, session: Session, dataset_id: str, with_content: bool = False
 def list_datasets(*, session: Session) -> list[Dataset]:
     """Every uploaded dataset, newest first, without its content."""
     return list(session.scalars(select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc())))
+
+
+def datasets_bytes(*, session: Session) -> int:
+    """The bytes every upload takes, together."""
+    return session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0))) or 0

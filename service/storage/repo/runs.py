@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from trainyard.service.storage.models import Run, new_id, utcnow
@@ -40,6 +40,7 @@ def create_run(
     epochs_total: int,
     sweep_id: str | None = None,
     idempotency_key: str | None = None,
+    token_id: str | None = None,
 ) -> Run:
     """Add a queued run and flush it (so a bad ``sweep_id`` fails here); returns the new :class:`Run`.
 
@@ -62,6 +63,7 @@ def create_run(
         epochs_done=0,
         epochs_total=epochs_total,
         idempotency_key=idempotency_key,
+        token_id=token_id,
     )
     session.add(run)
     session.flush()
@@ -71,6 +73,12 @@ def create_run(
 def get_run(*, session: Session, run_id: str) -> Run | None:
     """The run with this id, or None."""
     return session.get(Run, run_id)
+
+
+def count_queued(*, session: Session, token_id: str | None) -> int:
+    """How many runs the token ``token_id`` created are queued (with None: those created without a token)."""
+    who = Run.token_id.is_(None) if token_id is None else Run.token_id == token_id
+    return session.scalar(select(func.count()).select_from(Run).where(who, Run.status == "queued")) or 0
 
 
 def get_run_by_idempotency_key(*, session: Session, key: str) -> Run | None:

@@ -81,3 +81,19 @@ def test_run_is_created_when_the_broker_is_down(app_without_broker, tokens, capl
     run_id = response.get_json()["id"]
     assert client.get(f"/api/runs/{run_id}", headers=headers).get_json()["status"] == "queued"
     assert f"run {run_id} stays queued" in caplog.text
+
+
+def test_a_sweep_is_created_at_once_when_the_broker_is_down(app_without_broker, tokens, caplog, Session):
+    """Sending stops at the first run the broker does not take: the others stay queued for the reconciler, and
+    the request does not wait on a dead broker once per run."""
+    client = app_without_broker.test_client()
+    headers = {"Authorization": f"Bearer {tokens['write']}"}
+    sweep = {"name": "s", "spec": {"dataset": {"name": "xor"}}, "method": "grid", "space": {"seed": list(range(20))}}
+
+    response = client.post("/api/sweeps", json=sweep, headers=headers)
+
+    assert response.status_code == 201
+    first = response.get_json()["runs"][0]["id"]
+    warnings = [record.getMessage() for record in caplog.records if "stays queued" in record.getMessage()]
+    assert warnings == [f"run {first} stays queued with the 19 after it: the broker is unreachable"]
+    assert {run["status"] for run in response.get_json()["runs"]} == {"queued"}

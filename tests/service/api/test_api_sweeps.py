@@ -75,7 +75,7 @@ def test_an_invalid_point_creates_nothing(api, grid, sent, run_count, assert_err
     [
         ({"method": "grid", "space": {"seed": list(range(20)), "epochs": list(range(1, 20))}}, "space"),
         ({"space": {"model.hidden.3.units": [4]}}, "points.0"),
-        ({"spec": {"name": "x"}}, "points.0.dataset"),
+        ({"spec": {"name": "x"}}, "spec.dataset"),  # the base spec must be valid itself
         ({"extra": 1}, "extra"),
         ({"method": "random", "n": 2, "space": {"optimizer.lr": [1, 2]}}, "space.optimizer.lr"),
     ],
@@ -87,7 +87,7 @@ def test_bad_sweeps_are_refused_naming_the_field(api, grid, run_count, assert_er
 
 def test_a_missing_upload_refuses_the_sweep(api, grid, run_count, assert_error):
     grid["spec"]["dataset"] = {"upload": "0" * 32}
-    assert_error(api.post("/api/sweeps", json=grid), 422, field="dataset.upload")
+    assert_error(api.post("/api/sweeps", json=grid), 422, field="points.0.dataset.upload")
     assert run_count() == 0
 
 
@@ -146,3 +146,38 @@ def test_sweep_errors(api, reader, grid, assert_error):
     assert_error(api.post(f"/api/sweeps/{'0' * 32}/cancel"), 404)
     sweep_id = api.post("/api/sweeps", json=grid).get_json()["id"]
     assert_error(reader.get(f"/api/sweeps/{sweep_id}?metric=loss"), 400, field="metric")
+
+
+def test_the_base_spec_is_valid_itself_even_where_the_space_covers_it(api, grid, run_count, assert_error):
+    grid["spec"]["notes"] = "n" * 900_000  # over the spec's 10,000 characters, though every run's notes are swept
+    grid["space"] = {"notes": ["a", "b"]}
+    assert_error(api.post("/api/sweeps", json=grid), 422, field="spec.notes")
+    assert run_count() == 0
+
+
+def test_every_value_a_choice_lists_is_checked_drawn_or_not(api, grid, run_count, assert_error):
+    sweep = grid | {"method": "random", "n": 1, "space": {"optimizer.lr": {"choice": [0.1, -5.0]}}}
+    assert_error(api.post("/api/sweeps", json=sweep), 422, field="space.optimizer.lr.choice.1.optimizer.lr")
+    assert run_count() == 0
+
+
+def test_a_swept_value_is_bounded_in_size(api, grid, run_count, assert_error):
+    error = assert_error(api.post("/api/sweeps", json=grid | {"space": {"tags": [["t" * 60] * 200]}}), 422)
+    assert "space.tags.0" in error["message"] and "bytes" in error["message"]
+    assert run_count() == 0
+
+
+def test_the_sweeps_list_pages_and_counts_without_reading_runs(api, reader, grid, Session, assert_error):
+    made = [api.post("/api/sweeps", json=grid | {"name": f"s{i}"}).get_json() for i in range(3)]
+    with Session() as s, s.begin():  # a finished run with metrics, to rank
+        repo.finish_run(session=s, run_id=made[0]["runs"][1]["id"], status="succeeded",
+                        summary={"final_train_loss": 0.25, "best_val_loss": 0.5})
+    first = reader.get("/api/sweeps?limit=2").get_json()
+    second = reader.get(f"/api/sweeps?limit=2&cursor={first['next']}").get_json()
+    assert [s["name"] for s in first["sweeps"] + second["sweeps"]] == ["s2", "s1", "s0"] and second["next"] is None
+    listed = second["sweeps"][0]
+    shown = reader.get(f"/api/sweeps/{made[0]['id']}").get_json()
+    assert (listed["progress"], listed["best"]) == (shown["progress"], shown["best"])
+    assert listed["progress"]["counts"]["succeeded"] == 1 and listed["best"]["run"] == made[0]["runs"][1]["id"]
+    assert "runs" not in listed
+    assert_error(reader.get("/api/sweeps?cursor=nope"), 400, "invalid_parameter", "cursor")

@@ -84,6 +84,19 @@ def test_sweeps_list_newest_first_with_progress_and_best(client: FlaskClient, Se
     assert 'href="/sweeps"' in client.get("/runs").get_data(as_text=True)  # the nav links to the sweeps
 
 
+def test_the_sweeps_list_pages(client: FlaskClient, Session, logged_in, monkeypatch) -> None:
+    monkeypatch.setattr("trainyard.service.dashboard.pages.SWEEPS_PAGE_SIZE", 1)
+    older, _ = make_sweep(Session, name="older")
+    newer, _ = make_sweep(Session, name="newer")
+    logged_in("read")
+    html = client.get("/sweeps").get_data(as_text=True)
+    assert f'data-sweep="{newer}"' in html and f'data-sweep="{older}"' not in html
+    following = re.search(r'<a rel="next" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    html = client.get(following).get_data(as_text=True)
+    assert f'data-sweep="{older}"' in html and 'rel="next"' not in html
+    assert client.get("/sweeps?cursor=nope").status_code == 400
+
+
 def test_sweep_page_ranks_runs_by_the_metric_with_swept_values(client: FlaskClient, Session, logged_in) -> None:
     sweep_id, ids = make_sweep(Session)
     logged_in("read")
