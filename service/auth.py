@@ -39,6 +39,7 @@ from flask import g, request, session
 from trainyard.service.context import services, transaction
 from trainyard.service.errors import ApiError
 from trainyard.service.storage import repo
+from trainyard.service.storage.files import make_private_folder
 from trainyard.service.storage.models import TOKEN_SCOPES
 
 #: Scopes from least to most allowed.
@@ -224,7 +225,7 @@ def persistent_secret_key(data_dir: Path) -> str:
         raise _unusable(path, exc) from exc
     temporary = path.with_name(f".{SECRET_KEY_FILE}.{secrets.token_hex(8)}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(path.parent)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise _unusable(path, exc) from exc
