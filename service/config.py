@@ -134,7 +134,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = _setting(
         "./trainyard-data",
-        "Folder of the local mode's files: the SQLite database and broker. Made when first needed.",
+        "Folder of the local mode's files: the SQLite database and broker. Made when first needed, readable by its "
+        "owner alone (0700, its files 0600); `trainyard up` closes one that is not.",
     )
     database_url: str = _setting(
         None,
