@@ -2,8 +2,9 @@
 
 ``create_app(settings)`` builds everything from the settings when called
 (nothing at import time): the engine and session factory, the run queue, the
-error handlers and the API.  It refuses to start against a database whose
-schema is behind the code's, with an error naming ``trainyard db upgrade``.
+error handlers, the security headers of every response (:mod:`.headers`) and
+the API.  It refuses to start against a database whose schema is behind the
+code's, with an error naming ``trainyard db upgrade``.
 Each request opens its own transaction (``trainyard.service.context.transaction``).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from trainyard.service import headers
 from trainyard.service.api import BLUEPRINTS, openapi
 from trainyard.service.api.declare import IdConverter
 from trainyard.service.config import Settings
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
     )
     install(app, services)
     register_error_handlers(app)
+    headers.init_app(app)
     app.url_map.converters["id"] = IdConverter
     for blueprint in (*BLUEPRINTS, openapi.bp):
         app.register_blueprint(blueprint)

@@ -10,8 +10,12 @@ credentials, 403 when the scope is too low, 400 when a session's form lacks
 its CSRF value; the dashboard renders them as pages.
 
 - **Tokens** are compared by hash (``repo.verify_token``) and never logged.
-- **Sessions** keep the token's *id* and scope, never the token; every request
-  looks the token up again by id, so revoking it logs the browser out.
+- **Sessions** live in the database (``repo.start_browser_session``): the
+  signed cookie holds only a random secret naming the session (and the CSRF
+  value), never the token.  Every request looks the session and its token up
+  again, so logging out (which deletes the session), its expiry
+  (``TRAINYARD_SESSION_HOURS`` after the login, when the cookie expires too)
+  and revoking the token each end it, whatever copy of the cookie is replayed.
 - **CSRF**: each session holds a random value that every POST of it must send
   back (form field ``csrf`` or header ``X-CSRF-Token``), compared in constant
   time; the cookie is HttpOnly and SameSite=Lax besides.
@@ -35,12 +39,15 @@ from flask import g, request, session
 from trainyard.service.context import services, transaction
 from trainyard.service.errors import ApiError
 from trainyard.service.storage import repo
+from trainyard.service.storage.files import make_private_folder
 from trainyard.service.storage.models import TOKEN_SCOPES
 
 #: Scopes from least to most allowed.
 SCOPES = TOKEN_SCOPES
 
 SECRET_KEY_FILE = "secret_key"
+#: The cookie's key holding the session's secret.
+SESSION_KEY = "sid"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -135,35 +142,46 @@ def current_token_id() -> str | None:
 
 
 def log_in(token: str) -> bool:
-    """Start a session for ``token`` if it is active; whether it was."""
+    """Start a session for ``token`` if it is active; whether it was.
+
+    The session the browser had before, if any, ends: nothing of it (no CSRF value) survives the login.
+    """
+    settings = services().settings
     with transaction() as s:
         row = repo.verify_token(session=s, token=token.strip())
-        found = None if row is None else (row.id, row.scope)
-    if found is None:
-        return False
-    session.clear()  # a new session: nothing (and no CSRF value) from before the login survives
-    session["token_id"], session["scope"] = found
+        if row is None:
+            return False
+        repo.end_browser_session(session=s, secret=session.get(SESSION_KEY))
+        secret = repo.start_browser_session(session=s, token_id=row.id, lifetime=settings.session_lifetime)
+    session.clear()
+    session[SESSION_KEY] = secret
+    session.permanent = True  # the cookie expires with the session (PERMANENT_SESSION_LIFETIME)
     csrf_token()
     return True
 
 
 def log_out() -> None:
+    """End the session: its row is deleted, so a copy of the cookie kept by anyone no longer logs in."""
+    secret = session.get(SESSION_KEY)
+    if secret is not None:
+        with transaction() as s:
+            repo.end_browser_session(session=s, secret=secret)
     session.clear()
 
 
 def session_scope() -> str | None:
     """The scope the session may act with: ``admin`` with auth off, its token's, or None (not logged in).
 
-    The token is looked up by id on every call, so revoking it ends the session.
+    The session and its token are looked up on every call, so logging out, the
+    session's expiry and revoking the token each end it.
     """
     if not services().settings.auth:
         return "admin"
-    token_id = session.get("token_id")
-    if not isinstance(token_id, str):
+    secret = session.get(SESSION_KEY)
+    if not isinstance(secret, str):
         return None
     with transaction() as s:
-        row = repo.get_active_token(session=s, token_id=token_id)
-        scope = None if row is None else row.scope
+        scope = repo.browser_session_scope(session=s, secret=secret)
     if scope is None:
         session.clear()
     return scope
@@ -213,7 +231,7 @@ def persistent_secret_key(data_dir: Path) -> str:
         raise _unusable(path, exc) from exc
     temporary = path.with_name(f".{SECRET_KEY_FILE}.{secrets.token_hex(8)}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(path.parent)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise _unusable(path, exc) from exc

@@ -17,8 +17,9 @@ options of every broker.  Nothing is built at import time.  The configuration:
   claim.  Recovery from a dead worker does not wait for it: the lease does.
   Socket timeouts too, so a request never waits long on a broker that is down;
 - the local mode's broker, kombu's SQLAlchemy transport (``sqla+`` URLs), is
-  :class:`SQLAlchemyTransport`, which polls faster while there is work.  It
-  passes its transport options to ``create_engine``, so it gets none;
+  :class:`SQLAlchemyTransport`, which polls faster while there is work and
+  creates its SQLite file 0600.  It passes its transport options to
+  ``create_engine``, so it gets none;
 - task events (``task-sent`` from the sender, the task's life from the worker)
   on every broker that can broadcast them, which is every broker but the local
   one (:func:`supports_events`): they are what Celery's monitor, Flower, shows.
@@ -36,6 +37,7 @@ from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy.exc import IntegrityError
 
 from trainyard.service.config import Settings
+from trainyard.service.storage.files import prepare_sqlite_file
 
 #: The schemes of Redis broker URLs (kombu's names): plain, TLS, a Unix socket, Sentinel.
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
@@ -60,6 +62,15 @@ IDLE_AFTER_SECONDS = 5.0
 AppT = TypeVar("AppT", bound=Celery)
 
 
+class _PrivateFileChannel(kombu_sqlalchemy.Channel):
+    """kombu's channel, creating a missing SQLite broker file readable by its owner alone (0600), as the database is:
+    it holds every queued run's message."""
+
+    def _engine_from_config(self) -> Any:  # called once per process and URL, before the first connection
+        prepare_sqlite_file(self.connection.client.hostname)
+        return super()._engine_from_config()
+
+
 class SQLAlchemyTransport(kombu_sqlalchemy.Transport):
     """kombu's SQLAlchemy transport (local mode's broker), polling twenty times faster while there is work.
 
@@ -76,6 +87,7 @@ class SQLAlchemyTransport(kombu_sqlalchemy.Transport):
     transport passes those to ``create_engine``, which refuses it.
     """
 
+    Channel = _PrivateFileChannel
     idle_after_seconds = IDLE_AFTER_SECONDS
     _last_delivery = -math.inf
 

@@ -21,6 +21,7 @@ prints it, and a test compares it with README.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import math
 import os
@@ -46,6 +47,9 @@ DATABASE_BACKENDS = ("sqlite", "postgresql")
 _AUTH_VALUES = {"on": True, "off": False}
 
 MIB = 1024 * 1024
+
+#: The longest a dashboard login may last (``TRAINYARD_SESSION_HOURS``): a year.
+MAX_SESSION_HOURS = 24 * 365
 
 #: Queue names: what every broker accepts as a queue or key name.
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
@@ -130,7 +134,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = _setting(
         "./trainyard-data",
-        "Folder of the local mode's files: the SQLite database and broker. Made when first needed.",
+        "Folder of the local mode's files: the SQLite database and broker. Made when first needed, readable by its "
+        "owner alone (0700, its files 0600); `trainyard up` closes one that is not.",
     )
     database_url: str = _setting(
         None,
@@ -152,6 +157,11 @@ class Settings(BaseSettings):
         "Signs the dashboard's session cookies; the same for every API process. Unset: a random key is made once "
         "and kept in the data folder (mode 0600). Set it when API processes do not share a data folder.",
         shown_default="a random key kept in `<data dir>/secret_key`",
+    )
+    session_hours: float = _setting(
+        12.0,
+        "How long a dashboard login lasts, in hours from the login (using it does not extend it); the browser's "
+        f"cookie expires with it. Logging out, or revoking the token, ends it sooner. At most {MAX_SESSION_HOURS:g}.",
     )
     queue: str = _setting(
         "trainyard",
@@ -247,6 +257,11 @@ class Settings(BaseSettings):
         """Bytes of weights kept per run (before a spec's ``snapshot_every``)."""
         return int(self.weights_budget_mb * MIB)
 
+    @property
+    def session_lifetime(self) -> dt.timedelta:
+        """How long a dashboard login lasts."""
+        return dt.timedelta(hours=self.session_hours)
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _absolute(cls, value: Any) -> Any:
@@ -312,6 +327,14 @@ class Settings(BaseSettings):
     @classmethod
     def _positive_number(cls, value: Any) -> float:
         return _positive(value, whole=False)
+
+    @field_validator("session_hours", mode="before")
+    @classmethod
+    def _session_hours(cls, value: Any) -> float:
+        hours = _positive(value, whole=False)
+        if hours > MAX_SESSION_HOURS:
+            raise ValueError(f"must be at most {MAX_SESSION_HOURS} (a year), not {value!r}")
+        return hours
 
 
 def _variable(field_name: str) -> str:

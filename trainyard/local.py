@@ -8,7 +8,9 @@
   SQLite file, which takes one writer at a time; threads so a page that
   polls or streams does not hold up the other requests.
 
-Before starting them it brings the database to the code's schema and makes
+Before starting them it makes the data folder readable by its owner alone
+(0700, its files 0600; a folder left open by an older Trainyard is fixed, and
+the terminal told), brings the database to the code's schema and makes
 sure ``<data dir>/token`` holds a working admin token (mode 0600), which the
 ``trainyard`` command on the same machine picks up.  The children run in
 process groups of their own, so Ctrl-C in the terminal reaches only the
@@ -38,11 +40,13 @@ from urllib.parse import urlencode
 import click
 
 from trainyard.client import Client, ClientError
-from trainyard.service.celery_config import declare_queue
+from trainyard.service.auth import SECRET_KEY_FILE
+from trainyard.service.celery_config import LOCAL_BROKER_PREFIX, declare_queue
 from trainyard.service.config import Settings
 from trainyard.service.server import bind_address
 from trainyard.service.storage import migrate, repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.files import SQLITE_SUFFIXES, make_private, make_private_folder, sqlite_file
 
 #: The file in the data folder holding the admin token ``up`` made.
 TOKEN_FILE = "token"
@@ -105,6 +109,40 @@ def client_address(host: str, port: int) -> str:
     """The URL a client on this machine uses for a server bound to ``host`` (any-address binds: loopback)."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     return f"http://{bind_address(shown, port)}"
+
+
+# ----------------------------------------------------------------------------- the data folder
+
+
+def data_files(settings: Settings) -> list[str]:
+    """The names of the files Trainyard keeps in the data folder: the admin token, the dashboard's secret key, and
+    the SQLite database and broker (with their ``-wal``, ``-shm`` and ``-journal``) where the settings put them."""
+    names = [TOKEN_FILE, SECRET_KEY_FILE]
+    urls = [settings.database_url]
+    if settings.broker_url.startswith(LOCAL_BROKER_PREFIX):
+        urls.append(settings.broker_url.removeprefix(LOCAL_BROKER_PREFIX))
+    for url in urls:
+        path = sqlite_file(url)
+        if path is not None and path.parent.resolve() == settings.data_dir.resolve():
+            names += [path.name + suffix for suffix in SQLITE_SUFFIXES]
+    return names
+
+
+def make_data_dir_private(settings: Settings) -> None:
+    """Make the data folder (0700) and Trainyard's files in it (0600) readable by their owner alone.
+
+    A new folder is made so; one made by an older Trainyard, with the usual
+    0755 and 0644, is changed, and the terminal told once which paths were.
+    """
+    folder = settings.data_dir
+    make_private_folder(folder)
+    done = make_private(folder, data_files(settings))
+    if done.changed:
+        shown = ", ".join("the folder" if path == folder else path.name for path in done.changed)
+        click.echo(f"The data folder {folder} was readable by other users of this machine; made it yours alone "
+                   f"(folder 0700, files 0600): {shown}.")
+    for path, reason in done.refused:
+        click.echo(f"warning: {path} stays readable by other users of this machine: {reason}", err=True)
 
 
 # ----------------------------------------------------------------------------- the token
@@ -276,7 +314,7 @@ def up(settings: Settings, *, host: str, port: int, workers: int, demo: bool = F
     if port_in_use(host, port):
         click.echo(f"error: {host}:{port} is in use (another trainyard up?); choose another port with --port", err=True)
         return 1
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir_private(settings)
     migrate.upgrade(settings.database_url)
     declare_queue(settings)  # before the API and the worker can race to create it on the local broker
     made = ensure_token(settings)

@@ -11,7 +11,9 @@ a body.  The tests fuzz the whole API against this document with
 schemathesis.
 
 ``/docs`` is Swagger UI 5, served from the ``flask-swagger-ui`` package's
-files (never a CDN).
+files (never a CDN) and started by ``docs.js`` beside this module, with a
+Content-Security-Policy that lets it load nothing from elsewhere and run no
+inline script; a token typed into it is forgotten with the page.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Flask, Response, url_for
+from markupsafe import escape
 from pydantic import TypeAdapter
 from werkzeug.routing import BaseConverter, Rule
 
@@ -240,19 +243,21 @@ def openapi_json() -> Response:
     return Response(orjson.dumps(document()), mimetype=JSON)
 
 
+#: The script that starts Swagger UI (``GET /docs/docs.js``): a file, so ``/docs`` runs no inline script.
+DOCS_SCRIPT = resources.files(__package__) / "docs.js"
+
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>Trainyard API</title>
 <link rel="stylesheet" href="{css}">
+<link rel="icon" type="image/png" href="{icon}">
 </head>
 <body>
-<div id="swagger-ui"></div>
+<div id="swagger-ui" data-spec="{spec}"></div>
 <script src="{bundle}"></script>
-<script>
-window.ui = SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui", persistAuthorization: true, deepLinking: true}});
-</script>
+<script src="{script}"></script>
 </body>
 </html>
 """
@@ -260,8 +265,18 @@ window.ui = SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui", persistAutho
 
 @bp.get("/docs")
 def docs() -> Response:
-    """Swagger UI on this server's document: try every call with a token (the Authorize button)."""
+    """Swagger UI on this server's document: try every call with a token (the Authorize button).
+
+    Its Content-Security-Policy (:data:`trainyard.service.headers.DOCS_POLICY`) lets it load from this server only.
+    """
     static = functools.partial(url_for, "openapi.static")
-    page = PAGE.format(css=static(filename="swagger-ui.css"), bundle=static(filename="swagger-ui-bundle.js"),
-                       spec=url_for("openapi.openapi_json"))
+    page = PAGE.format(css=static(filename="swagger-ui.css"), icon=static(filename="favicon-32x32.png"),
+                       bundle=static(filename="swagger-ui-bundle.js"),
+                       script=url_for("openapi.docs_script"), spec=escape(url_for("openapi.openapi_json")))
     return Response(page, mimetype="text/html")
+
+
+@bp.get("/docs/docs.js")
+def docs_script() -> Response:
+    """The script of ``/docs`` that starts Swagger UI on this server's document (never persisting a token)."""
+    return Response(DOCS_SCRIPT.read_bytes(), mimetype="text/javascript")

@@ -4,7 +4,8 @@
 (:mod:`.pages`) and the JSON they fetch (:mod:`.data`), and configures the
 session cookie: signed with ``TRAINYARD_SECRET_KEY`` or, when it is unset,
 with a key kept in ``<data dir>/secret_key`` (see :func:`trainyard.service.auth.persistent_secret_key`); HttpOnly,
-SameSite=Lax, ending with the browser session.
+SameSite=Lax, and once logged in expiring with the session it names (``TRAINYARD_SESSION_HOURS`` after the login:
+it is set at the login only, never pushed further by a request).
 
 Live updates are incremental polls (``/ui/data/poll``; a sweep's page polls
 ``/ui/data/sweeps/<id>``), once a second and only while a shown run is queued
@@ -44,6 +45,8 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_NAME="trainyard_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=settings.session_lifetime,
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
     app.extensions["trainyard.dashboard"] = {"plotly_js": plotly_js_path()}
     app.register_blueprint(pages.bp)

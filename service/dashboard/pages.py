@@ -93,21 +93,6 @@ def _error_page(status: int, message: str) -> tuple[str, int]:
                            message=message), status
 
 
-@bp.after_request
-def _headers(response: Response) -> Response:
-    """No inline script may run, nothing may load from elsewhere, no page may be framed."""
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    )
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    if response.mimetype == "text/html":
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
 # --------------------------------------------------------------------------- login
 
 

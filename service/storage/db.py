@@ -18,13 +18,14 @@ outage from an error in what was asked: callers retry the one, not the other.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from trainyard.service.storage.files import prepare_sqlite_file
 
 #: How long a SQLite connection waits for another's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -57,7 +58,8 @@ def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: A
     **kwargs
         Passed on to :func:`sqlalchemy.create_engine`.
 
-    For a SQLite file database, the file's folder is made if it is missing.
+    For a SQLite file database, the file and its folder are made if they are
+    missing, readable by their owner alone (:mod:`.files`).
     """
     url = normalize_url(url)
     backend = url.get_backend_name()
@@ -86,13 +88,8 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def _sqlite_is_file(url: URL) -> bool:
-    return bool(url.database) and url.database != ":memory:" and not url.database.startswith("file:")
-
-
 def _sqlite_engine(url: URL, *, foreign_keys: bool, **kwargs: Any) -> Engine:
-    if _sqlite_is_file(url):
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    prepare_sqlite_file(url)  # a missing folder made 0700, a missing file 0600 (and SQLite's -wal, -shm with it)
     engine = create_engine(url, **kwargs)
     pragmas = (
         f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}",

@@ -308,3 +308,24 @@ class ApiToken(Base):
     def active(self) -> bool:
         """Whether the token is not revoked."""
         return self.revoked_at is None
+
+
+class BrowserSession(Base):
+    """A dashboard login.  The browser's signed cookie holds a random secret; only its SHA-256 is kept, as ``id``,
+    so a copy of the database gives no usable session.
+
+    Logging out deletes the row.  It acts with its token's scope while the token
+    is not revoked, until ``expires_at`` (``TRAINYARD_SESSION_HOURS`` after the
+    login, however it is used).  Rows past it are deleted at the next login.
+    """
+
+    __tablename__ = "browser_sessions"
+    __table_args__ = (
+        Index("ix_browser_sessions_expires_at", "expires_at"),
+        Index("ix_browser_sessions_token_id_created_at", "token_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(32), ForeignKey("api_tokens.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]

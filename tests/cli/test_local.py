@@ -7,6 +7,7 @@ a real Celery worker process and the API under gunicorn.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,6 +15,7 @@ import os
 import pty
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from click.testing import CliRunner, Result
 from trainyard.cli import main
 from trainyard.client import Client, ClientError
 from trainyard.local import _announce, demo_specs, ensure_token, login_link, read_token, token_path
+from trainyard.service.celery_config import declare_queue
 from trainyard.service.config import Settings
 from trainyard.service.storage import migrate, repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
@@ -226,8 +229,53 @@ def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path,
             assert np.array_equal(arrays[f"W{index}"], np.asarray(layer["W"]))
             assert np.array_equal(arrays[f"b{index}"], np.asarray(layer["b"]))
 
+    files = modes(up.data_dir)  # the database's -wal and -shm are there while the API and the worker run
+    assert {"trainyard.db", "trainyard.db-wal", "trainyard.db-shm", "broker.db", "token", "secret_key"} <= set(files)
+    assert files == {".": 0o700} | {name: 0o600 for name in files if name != "."}
+    assert "readable by other users" not in up.output()  # made private, nothing to fix
+
     assert up.stop(signal.SIGINT) == 0
     assert token.removeprefix(TOKEN_PREFIX) not in up.output()  # nor in the api's and the worker's output
+
+
+def modes(folder: Path) -> dict[str, int]:
+    """The permissions of ``folder`` (as ``.``) and of everything in it, by path relative to it."""
+    found = {".": stat.S_IMODE(folder.stat().st_mode)}
+    return found | {str(path.relative_to(folder)): stat.S_IMODE(path.lstat().st_mode) for path in folder.rglob("*")}
+
+
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:sqlalchemy.exc.SADeprecationWarning")  # kombu's
+def test_up_makes_an_open_data_folder_private_and_says_so_once(start, tmp_path):
+    """A data folder made by an older Trainyard, 0755 with its files 0644 (and a connection of it still open, so the
+    database's -wal and -shm are there), is made 0700 with every file 0600 on start; the terminal is told once."""
+    data_dir = tmp_path / "data"
+    settings = Settings.from_env({"TRAINYARD_DATA_DIR": str(data_dir)})
+    migrate.upgrade(settings.database_url)
+    declare_queue(settings)
+    (data_dir / "trainyard.db").chmod(0o644)  # before the -wal and -shm are made: SQLite gives them its mode
+    with contextlib.closing(sqlite3.connect(data_dir / "trainyard.db", isolation_level=None)) as held:
+        held.execute("SELECT count(*) FROM runs").fetchall()
+        for path in [data_dir, *data_dir.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        before = modes(data_dir)
+        assert before == {".": 0o755, "trainyard.db": 0o644, "trainyard.db-wal": 0o644, "trainyard.db-shm": 0o644,
+                          "broker.db": 0o644}
+
+        up = start("up")
+        up.wait_for_output("Press Ctrl-C to stop.")
+        files = modes(data_dir)
+        assert files == {".": 0o700} | {name: 0o600 for name in files if name != "."}
+        assert set(before) | {"token", "secret_key"} <= set(files)
+        said = [line for line in up.output().splitlines() if "readable by other users" in line]
+        assert said == [f"The data folder {data_dir} was readable by other users of this machine; made it yours "
+                        "alone (folder 0700, files 0600): the folder, trainyard.db, trainyard.db-wal, "
+                        "trainyard.db-shm, broker.db."], up.output()
+        assert up.stop(signal.SIGINT) == 0
+
+    again = start("up")
+    again.wait_for_output("Press Ctrl-C to stop.")
+    assert "readable by other users" not in again.output()
+    assert again.stop(signal.SIGINT) == 0
 
 
 def test_the_login_link_carries_the_token_in_its_fragment_never_in_its_query(tmp_path, capsys):

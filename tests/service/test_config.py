@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -48,6 +49,7 @@ def test_every_variable(tmp_path):
             "TRAINYARD_BROKER_URL": "redis://redis:6379/0",
             "TRAINYARD_AUTH": "OFF",
             "TRAINYARD_SECRET_KEY": "s3cret",
+            "TRAINYARD_SESSION_HOURS": "0.5",
             "TRAINYARD_QUEUE": "runs.a",
             "TRAINYARD_WORKER_CONCURRENCY": "4",
             "TRAINYARD_LEASE_SECONDS": "12.5",
@@ -63,6 +65,7 @@ def test_every_variable(tmp_path):
     assert settings.worker_concurrency == 4 and isinstance(settings.worker_concurrency, int)
     assert (settings.lease_seconds, settings.flush_seconds) == (12.5, 0.25)
     assert settings.weights_budget_bytes == int(1.5 * MIB)
+    assert settings.session_lifetime == dt.timedelta(minutes=30)
 
 
 def test_values_are_stripped_and_blank_ones_are_unset(tmp_path):
@@ -165,6 +168,8 @@ def test_overrides_take_precedence_over_every_variable(folder, monkeypatch):
         ("TRAINYARD_FLUSH_SECONDS", "nan", "TRAINYARD_FLUSH_SECONDS must be a positive number"),
         ("TRAINYARD_FLUSH_SECONDS", "0", "TRAINYARD_FLUSH_SECONDS must be a positive number"),
         ("TRAINYARD_WEIGHTS_BUDGET_MB", "lots", "TRAINYARD_WEIGHTS_BUDGET_MB must be a positive number"),
+        ("TRAINYARD_SESSION_HOURS", "0", "TRAINYARD_SESSION_HOURS must be a positive number, not '0'"),
+        ("TRAINYARD_SESSION_HOURS", "8761", "TRAINYARD_SESSION_HOURS must be at most 8760 (a year), not '8761'"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value, message):

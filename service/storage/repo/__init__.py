@@ -19,7 +19,7 @@ UTC; the ``now`` parameters exist for tests and must be aware too.
 
 The functions live in one module per concern (:mod:`.runs`, :mod:`.listing`,
 :mod:`.leases`, :mod:`.epochs`, :mod:`.downsampling`, :mod:`.blobs`,
-:mod:`.tokens`, :mod:`.datasets`, :mod:`.sweeps`) and every public name is
+:mod:`.tokens`, :mod:`.browser_sessions`, :mod:`.datasets`, :mod:`.sweeps`) and every public name is
 here: callers write ``repo.name``, never import a module, so a function can
 move between modules without a caller noticing, and a test that replaces
 ``repo.name`` replaces it for every caller (calls between these modules do
@@ -35,6 +35,13 @@ from trainyard.service.storage.repo.blobs import (
     list_weight_epochs,
     save_checkpoint,
     write_weights_many,
+)
+from trainyard.service.storage.repo.browser_sessions import (
+    MAX_SESSIONS_PER_TOKEN,
+    browser_session_scope,
+    end_browser_session,
+    purge_browser_sessions,
+    start_browser_session,
 )
 from trainyard.service.storage.repo.datasets import create_dataset, datasets_bytes, get_dataset, list_datasets
 from trainyard.service.storage.repo.downsampling import downsample
@@ -132,6 +139,12 @@ __all__ = [
     "get_active_token",
     "list_tokens",
     "revoke_token",
+    # the dashboard's sessions
+    "MAX_SESSIONS_PER_TOKEN",
+    "start_browser_session",
+    "browser_session_scope",
+    "end_browser_session",
+    "purge_browser_sessions",
     # datasets
     "create_dataset",
     "get_dataset",

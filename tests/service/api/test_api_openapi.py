@@ -66,8 +66,18 @@ def test_docs_page_is_served_from_the_installed_package(client):
     assert assets and all(asset.startswith("/") for asset in assets)  # nothing from another host
     for asset in assets:
         with client.get(asset) as response:
-            assert response.status_code == 200 and len(response.get_data()) > 1000, asset
-    assert '"/openapi.json"' in html
+            assert response.status_code == 200 and len(response.get_data()) > 500, asset
+    assert 'data-spec="/openapi.json"' in html
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.DOTALL)
+    assert [src for src, _ in scripts] == [' src="/docs/static/swagger-ui-bundle.js"', ' src="/docs/docs.js"']
+    assert not any(code.strip() for _, code in scripts)  # no inline script: the CSP refuses them
+
+
+def test_docs_never_keeps_a_token(client):
+    with client.get("/docs/docs.js") as script:
+        code = script.get_data(as_text=True)
+    assert script.mimetype == "text/javascript" and "SwaggerUIBundle(" in code
+    assert "persistAuthorization: false" in code
 
 
 schema = schemathesis.openapi.from_dict(document())

@@ -22,6 +22,7 @@ def test_a_key_is_made_once_private_and_reused(tmp_path: Path) -> None:
     path = folder / SECRET_KEY_FILE
     assert len(key) >= 43 and path.read_text().strip() == key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # the folder it made
     assert persistent_secret_key(folder) == key
     assert [p.name for p in folder.iterdir()] == [SECRET_KEY_FILE]  # no temporary file left behind
 
