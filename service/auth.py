@@ -9,7 +9,10 @@ Failures are :class:`~trainyard.service.errors.ApiError`: 401 without valid
 credentials, 403 when the scope is too low, 400 when a session's form lacks
 its CSRF value; the dashboard renders them as pages.
 
-- **Tokens** are compared by hash (``repo.verify_token``) and never logged.
+- **Tokens** are compared by hash (``repo.find_token``) and never logged.  The
+  check only reads; a token's ``last_used_at`` is written apart, at most once a
+  minute, and skipped when another holds SQLite's write lock (a request that
+  only reads then never waits for it).
 - **Sessions** keep the token's *id* and scope, never the token; every request
   looks the token up again by id, so revoking it logs the browser out.
 - **CSRF**: each session holds a random value that every POST of it must send
@@ -30,11 +33,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from flask import g, request, session
+from flask import current_app, g, request, session
+from sqlalchemy.exc import SQLAlchemyError
 
 from trainyard.service.context import services, transaction
 from trainyard.service.errors import ApiError
 from trainyard.service.storage import repo
+from trainyard.service.storage.db import busy
 from trainyard.service.storage.models import TOKEN_SCOPES
 
 #: Scopes from least to most allowed.
@@ -117,12 +122,27 @@ def _token_scope() -> str:
     if not services().settings.auth:
         return "admin"
     token = bearer_token()
-    with transaction() as s:
-        row = repo.verify_token(session=s, token=token)
-        granted = None if row is None else row.scope
-    if granted is None:
+    with transaction(read_only=True) as s:
+        row = repo.find_token(session=s, token=token)
+        found = None if row is None else (row.scope, row.id if repo.use_to_record(row) else None)
+    if found is None:
         raise _unauthorized("unknown or revoked token")
+    granted, unrecorded = found
+    if unrecorded is not None:
+        _record_use(unrecorded)
     return granted
+
+
+def _record_use(token_id: str) -> None:
+    """Write the token's ``last_used_at``; bookkeeping, skipped rather than waited for while SQLite's write lock
+    is taken (a later request writes it)."""
+    try:
+        with transaction(wait=False) as s:
+            repo.record_token_use(session=s, token_id=token_id)
+    except SQLAlchemyError as exc:
+        if not busy(exc):
+            raise
+        current_app.logger.info("token %s: its use is not recorded, the database is busy", token_id)
 
 
 # --------------------------------------------------------------------------- the dashboard's sessions
@@ -155,7 +175,7 @@ def session_scope() -> str | None:
     token_id = session.get("token_id")
     if not isinstance(token_id, str):
         return None
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         row = repo.get_active_token(session=s, token_id=token_id)
         scope = None if row is None else row.scope
     if scope is None:

@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from trainyard.service.storage import repo
-from trainyard.service.storage.db import unreachable
+from trainyard.service.storage.db import busy, unreachable
 from trainyard.trainer import (
     STOP,
     Checkpoint,
@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 #: A run claimed more often than this (its worker died each time) is failed instead of tried again.
 MAX_ATTEMPTS = 5
 
-#: How long a worker keeps retrying a write while the database is unreachable before it gives the run up
+#: How long a worker keeps retrying a write while the database is unreachable or busy before it gives the run up
 #: (the lease then expires and the reconciler hands the run out again once the database is back).
 DB_RETRY_SECONDS = 60.0
 
@@ -89,7 +89,7 @@ class Context:
     requeue : callable, optional
         ``requeue(run_id)`` sends the run to the queue again (after a release).
     db_retry_seconds : float
-        How long a claim or flush retries while the database is unreachable (see :func:`retrying`).
+        How long a claim or flush retries while the database is unreachable or busy (see :func:`retrying`).
     """
 
     Session: sessionmaker[Session]
@@ -103,10 +103,10 @@ class Context:
 
 
 def retrying(ctx: Context, what: str, transaction: Callable[[], Any]) -> Any:
-    """``transaction()``, called again with a growing pause while the database is unreachable.
+    """``transaction()``, called again with a growing pause while the database is unreachable or busy.
 
-    A restarted or failed-over database costs the run a pause, not its
-    buffered epochs.  After ``ctx.db_retry_seconds``, or once the worker is
+    A restarted or failed-over database, or a SQLite write lock held past the
+    busy timeout, costs the run a pause, not its buffered epochs.  After ``ctx.db_retry_seconds``, or once the worker is
     shutting down, the error propagates: the run's lease then expires and the
     reconciler sends it out again.  ``transaction`` must be safe to repeat
     (every write of a flush is idempotent).
@@ -117,9 +117,10 @@ def retrying(ctx: Context, what: str, transaction: Callable[[], Any]) -> Any:
         try:
             return transaction()
         except SQLAlchemyError as exc:
-            if not unreachable(exc) or time.monotonic() + pause > deadline or ctx.should_release():
+            state = "busy" if busy(exc) else "unreachable" if unreachable(exc) else None
+            if state is None or time.monotonic() + pause > deadline or ctx.should_release():
                 raise
-            logger.warning("%s: the database is unreachable, trying again in %.1f s: %s", what, pause, exc.orig or exc)
+            logger.warning("%s: the database is %s, trying again in %.1f s: %s", what, state, pause, exc.orig or exc)
         time.sleep(pause)
         pause = min(2 * pause, 2.0)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import socket
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +22,7 @@ from worker_kit import npz_arrays
 from trainyard.service.documents import weights_layers
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import upgrade
 from trainyard.trainer import fit
 from trainyard.worker.training import Context, SnapshotPlan, retrying, train_run, weights_npz
 
@@ -391,3 +394,27 @@ def test_retrying_repeats_only_what_an_outage_caused():
     with pytest.raises(OperationalError):
         retrying(shutting_down, "flaky", flaky)
     assert len(calls) == 1  # a worker shutting down hands the run back instead of waiting
+
+
+def test_a_busy_sqlite_database_is_waited_out(tmp_path, caplog):
+    """Another connection holds SQLite's write lock past the worker's busy timeout: "database is locked" is
+    retried like an outage (and said to be busy), and the run is trained once the lock is free."""
+    path = tmp_path / "trainyard.db"
+    upgrade(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=50)
+    Session = make_sessionmaker(engine)
+    run_id = create(Session, spec_of(XOR, epochs=20))
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    freed = threading.Timer(1.0, holder.rollback)
+    freed.start()
+    try:
+        ctx = Context(Session=Session, worker="test:0", lease_seconds=30.0, flush_seconds=0.0, weights_budget_bytes=MB)
+        assert train_run(run_id, ctx=ctx) == "succeeded"
+    finally:
+        freed.join()
+        holder.close()
+        engine.dispose()
+    retries = [r for r in caplog.records if "claim: the database is busy, trying again" in r.getMessage()]
+    assert len(retries) >= 3
+
