@@ -59,7 +59,8 @@ from trainyard.worker.npz import npz_bytes
 
 logger = logging.getLogger(__name__)
 
-#: A run claimed more often than this (its worker died each time) is failed instead of tried again.
+#: A run on a later attempt than this (its worker was lost this many times: killed, or out of touch past its
+#: lease; a graceful hand-over is no new attempt, see ``repo.claim_run``) is failed instead of tried again.
 MAX_ATTEMPTS = 5
 
 #: How long a worker keeps retrying a write while the database is unreachable or busy before it gives the run up
@@ -496,7 +497,8 @@ def _claim_once(run_id: str, ctx: Context) -> _Loaded | str | None:
         if run is None:
             return None
         if run.attempts > MAX_ATTEMPTS:
-            return f"gave up after {MAX_ATTEMPTS} attempts: the worker training it stopped each time"
+            return (f"gave up after {MAX_ATTEMPTS} attempts: each time, the worker training it was lost "
+                    "(killed, or out of touch past its lease)")
         try:
             spec = TrainSpec.model_validate(run.spec)
         except pydantic.ValidationError as exc:
@@ -507,8 +509,8 @@ def _claim_once(run_id: str, ctx: Context) -> _Loaded | str | None:
             if dataset is None:
                 return f"dataset.upload: no uploaded dataset {spec.dataset.upload} (deleted?)"
             content, target, task, name = dataset.content, dataset.target, dataset.task, dataset.name
-        # A checkpoint is written by a worker that claimed the run: none before its second claim.
-        stored = repo.get_checkpoint(session=s, run_id=run_id) if run.attempts > 1 else None
+        # A checkpoint is written with epochs, in one flush: none while the run has none.
+        stored = repo.get_checkpoint(session=s, run_id=run_id) if run.epochs_done > 0 else None
         history = []
         if stored is not None:
             history = repo.get_epochs(

@@ -188,6 +188,25 @@ def test_an_expired_lease_can_be_reclaimed(Session, make_run):
         assert repo.finish_run(session=s, run_id=run.id, status="succeeded", worker="w1") is None
 
 
+def test_attempts_count_lost_workers_not_graceful_hand_overs(Session, make_run):
+    """``attempts`` is the attempt the run is on: a release (a worker stopped with SIGTERM) hands the attempt
+    on, any number of times; a lease that expired starts a new one, whether another worker takes the run
+    over directly or the reconciler puts it back in the queue first."""
+    run = make_run()
+    assert _get(Session, run.id).attempts == 0
+    for n in range(8):  # eight rolling restarts
+        assert _claim(Session, run.id, worker=f"graceful{n}", now=_seconds(n)).attempts == 1
+        with Session() as s, s.begin():
+            assert repo.release_run(session=s, run_id=run.id, worker=f"graceful{n}", now=_seconds(n))
+        assert (_get(Session, run.id).status, _get(Session, run.id).attempts) == ("queued", 1)
+    _claim(Session, run.id, worker="killed", lease_seconds=10, now=_seconds(100))
+    assert _claim(Session, run.id, worker="taker", lease_seconds=10, now=_seconds(111)).attempts == 2
+    with Session() as s, s.begin():
+        assert repo.reconcile(session=s, queued_for=3600, now=_seconds(200)).requeue == [run.id]
+    assert (_get(Session, run.id).status, _get(Session, run.id).attempts) == ("queued", 3)
+    assert _claim(Session, run.id, worker="after", now=_seconds(201)).attempts == 3
+
+
 def test_claim_refuses_finished_and_unknown_runs(Session, make_run):
     run = make_run()
     _claim(Session, run.id)
