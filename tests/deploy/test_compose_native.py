@@ -266,7 +266,7 @@ def trained_by(engine: Engine, status: str | None = None) -> dict[str, int]:
     query = "SELECT id, worker FROM runs" + (" WHERE status = :status" if status else "")
     with engine.connect() as connection:
         rows = connection.execute(text(query), {"status": status})
-        return {run_id: int(worker.split(":")[1]) for run_id, worker in rows if worker}  # worker: host:pid:random
+        return {run_id: int(worker.split(":")[1]) for run_id, worker in rows if worker}  # host:pid:random:claim
 
 
 def test_the_compose_services_run_natively_train_runs_over_http_and_scale_workers(stack, postgres_database):

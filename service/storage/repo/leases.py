@@ -35,29 +35,35 @@ def _claimable(now: dt.datetime) -> ColumnElement[bool]:
 def claim_run(
     *, session: Session, run_id: str, worker: str, lease_seconds: float, now: dt.datetime | None = None
 ) -> Run | None:
-    """Take a run for ``worker`` with one conditional UPDATE; the run if this call took it, else None.
+    """Take a run for ``worker`` with one conditional UPDATE; the run if ``worker`` now holds it, else None.
 
     Matches a queued run, or a running run whose lease expired before ``now``
-    (its worker died), and not one whose cancel was requested.  Sets status
-    ``running``, ``worker``, ``attempts`` (see the module's note: 1 on the
-    first claim, one more when taking over an expired lease), ``started_at``
-    (first claim only) and a lease until ``now + lease_seconds``.  Concurrent
-    claims of one run cannot both succeed: on PostgreSQL the second UPDATE
-    waits for the first's row lock and then re-checks the condition, on
-    SQLite writes are serialised.  ``worker`` should be unique per worker
-    process (host, pid and a random part), since leases are renewed by that name.
+    (its worker died), and not one whose cancel was requested; and a run
+    ``worker`` already holds: a claim repeated because the acknowledgement of
+    its COMMIT was lost gets the run as the first call did (``attempts``
+    unchanged, the lease renewed), so ``worker`` must name one claim of one
+    process, never two trainers.  Sets status ``running``, ``worker``,
+    ``attempts`` (see the module's note: 1 on the first claim, one more when
+    taking over an expired lease), ``started_at`` (first claim only) and a
+    lease until ``now + lease_seconds``.  Concurrent claims of one run cannot
+    both succeed: on PostgreSQL the second UPDATE waits for the first's row
+    lock and then re-checks the condition, on SQLite writes are serialised.
     """
     if lease_seconds <= 0:
         raise ValueError("lease_seconds must be positive")
     now = _now(now)
+    held = and_(Run.status == "running", Run.worker == worker)
     return session.scalars(
         update(Run)
-        .where(Run.id == run_id, _claimable(now))
+        .where(Run.id == run_id, or_(_claimable(now), held))
         .values(
             status="running",
             worker=worker,
-            # Evaluated on the row as it was: a lost lease taken over, a first claim, a released run.
-            attempts=case((Run.status == "running", Run.attempts + 1), (Run.attempts == 0, 1), else_=Run.attempts),
+            # Evaluated on the row as it was: its own claim repeated, a lost lease taken over, a first claim.
+            attempts=case(
+                (held, Run.attempts), (Run.status == "running", Run.attempts + 1), (Run.attempts == 0, 1),
+                else_=Run.attempts,
+            ),
             started_at=func.coalesce(Run.started_at, _utc(now)),
             lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
             updated_at=now,
