@@ -31,6 +31,12 @@ MAX_CONTENT_LENGTH = 1024 * 1024
 #: the threads of a gunicorn process (8 in the compose file), so connections are reused rather than reopened.
 POOL_SIZE = 16
 
+#: How long a request that writes waits for SQLite's write lock before it answers ``503 busy`` (reads take no
+#: lock).  The lock is held for moments by a worker's flush or another request's write, so waiting longer than
+#: this means something holds it for long: a client told to come back beats a server thread stuck for the
+#: engine's default 30 s, gunicorn's whole request timeout.
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+
 
 def create_app(settings: Settings | None = None, *, queue: RunQueue | None = None) -> Flask:
     """A Flask app serving the API for ``settings`` (default: ``Settings.from_env()``).
@@ -50,7 +56,12 @@ def create_app(settings: Settings | None = None, *, queue: RunQueue | None = Non
         If it was migrated by a newer version of Trainyard.
     """
     settings = settings or Settings.from_env()
-    engine = make_engine(settings.database_url, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_SIZE,
+        sqlite_busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS,
+    )
     try:
         check_schema(engine)
     except Exception:

@@ -9,7 +9,10 @@ Failures are :class:`~trainyard.service.errors.ApiError`: 401 without valid
 credentials, 403 when the scope is too low, 400 when a session's form lacks
 its CSRF value; the dashboard renders them as pages.
 
-- **Tokens** are compared by hash (``repo.verify_token``) and never logged.
+- **Tokens** are compared by hash (``repo.find_token``) and never logged.  The
+  check only reads; a token's ``last_used_at`` is written apart, at most once a
+  minute, and skipped when another holds SQLite's write lock (a request that
+  only reads then never waits for it).
 - **Sessions** live in the database (``repo.start_browser_session``): the
   signed cookie holds only a random secret naming the session (and the CSRF
   value), never the token.  Every request looks the session and its token up
@@ -34,11 +37,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from flask import g, request, session
+from flask import current_app, g, request, session
+from sqlalchemy.exc import SQLAlchemyError
 
 from trainyard.service.context import services, transaction
 from trainyard.service.errors import ApiError
 from trainyard.service.storage import repo
+from trainyard.service.storage.db import busy
 from trainyard.service.storage.files import make_private_folder
 from trainyard.service.storage.models import TOKEN_SCOPES
 
@@ -125,17 +130,32 @@ def _token_scope() -> str:
     if not services().settings.auth:
         return "admin"
     token = bearer_token()
-    with transaction() as s:
-        row = repo.verify_token(session=s, token=token)
-        granted, g.token_id = (None, None) if row is None else (row.scope, row.id)
-    if granted is None:
+    with transaction(read_only=True) as s:
+        row = repo.find_token(session=s, token=token)
+        found = None if row is None else (row.scope, row.id, repo.use_to_record(row))
+    if found is None:
         raise _unauthorized("unknown or revoked token")
+    granted, g.token_id, unrecorded = found
+    if unrecorded:
+        _record_use(g.token_id)
     return granted
 
 
 def current_token_id() -> str | None:
     """The id of the token the request came with (None with auth off, or from a dashboard session)."""
     return g.get("token_id")
+
+
+def _record_use(token_id: str) -> None:
+    """Write the token's ``last_used_at``; bookkeeping, skipped rather than waited for while SQLite's write lock
+    is taken (a later request writes it)."""
+    try:
+        with transaction(wait=False) as s:
+            repo.record_token_use(session=s, token_id=token_id)
+    except SQLAlchemyError as exc:
+        if not busy(exc):
+            raise
+        current_app.logger.info("token %s: its use is not recorded, the database is busy", token_id)
 
 
 # --------------------------------------------------------------------------- the dashboard's sessions
@@ -180,7 +200,7 @@ def session_scope() -> str | None:
     secret = session.get(SESSION_KEY)
     if not isinstance(secret, str):
         return None
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         scope = repo.browser_session_scope(session=s, secret=secret)
     if scope is None:
         session.clear()

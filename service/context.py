@@ -4,8 +4,13 @@
 views reach it through :func:`services` and open their own transaction with
 :func:`transaction` (never a global session)::
 
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         run = repo.get_run(session=s, run_id=run_id)
+
+A transaction that only reads says so (``read_only=True``): on SQLite it then
+takes no lock, so a long read holds up neither the API's writes nor the
+workers' (see :mod:`trainyard.service.storage.db`); one that may write takes
+the write lock when it begins.
 
 A request checks out one database connection, on its first transaction, and
 every later transaction of the request (the token's check, then the view's
@@ -25,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from trainyard.service.config import Settings
 from trainyard.service.queue import RunQueue
+from trainyard.service.storage.db import NO_WAIT, READ_ONLY
 
 EXTENSION = "trainyard"
 
@@ -51,13 +57,21 @@ def services() -> Services:
 
 
 @contextmanager
-def transaction() -> Iterator[Session]:
+def transaction(*, read_only: bool = False, wait: bool = True) -> Iterator[Session]:
     """A session in a transaction, committed when the block ends (rolled back if it raises).
 
-    In a request it runs on the request's connection (see the module's note).
+    ``read_only``: the block only reads (a write in it fails at once on SQLite); otherwise it may write, and
+    on SQLite it holds the database's one write lock from its start, so keep it short.  ``wait=False``: on
+    SQLite, fail at once (``storage.db.busy``) rather than wait while another holds the write lock.  In a
+    request it runs on the request's connection (see the module's note).
     """
-    factory = services().Session
-    with (factory(bind=_request_connection()) if has_request_context() else factory()) as session, session.begin():
+    current = services()
+    options = {READ_ONLY: read_only, NO_WAIT: not wait}
+    if has_request_context():
+        bind = _request_connection().execution_options(**options)  # in place: the request's next one sets its own
+    else:
+        bind = current.engine.execution_options(**options)
+    with current.Session(bind=bind) as session, session.begin():
         yield session
 
 

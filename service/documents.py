@@ -31,7 +31,13 @@ class Summary(TypedDict):
 
 
 class RunDocument(TypedDict):
-    """A run: its spec, where it is (``epochs_done`` of ``epochs_total``), its summary and error."""
+    """A run: its spec, where it is (``epochs_done`` of ``epochs_total``), its summary and error.
+
+    ``attempts`` is the attempt the run is on: 0 until a worker first takes it, 1 once one does, and one more
+    each time the worker training it is lost (killed, or out of touch past its lease) and another takes over. A
+    worker stopped gracefully (SIGTERM) hands the run on within the same attempt. A run is failed rather than
+    started on a sixth attempt.
+    """
 
     id: Id
     name: str

@@ -4,9 +4,10 @@ Every error response is::
 
     {"error": {"code": "<short_code>", "message": "...", "fields": [{"field": "...", "message": "..."}]}}
 
-with a 4xx status for anything a client sent, a 503 while the database is
-unreachable (a restart or failover: the client should try again), and a 500
-only for a bug, logged.
+with a 4xx status for anything a client sent, a 503 with ``Retry-After`` while
+the database is unreachable (code ``unavailable``: a restart or failover) or
+busy (code ``busy``: SQLite's write lock stayed taken past the API's busy
+timeout), both worth trying again, and a 500 only for a bug, logged.
 Views raise :class:`ApiError`; Flask's own HTTP errors (404 for an unknown
 route, 405, 413 for a body over ``MAX_CONTENT_LENGTH``) and pydantic's
 ``ValidationError`` (422 with the fields' JSON paths) are converted here.
@@ -23,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from typing_extensions import TypedDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from trainyard.service.storage.db import unreachable
+from trainyard.service.storage.db import busy, unreachable
 from trainyard.trainer.spec import field_errors
 
 FieldError = Mapping[str, str]
@@ -51,6 +52,9 @@ class Error(TypedDict):
 
 #: The ``Retry-After`` of a 503 while the database is unreachable.
 RETRY_AFTER_SECONDS = 5
+
+#: The ``Retry-After`` of a 503 while the database is busy: a write lock is held for moments, not for a restart.
+BUSY_RETRY_AFTER_SECONDS = 1
 
 #: Short codes of the HTTP errors Flask raises itself; others get ``http_<status>``.
 HTTP_CODES: dict[int, str] = {
@@ -151,6 +155,10 @@ def register_error_handlers(app: Flask) -> None:
     """Make every error of ``app`` a JSON error response."""
 
     def unexpected(exc: Exception) -> Response:
+        if isinstance(exc, SQLAlchemyError) and busy(exc):
+            app.logger.warning("the database is busy: %s", exc.orig or exc)
+            message = "the database is busy with other writes; try again shortly"
+            return error_response(503, "busy", message, headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
         if isinstance(exc, SQLAlchemyError) and unreachable(exc):
             app.logger.warning("the database is unreachable: %s", exc.orig or exc)
             message = "the database is unreachable; try again shortly"

@@ -22,7 +22,7 @@ from trainyard.worker import training
 
 
 def worker_name() -> str:
-    """A name unique to this process: ``host:pid:random`` (leases are held by name)."""
+    """A name unique to this process: ``host:pid:random`` (each claim holds its run under it and a part of its own)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 

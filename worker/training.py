@@ -16,6 +16,17 @@ replayed after a crash is not a second row.
 Between flushes a thread of the process (:class:`_LeaseKeeper`) keeps the
 lease alive through epochs longer than the lease.
 
+A claim or a flush is retried while the database is unreachable or busy
+(:func:`retrying`), and a retry may follow a COMMIT that happened although
+its acknowledgement was lost.  So each claim holds the run under a name of
+its own (the process's name and a random part): the retried claim finds the
+run held under that name and gets it as the first did, and nothing else can
+pass for it.  A retried flush that finds the run no longer held reads whether
+the try that committed finished it.  A release is not retried (the worker is
+shutting down), so when it fails the run is sent to the queue anyway: if the
+release did commit, that message is all that gets the run trained again soon;
+if not, it is a harmless duplicate (the claim decides).
+
 Weights are kept by a :class:`SnapshotPlan`: every epoch's while the run
 stays within its byte budget, otherwise every k-th, and always the first,
 the best (by validation loss, else training loss) and the last.  The best so
@@ -27,9 +38,11 @@ end.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +55,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from trainyard.service.storage import repo
-from trainyard.service.storage.db import unreachable
+from trainyard.service.storage.db import busy, unreachable
 from trainyard.trainer import (
     STOP,
     Checkpoint,
@@ -59,10 +72,11 @@ from trainyard.worker.npz import npz_bytes
 
 logger = logging.getLogger(__name__)
 
-#: A run claimed more often than this (its worker died each time) is failed instead of tried again.
+#: A run on a later attempt than this (its worker was lost this many times: killed, or out of touch past its
+#: lease; a graceful hand-over is no new attempt, see ``repo.claim_run``) is failed instead of tried again.
 MAX_ATTEMPTS = 5
 
-#: How long a worker keeps retrying a write while the database is unreachable before it gives the run up
+#: How long a worker keeps retrying a write while the database is unreachable or busy before it gives the run up
 #: (the lease then expires and the reconciler hands the run out again once the database is back).
 DB_RETRY_SECONDS = 60.0
 
@@ -76,7 +90,8 @@ class Context:
     Session : sessionmaker
         Sessions on the run database.
     worker : str
-        This process's name, unique per process (``host:pid:random``): leases are held by it.
+        This process's name, unique per process (``host:pid:random``); each claim holds its run under this name
+        and a random part of its own (``host:pid:random:claim``).
     lease_seconds : float
         Lease length; each flush renews it.
     flush_seconds : float
@@ -89,7 +104,7 @@ class Context:
     requeue : callable, optional
         ``requeue(run_id)`` sends the run to the queue again (after a release).
     db_retry_seconds : float
-        How long a claim or flush retries while the database is unreachable (see :func:`retrying`).
+        How long a claim or flush retries while the database is unreachable or busy (see :func:`retrying`).
     """
 
     Session: sessionmaker[Session]
@@ -103,13 +118,15 @@ class Context:
 
 
 def retrying(ctx: Context, what: str, transaction: Callable[[], Any]) -> Any:
-    """``transaction()``, called again with a growing pause while the database is unreachable.
+    """``transaction()``, called again with a growing pause while the database is unreachable or busy.
 
-    A restarted or failed-over database costs the run a pause, not its
-    buffered epochs.  After ``ctx.db_retry_seconds``, or once the worker is
-    shutting down, the error propagates: the run's lease then expires and the
-    reconciler sends it out again.  ``transaction`` must be safe to repeat
-    (every write of a flush is idempotent).
+    A restarted or failed-over database, or a SQLite write lock held past the
+    busy timeout, costs the run a pause, not its buffered epochs.  After
+    ``ctx.db_retry_seconds``, or once the worker is shutting down, the error
+    propagates: the run's lease then expires and the reconciler sends it out
+    again.  ``transaction`` must be safe to repeat, also after a try whose
+    COMMIT happened but whose acknowledgement was lost (every write of a
+    flush is idempotent; see the module's note for the claim and a release).
     """
     deadline = time.monotonic() + ctx.db_retry_seconds
     pause = 0.1
@@ -117,9 +134,10 @@ def retrying(ctx: Context, what: str, transaction: Callable[[], Any]) -> Any:
         try:
             return transaction()
         except SQLAlchemyError as exc:
-            if not unreachable(exc) or time.monotonic() + pause > deadline or ctx.should_release():
+            state = "busy" if busy(exc) else "unreachable" if unreachable(exc) else None
+            if state is None or time.monotonic() + pause > deadline or ctx.should_release():
                 raise
-            logger.warning("%s: the database is unreachable, trying again in %.1f s: %s", what, pause, exc.orig or exc)
+            logger.warning("%s: the database is %s, trying again in %.1f s: %s", what, state, pause, exc.orig or exc)
         time.sleep(pause)
         pause = min(2 * pause, 2.0)
 
@@ -294,14 +312,17 @@ class _Tracker:
         """
         ctx, run_id = self.ctx, self.run_id
         data = None if checkpoint is None else checkpoint.to_bytes()
+        tries = 0
 
         def transaction() -> str | None:
+            nonlocal tries
+            tries += 1
             with ctx.Session() as s, s.begin():
                 lease = repo.renew_lease(
                     session=s, run_id=run_id, worker=ctx.worker, lease_seconds=ctx.lease_seconds
                 )
-                if not lease.held:
-                    return "lost"
+                if not lease.held:  # after a try whose COMMIT may have happened unseen, that COMMIT may be why
+                    return _unheld(s, run_id) if tries > 1 else "lost"
                 repo.write_epochs(session=s, run_id=run_id, rows=self.rows)
                 snapshots, superseded = self._weight_writes(last=finish is not None or lease.cancel_requested)
                 if superseded:
@@ -324,7 +345,16 @@ class _Tracker:
                     return "released"
                 return None
 
-        self.outcome = retrying(ctx, f"run {run_id}: flush", transaction)
+        try:
+            self.outcome = retrying(ctx, f"run {run_id}: flush", transaction)
+        except SQLAlchemyError:
+            # A worker shutting down does not wait for the database: whether the release committed is unknown.
+            # If it did, only this message gets the run trained before the reconciler's next look at the queue;
+            # if not, the claim it brings finds the run still leased, and the lease's expiry hands it on.
+            if release and ctx.requeue is not None:
+                logger.warning("run %s: the release may have failed; sending the run to the queue anyway", run_id)
+                ctx.requeue(run_id)
+            raise
         if self.outcome == "lost":
             return
         self.has_checkpoint = self.has_checkpoint or checkpoint is not None
@@ -350,6 +380,14 @@ class _Tracker:
             if epoch not in snapshots:  # the plan keeps every epoch while the budget allows: usually it is
                 snapshots[epoch] = weights_npz(weights)
         return sorted(snapshots.items()), superseded
+
+
+def _unheld(session: Session, run_id: str) -> str:
+    """The outcome of a retried flush that finds the run no longer held, when an earlier try may have committed:
+    the run's status if it is finished (that try finished it, or it was cancelled), else ``"lost"`` (another
+    worker holds it, or it was deleted)."""
+    run = repo.get_run(session=session, run_id=run_id)
+    return run.status if run is not None and run.finished else "lost"
 
 
 class _LeaseKeeper:
@@ -442,6 +480,7 @@ def train_run(run_id: str, *, ctx: Context) -> str:
         if ctx.requeue is not None:
             ctx.requeue(run_id)
         return "requeued"
+    ctx = dataclasses.replace(ctx, worker=f"{ctx.worker}:{secrets.token_hex(3)}")  # this claim's own name
     loaded = _claim(run_id, ctx)
     if loaded is None:
         return "not_claimed"
@@ -485,7 +524,11 @@ def _end(tracker: _Tracker, status: str, error: str | None) -> str:
 
 
 def _claim(run_id: str, ctx: Context) -> _Loaded | str | None:
-    """Claim the run and read what training needs; None if not claimed, a message if it cannot be trained."""
+    """Claim the run and read what training needs; None if not claimed, a message if it cannot be trained.
+
+    Retried like a flush: a claim repeated after its COMMIT went through finds the run held under this
+    claim's name, which ``repo.claim_run`` takes as the same claim.
+    """
     return retrying(ctx, f"run {run_id}: claim", lambda: _claim_once(run_id, ctx))
 
 
@@ -495,7 +538,8 @@ def _claim_once(run_id: str, ctx: Context) -> _Loaded | str | None:
         if run is None:
             return None
         if run.attempts > MAX_ATTEMPTS:
-            return f"gave up after {MAX_ATTEMPTS} attempts: the worker training it stopped each time"
+            return (f"gave up after {MAX_ATTEMPTS} attempts: each time, the worker training it was lost "
+                    "(killed, or out of touch past its lease)")
         try:
             spec = TrainSpec.model_validate(run.spec)
         except pydantic.ValidationError as exc:
@@ -506,8 +550,8 @@ def _claim_once(run_id: str, ctx: Context) -> _Loaded | str | None:
             if dataset is None:
                 return f"dataset.upload: no uploaded dataset {spec.dataset.upload} (deleted?)"
             content, target, task, name = dataset.content, dataset.target, dataset.task, dataset.name
-        # A checkpoint is written by a worker that claimed the run: none before its second claim.
-        stored = repo.get_checkpoint(session=s, run_id=run_id) if run.attempts > 1 else None
+        # A checkpoint is written with epochs, in one flush: none while the run has none.
+        stored = repo.get_checkpoint(session=s, run_id=run_id) if run.epochs_done > 0 else None
         history = []
         if stored is not None:
             history = repo.get_epochs(

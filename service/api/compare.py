@@ -53,7 +53,7 @@ class Comparison(TypedDict):
          summary="Compare runs: the parameters that differ and their downsampled curves")
 def compare(query: CompareQuery) -> Response:
     fields = query.fields or list(DEFAULT_COMPARE_FIELDS)
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         runs = operations.get_runs(s, query.runs)
         curves = repo.get_curves(session=s, run_ids=query.runs, fields=fields, max_points=query.max_points)
         shown = [run_json(run) for run in runs]

@@ -131,7 +131,7 @@ class Datasets(TypedDict):
 @requires("read")
 @declare(responses={200: Datasets}, tags=TAGS, summary="The built-in datasets and the uploads")
 def list_datasets() -> Response:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         uploads = [dataset_json(dataset) for dataset in repo.list_datasets(session=s)]
     return jsonify(builtin=builtin_info(), uploads=uploads)
 
@@ -140,7 +140,7 @@ def list_datasets() -> Response:
 @requires("read")
 @declare(responses={200: DatasetDocument}, tags=TAGS, summary="An uploaded dataset")
 def get_dataset(dataset_id: str) -> Response:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         dataset = repo.get_dataset(session=s, dataset_id=dataset_id)
         if dataset is None:
             raise not_found(f"no dataset {dataset_id}")

@@ -56,7 +56,7 @@ def create_run(body: TrainSpec) -> tuple[Response, int, dict[str, str]]:
 def list_runs(query: RunListQuery) -> Response:
     arguments = {"status": query.status, "tag": query.tag, "sweep_id": query.sweep, "q": query.q, "sort": query.sort,
                  "limit": query.limit, "cursor": query.cursor}
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         try:
             runs, cursor = repo.list_runs(session=s, **{name: value for name, value in arguments.items() if value})
         except ValueError as exc:  # status and sort are checked already: the cursor is at fault
@@ -68,7 +68,7 @@ def list_runs(query: RunListQuery) -> Response:
 @requires("read")
 @declare(responses={200: RunDocument}, tags=TAGS, summary="A run")
 def get_run(run_id: str) -> Response:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         run = operations.get_run(s, run_id)
     return jsonify(run_json(run))
 
@@ -108,7 +108,7 @@ def cancel_run(run_id: str) -> Response:
 @declare(query=EpochsQuery, responses={200: Epochs}, tags=TAGS,
          summary="A run's epochs, optionally since an epoch and downsampled")
 def get_epochs(run_id: str, query: EpochsQuery) -> Response:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         operations.get_run(s, run_id)
         epochs = repo.get_epochs(session=s, run_id=run_id, since=query.since, fields=query.fields,
                                  max_points=query.max_points)
@@ -120,7 +120,7 @@ def get_epochs(run_id: str, query: EpochsQuery) -> Response:
 @declare(query=WeightsQuery, responses={200: {"application/json": Weights, "application/octet-stream": bytes}},
          tags=TAGS, summary="A run's weights at an epoch (default: the latest kept), as JSON or the .npz file")
 def get_weights(run_id: str, query: WeightsQuery) -> Response:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         epoch, data = operations.weights(s, run_id, query.epoch)
     if query.format == "npz":
         return attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
@@ -134,6 +134,6 @@ def get_weights(run_id: str, query: WeightsQuery) -> Response:
          description="CSV: a header row, then one row per epoch: epoch, the metrics, then weight_norm_<i> and "
          "grad_norm_<i> per layer; an empty cell where a value is missing.")
 def export_run(run_id: str, query: ExportQuery) -> Response:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         body = operations.export(s, run_id, query.format)
     return attachment(body, operations.EXPORT_TYPES[query.format], f"{run_id}-epochs.{query.format}")

@@ -123,7 +123,7 @@ def create_sweep(body: SweepRequest) -> tuple[Response, int, dict[str, str]]:
 @declare(query=SweepQuery, responses={200: SweepDocument}, tags=TAGS,
          summary="A sweep: its progress, its runs and the best run by a metric")
 def get_sweep(sweep_id: str, query: SweepQuery) -> Response:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         sweep = operations.get_sweep(s, sweep_id)
         body = sweep_json(sweep, operations.sweep_runs(s, sweep_id), metric=query.metric)
     return jsonify(body)
@@ -134,7 +134,7 @@ def get_sweep(sweep_id: str, query: SweepQuery) -> Response:
 @declare(query=SweepListQuery, responses={200: SweepList}, tags=TAGS,
          summary="List sweeps, newest first, a page at a time, with their progress")
 def list_sweeps(query: SweepListQuery) -> Response:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         try:
             sweeps, cursor = repo.list_sweeps(session=s, limit=query.limit, cursor=query.cursor)
         except ValueError as exc:

@@ -114,7 +114,7 @@ def _with_elapsed(s: Any, curves: dict[str, dict[str, np.ndarray]]) -> None:
 @requires("read", via="session")
 def series(run_id: str) -> Response:
     max_points = _max_points()
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         run = operations.get_run(s, run_id)
         rows = repo.get_epochs(session=s, run_id=run_id, max_points=max_points)
         curve = columns(rows, repo.EPOCH_FIELDS)
@@ -134,7 +134,7 @@ def compare() -> Response:
     ids = _ids()
     max_points = _max_points()
     with_elapsed = request.args.get("elapsed") == "1"
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         runs = operations.get_runs(s, ids)
         curves = repo.get_curves(session=s, run_ids=ids, fields=COMPARE_FIELDS, max_points=max_points)
         if with_elapsed:
@@ -154,7 +154,7 @@ def poll() -> Response:
     since = _ints("since", len(ids))
     fields = _fields(COMPARE_FIELDS + ("seconds",))
     epochs: dict[str, dict[str, list[Any]]] = {}
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         runs = operations.get_runs(s, ids)
         if since is not None:
             for run, after in zip(runs, since):
@@ -168,7 +168,7 @@ def poll() -> Response:
 @requires("read", via="session")
 def weights(run_id: str) -> Response:
     epoch = _ints("epoch", 1)
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         operations.get_run(s, run_id)
         stored_epochs = repo.list_weight_epochs(session=s, run_id=run_id)
         stored = repo.get_weights(session=s, run_id=run_id, epoch=None if epoch is None else epoch[0])
@@ -191,7 +191,7 @@ def _sampled(matrix: np.ndarray, side: int) -> np.ndarray:
 def boundary(run_id: str) -> Response:
     """The classifier's probability of class 1 (its class: perceptrons, more classes) on a grid over the data."""
     epoch = _ints("epoch", 1)
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         run = operations.get_run(s, run_id)
         at, data = operations.weights(s, run_id, None if epoch is None else epoch[0])
     spec = TrainSpec.model_validate(run.spec)
@@ -230,7 +230,7 @@ def boundary(run_id: str) -> Response:
 @requires("read", via="session")
 def export(run_id: str, format: str) -> Response:
     """A run's epochs as CSV or JSON (as ``GET /api/runs/<id>/export``), or its latest weights as ``.npz``."""
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         if format == "npz":
             epoch, data = operations.weights(s, run_id)
             return attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
@@ -245,7 +245,7 @@ def sweep(sweep_id: str) -> Response:
     metric = request.args.get("metric") or None
     if metric is not None and metric not in METRICS:
         raise invalid_parameter("metric", f"must be one of {', '.join(METRICS)}")
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         shown = operations.get_sweep(s, sweep_id)
         body = sweeps.sweep_view(shown, operations.sweep_runs(s, sweep_id), metric or sweeps.default_metric(shown))
     return jsonify(body)

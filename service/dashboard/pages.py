@@ -172,7 +172,7 @@ def runs() -> str:
     if sort.removeprefix("-") not in repo.SORT_FIELDS:
         abort(400, f"cannot sort by {sort!r}")
     cursor = request.args.get("cursor") or None
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         try:
             shown, next_cursor = repo.list_runs(session=s, sort=sort, limit=PAGE_SIZE, cursor=cursor, **filters)
         except ValueError as exc:
@@ -203,7 +203,7 @@ def runs() -> str:
 @bp.get("/runs/<run_id>")
 @requires("read", via="session")
 def run(run_id: str) -> str:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         shown = operations.get_run(s, run_id)
     dataset = (shown.spec.get("dataset") or {}).get("name")
     return render_template(
@@ -262,7 +262,7 @@ def compare() -> Any:
     ids = _compare_ids()
     if "run" in request.args:  # the table's form: to the shareable address
         return redirect(url_for(".compare", runs=",".join(ids)))
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         shown = operations.get_runs(s, ids)
     params = compare_params([run.spec for run in shown])
     best = _best_marks(shown)
@@ -327,7 +327,7 @@ def _sweep_metric(sweep: Sweep) -> str:
 @requires("read", via="session")
 def sweep_list() -> str:
     cursor = request.args.get("cursor") or None
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         try:
             shown, next_cursor = repo.list_sweeps(session=s, limit=SWEEPS_PAGE_SIZE, cursor=cursor)
         except ValueError as exc:
@@ -341,7 +341,7 @@ def sweep_list() -> str:
 @bp.get("/sweeps/<sweep_id>")
 @requires("read", via="session")
 def sweep(sweep_id: str) -> str:
-    with transaction() as s:
+    with transaction(read_only=True) as s:
         shown = operations.get_sweep(s, sweep_id)
         metric = _sweep_metric(shown)
         view = sweeps.sweep_view(shown, operations.sweep_runs(s, sweep_id), metric)

@@ -169,7 +169,10 @@ class Run(Base):
 
     The lifecycle is ``queued → running → succeeded | failed | cancelled``; a
     run whose worker died goes back from ``running`` to ``running`` under a new
-    worker once its lease expires (``attempts`` counts the claims).
+    worker once its lease expires, and one a worker gave back (a graceful
+    shutdown) to ``queued``.  ``attempts`` is the attempt the run is on: 0
+    until first claimed, then one more each time a worker lost it (its lease
+    expired), never for a worker that gave it back.
     """
 
     __tablename__ = "runs"

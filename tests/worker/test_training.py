@@ -5,21 +5,25 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import socket
+import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from factories import DIGITS, DIVERGES, XOR, spec_of
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
-from worker_kit import npz_arrays
+from worker_kit import npz_arrays, wait_for
 
 from trainyard.service.documents import weights_layers
 from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
+from trainyard.service.storage.migrate import upgrade
 from trainyard.trainer import fit
 from trainyard.worker.training import Context, SnapshotPlan, retrying, train_run, weights_npz
 
@@ -252,7 +256,7 @@ def test_release_then_resume_is_bit_identical_with_one_row_per_epoch(Session, co
 
     assert train_run(run_id, ctx=context()) == "succeeded"
     run, epochs, weight_epochs = read(Session, run_id)
-    assert run.attempts == 2 and [row["epoch"] for row in epochs] == list(range(1, 13))
+    assert run.attempts == 1 and [row["epoch"] for row in epochs] == list(range(1, 13))  # a hand-over, no new attempt
     assert weight_epochs == list(range(1, 13))
     assert_same_arrays(final_weights(Session, run_id), reference_weights(spec))
     with Session() as s:
@@ -286,6 +290,25 @@ def test_a_run_taken_over_stops_writing(Session, context):
     assert train_run(run_id, ctx=context()) == "succeeded"
     run, epochs, _ = read(Session, run_id)
     assert [row["epoch"] for row in epochs] == list(range(1, 101))
+
+
+def test_a_second_delivery_to_the_same_process_never_trains_the_run_twice(Session, context):
+    """A claim repeated by its own retry gets the run again (``repo.claim_run``); a new message for the run in
+    the same process while it trains is a claim of its own, under a name of its own, and finds nothing."""
+    run_id = create(Session, spec_of(XOR, epochs=20))
+    polls = itertools.count()  # polled before the claim (0), then after every epoch
+    second: list[str] = []
+
+    def deliver_again_at_epoch_5() -> bool:
+        if next(polls) == 5:
+            second.append(train_run(run_id, ctx=ctx))
+        return False
+
+    ctx = context(should_release=deliver_again_at_epoch_5)
+    assert train_run(run_id, ctx=ctx) == "succeeded"
+    assert second == ["not_claimed"]
+    run, epochs, _ = read(Session, run_id)
+    assert run.attempts == 1 and [row["epoch"] for row in epochs] == list(range(1, 21))
 
 
 def test_an_epoch_longer_than_the_lease_keeps_the_run(Session, context):
@@ -391,3 +414,136 @@ def test_retrying_repeats_only_what_an_outage_caused():
     with pytest.raises(OperationalError):
         retrying(shutting_down, "flaky", flaky)
     assert len(calls) == 1  # a worker shutting down hands the run back instead of waiting
+
+
+def test_a_busy_sqlite_database_is_waited_out(tmp_path, caplog):
+    """Another connection holds SQLite's write lock past the worker's busy timeout: "database is locked" is
+    retried like an outage (and said to be busy), and the run is trained once the lock is free."""
+    path = tmp_path / "trainyard.db"
+    upgrade(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=50)
+    Session = make_sessionmaker(engine)
+    run_id = create(Session, spec_of(XOR, epochs=20))
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    freed = threading.Timer(1.0, holder.rollback)
+    freed.start()
+    try:
+        ctx = Context(Session=Session, worker="test:0", lease_seconds=30.0, flush_seconds=0.0, weights_budget_bytes=MB)
+        assert train_run(run_id, ctx=ctx) == "succeeded"
+    finally:
+        freed.join()
+        holder.close()
+        engine.dispose()
+    retries = [r for r in caplog.records if "claim: the database is busy, trying again" in r.getMessage()]
+    assert len(retries) >= 3
+
+
+# --------------------------------------------------------------------------- a COMMIT whose acknowledgement was lost
+
+
+class LostAcknowledgement:
+    """Makes one COMMIT on ``engine`` reach PostgreSQL while its client sees the connection die.
+
+    Once :meth:`arm` is called, the next transaction to commit is committed on its connection, a new
+    statement opens another transaction there, and the server ends that connection (``pg_terminate_backend``,
+    as a crash or a network cut between the server and the worker would); SQLAlchemy then sends COMMIT on the
+    dead connection and raises the error a lost acknowledgement raises.  The write is in the database, and
+    the worker does not know it.
+    """
+
+    def __init__(self, engine: Engine, admin: Engine):
+        self.admin, self.armed, self.fired = admin, False, 0
+        event.listen(engine, "commit", self._on_commit)
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def _on_commit(self, connection: Any) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        dbapi = connection.connection.dbapi_connection
+        pid = dbapi.info.backend_pid
+        dbapi.commit()  # the transaction's own COMMIT, acknowledged to this hook alone
+        dbapi.execute("SELECT 1")  # a transaction for SQLAlchemy's COMMIT to find open on the dead connection
+        with self.admin.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            wait_for(lambda: not admin.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                               {"pid": pid}).scalar(), 10, "the backend to end")
+        self.fired += 1
+
+
+@pytest.fixture
+def lossy(postgres_admin: Engine, postgres_database: str) -> Iterator[tuple[sessionmaker[OrmSession],
+                                                                          LostAcknowledgement]]:
+    """A session factory on a PostgreSQL database of the test's own, and the means to lose one COMMIT's answer."""
+    upgrade(postgres_database)
+    engine = make_engine(postgres_database)
+    yield make_sessionmaker(engine), LostAcknowledgement(engine, postgres_admin)
+    engine.dispose()
+
+
+def test_a_claim_whose_commit_acknowledgement_was_lost_still_trains_the_run(lossy, caplog):
+    """The claim committed, the worker saw the connection die and claimed again: it finds the run held under
+    its own claim's name, trains it, and the run is on its first attempt."""
+    Session, lost = lossy
+    run_id = create(Session, spec_of(XOR, epochs=30))
+    ctx = Context(Session=Session, worker="test:0", lease_seconds=30.0, flush_seconds=0.0, weights_budget_bytes=MB)
+    lost.arm()  # the first commit of train_run is the claim's
+    assert train_run(run_id, ctx=ctx) == "succeeded"
+    assert lost.fired == 1
+    assert any("claim: the database is unreachable, trying again" in r.getMessage() for r in caplog.records)
+    run, epochs, _ = read(Session, run_id)
+    assert (run.status, run.attempts, run.error) == ("succeeded", 1, None)
+    assert [row["epoch"] for row in epochs] == list(range(1, 31))
+    assert_same_arrays(final_weights(Session, run_id), reference_weights(spec_of(XOR, epochs=30)))
+
+
+def test_a_release_whose_commit_acknowledgement_was_lost_still_sends_the_run(lossy):
+    """The flush that releases the run committed, and the worker, shutting down, saw the connection die: it
+    does not wait for the database, and sends the run to the queue anyway (without that message the queued run
+    would wait for the reconciler, ten leases); the next worker resumes it on the same attempt."""
+    Session, lost = lossy
+    spec = spec_of(DIGITS, epochs=12)
+    run_id = create(Session, spec)
+    requeued: list[str] = []
+    polls = itertools.count()  # polled before the claim (0), then after every epoch
+
+    def release_after_epoch_5() -> bool:
+        if (release := next(polls) >= 5) and not lost.fired:
+            lost.arm()  # the next commit is the flush that releases the run
+        return release
+
+    ctx = Context(Session=Session, worker="test:0", lease_seconds=30.0, flush_seconds=0.0, weights_budget_bytes=MB,
+                  should_release=release_after_epoch_5, requeue=requeued.append)
+    with pytest.raises(OperationalError):
+        train_run(run_id, ctx=ctx)
+    assert lost.fired == 1 and requeued == [run_id]
+    run, epochs, _ = read(Session, run_id)
+    assert (run.status, run.worker, run.attempts, len(epochs)) == ("queued", None, 1, 5)
+    again = Context(Session=Session, worker="test:1", lease_seconds=30.0, flush_seconds=0.0, weights_budget_bytes=MB)
+    assert train_run(run_id, ctx=again) == "succeeded"
+    run, epochs, _ = read(Session, run_id)
+    assert (run.attempts, [row["epoch"] for row in epochs]) == (1, list(range(1, 13)))
+    assert_same_arrays(final_weights(Session, run_id), reference_weights(spec))
+
+
+def test_a_final_flush_whose_commit_acknowledgement_was_lost_reports_the_run_finished(lossy):
+    """The last flush (the final epochs and ``succeeded``) committed unseen: the retry finds the run finished
+    and says so, rather than that the run was lost."""
+    Session, lost = lossy
+    run_id = create(Session, spec_of(XOR, epochs=30))
+    polls = itertools.count()
+
+    def arm_after_the_claim() -> bool:
+        if next(polls) == 1:  # after the first epoch; with no flush due before the end, the next commit is the last
+            lost.arm()
+        return False
+
+    ctx = Context(Session=Session, worker="test:0", lease_seconds=30.0, flush_seconds=3600.0, weights_budget_bytes=MB,
+                  should_release=arm_after_the_claim)
+    assert train_run(run_id, ctx=ctx) == "succeeded"
+    assert lost.fired == 1
+    run, epochs, _ = read(Session, run_id)
+    assert (run.status, run.attempts, len(epochs)) == ("succeeded", 1, 30)

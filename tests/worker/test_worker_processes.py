@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,12 @@ def shared(stack_factory) -> Stack:
     stack = stack_factory(lease=2.0)
     stack.start_worker(concurrency=2)
     return stack
+
+
+def wait_running(stack: Stack, run_id: str, holds: Callable[[Any], bool], what: str, timeout: float = 60) -> Any:
+    """Wait until the run is running and ``holds(run)``, or is finished (which the caller checks); the run."""
+    return wait_for(lambda: ((run := stack.run(run_id)).finished or run.status == "running" and holds(run)) and run,
+                    timeout, what)
 
 
 def wait_training(stack: Stack, run_id: str, min_epochs: int = 1) -> Any:
@@ -184,10 +191,50 @@ def test_sigterm_requeues_the_run_at_once(stack_factory):
     stopped = time.monotonic()
     victim.signal(signal.SIGTERM)
     assert victim.process.wait(15) == 0
-    wait_for(lambda: (run := stack.run(run_id)).attempts == 2 or run.finished, 10, "another worker to claim the run")
+    wait_running(stack, run_id, lambda run: trainer_of(pair, run)[0] is rescuer, "another worker to claim the run", 10)
     assert time.monotonic() - stopped < 15
     run = stack.wait_finished(run_id, timeout=60)
-    assert (run.status, run.error, run.attempts) == ("succeeded", None, 2)
+    assert (run.status, run.error, run.attempts) == ("succeeded", None, 1)  # handed over within its first attempt
     assert "resuming from the checkpoint of epoch" in rescuer.output()
     assert_one_row_per_epoch(stack, run_id, spec["epochs"])
     assert_bit_identical_to_fit(stack, run_id, spec)
+
+
+def test_rolling_restarts_never_use_up_a_runs_attempts(stack_factory):
+    """Six workers in turn take the run and are stopped with SIGTERM (more than ``MAX_ATTEMPTS``): each hands
+    the run on, and it succeeds on its first attempt, every epoch once, bit-identical to an uninterrupted run."""
+    stack = stack_factory(lease=60.0)  # a hand-over through an expired lease would take minutes: each is a release
+    spec = spec_of(DIGITS, epochs=epochs_lasting(DIGITS, 4.0, at_least=800))
+    run_id = stack.submit(spec)
+    done = 0
+    for restart in range(6):
+        worker = stack.start_worker(TRAINYARD_FLUSH_SECONDS="0.1")
+        run = wait_running(stack, run_id, lambda run, done=done: run.epochs_done > done, f"worker {restart} to train")
+        assert (run.status, run.error) == ("running", None), restart
+        worker.signal(signal.SIGTERM)
+        assert worker.process.wait(15) == 0
+        run = stack.run(run_id)
+        assert (run.status, run.attempts) == ("queued", 1), restart
+        done = run.epochs_done
+    assert done < spec["epochs"]
+    stack.start_worker()
+    run = stack.wait_finished(run_id, timeout=120)
+    assert (run.status, run.error, run.attempts) == ("succeeded", None, 1)
+    assert_one_row_per_epoch(stack, run_id, spec["epochs"])
+    assert_bit_identical_to_fit(stack, run_id, spec)
+
+
+def test_a_run_whose_workers_are_killed_again_and_again_is_given_up(stack_factory):
+    """Five workers in turn take the run and are SIGKILLed: each loss is an attempt, and the sixth claim fails
+    the run instead of training it."""
+    stack = stack_factory(lease=2.0)
+    run_id = stack.submit(crash_spec())
+    for attempt in range(1, 6):
+        worker = stack.start_worker(TRAINYARD_FLUSH_SECONDS="0.1")
+        run = wait_running(stack, run_id, lambda run, attempt=attempt: run.attempts == attempt, f"attempt {attempt}")
+        assert (run.status, run.attempts) == ("running", attempt)
+        worker.kill()
+    stack.start_worker()
+    run = stack.wait_finished(run_id, timeout=60)
+    assert (run.status, run.attempts) == ("failed", 6)
+    assert run.error.startswith("gave up after 5 attempts: each time, the worker training it was lost")

@@ -61,7 +61,7 @@ def test_release_run_only_by_its_worker(Session):
     with Session() as s, s.begin():
         run = repo.get_run(session=s, run_id=run_id)
         assert (run.status, run.worker, run.lease_expires_at) == ("queued", None, None)
-        assert repo.claim_run(session=s, run_id=run_id, worker="b", lease_seconds=30).attempts == 2
+        assert repo.claim_run(session=s, run_id=run_id, worker="b", lease_seconds=30).attempts == 1  # same attempt
 
 
 def test_reconcile(Session):

@@ -86,9 +86,12 @@ from trainyard.service.storage.repo.tokens import (
     LAST_USED_RESOLUTION,
     TOKEN_PREFIX,
     create_token,
+    find_token,
     get_active_token,
     list_tokens,
+    record_token_use,
     revoke_token,
+    use_to_record,
     verify_token,
 )
 
@@ -136,6 +139,9 @@ __all__ = [
     "LAST_USED_RESOLUTION",
     "create_token",
     "verify_token",
+    "find_token",
+    "use_to_record",
+    "record_token_use",
     "get_active_token",
     "list_tokens",
     "revoke_token",

@@ -3,6 +3,12 @@
 The reconciler takes back the runs a dead worker or a lost message left behind.  Every change of state
 is one conditional UPDATE, so workers, the reconciler and a client's cancel may race on a run and still
 leave it in one consistent state.
+
+``attempts`` is the attempt a run is on: 0 until a worker first claims it, then one more each time a
+worker *lost* it (its lease expired: the worker died, hung or lost the database for longer than the
+lease), counted when the run is taken over or put back in the queue by the reconciler.  A worker that
+gives the run back (:func:`release_run`, a graceful shutdown) hands the same attempt on, so rolling
+restarts never use attempts up.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, func, or_, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, update
 from sqlalchemy.orm import Session
 
 from trainyard.service.storage.models import FINISHED_STATUSES, SUMMARY_FIELDS, Run
@@ -29,27 +35,35 @@ def _claimable(now: dt.datetime) -> ColumnElement[bool]:
 def claim_run(
     *, session: Session, run_id: str, worker: str, lease_seconds: float, now: dt.datetime | None = None
 ) -> Run | None:
-    """Take a run for ``worker`` with one conditional UPDATE; the run if this call took it, else None.
+    """Take a run for ``worker`` with one conditional UPDATE; the run if ``worker`` now holds it, else None.
 
     Matches a queued run, or a running run whose lease expired before ``now``
-    (its worker died), and not one whose cancel was requested.  Sets status
-    ``running``, ``worker``, ``attempts + 1``, ``started_at`` (first claim
-    only) and a lease until ``now + lease_seconds``.  Concurrent claims of one
-    run cannot both succeed: on PostgreSQL the second UPDATE waits for the
-    first's row lock and then re-checks the condition, on SQLite writes are
-    serialised.  ``worker`` should be unique per worker process (host, pid and
-    a random part), since leases are renewed by that name.
+    (its worker died), and not one whose cancel was requested; and a run
+    ``worker`` already holds: a claim repeated because the acknowledgement of
+    its COMMIT was lost gets the run as the first call did (``attempts``
+    unchanged, the lease renewed), so ``worker`` must name one claim of one
+    process, never two trainers.  Sets status ``running``, ``worker``,
+    ``attempts`` (see the module's note: 1 on the first claim, one more when
+    taking over an expired lease), ``started_at`` (first claim only) and a
+    lease until ``now + lease_seconds``.  Concurrent claims of one run cannot
+    both succeed: on PostgreSQL the second UPDATE waits for the first's row
+    lock and then re-checks the condition, on SQLite writes are serialised.
     """
     if lease_seconds <= 0:
         raise ValueError("lease_seconds must be positive")
     now = _now(now)
+    held = and_(Run.status == "running", Run.worker == worker)
     return session.scalars(
         update(Run)
-        .where(Run.id == run_id, _claimable(now))
+        .where(Run.id == run_id, or_(_claimable(now), held))
         .values(
             status="running",
             worker=worker,
-            attempts=Run.attempts + 1,
+            # Evaluated on the row as it was: its own claim repeated, a lost lease taken over, a first claim.
+            attempts=case(
+                (held, Run.attempts), (Run.status == "running", Run.attempts + 1), (Run.attempts == 0, 1),
+                else_=Run.attempts,
+            ),
             started_at=func.coalesce(Run.started_at, _utc(now)),
             lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
             updated_at=now,
@@ -155,7 +169,8 @@ def release_run(*, session: Session, run_id: str, worker: str, now: dt.datetime 
 
     A worker that is shutting down calls it after its last flush, so the next
     worker may claim the run at once instead of waiting for the lease to
-    expire.  Returns whether the run was released (False: not held by ``worker``).
+    expire; the next claim continues the same attempt (``attempts`` unchanged).
+    Returns whether the run was released (False: not held by ``worker``).
     """
     now = _now(now)
     released = session.execute(
@@ -180,7 +195,8 @@ def reconcile(*, session: Session, queued_for: float, now: dt.datetime | None = 
 
     - A running run whose lease expired before ``now`` goes back to
       ``queued`` (its worker died or hangs: a worker that renews later finds
-      it no longer holds the run), or to ``cancelled`` if its cancel was asked for.
+      it no longer holds the run) with one more ``attempts`` (the next claim
+      starts that attempt), or to ``cancelled`` if its cancel was asked for.
     - A queued run untouched (``updated_at``) for ``queued_for`` seconds may
       have lost its message.  Its ``updated_at`` is set to ``now``, so it is
       sent again at most once per ``queued_for`` however long the queue's
@@ -201,7 +217,7 @@ def reconcile(*, session: Session, queued_for: float, now: dt.datetime | None = 
     requeued = session.scalars(
         update(Run)
         .where(expired, ~Run.cancel_requested)
-        .values(status="queued", worker=None, lease_expires_at=None, updated_at=now)
+        .values(status="queued", worker=None, attempts=Run.attempts + 1, lease_expires_at=None, updated_at=now)
         .returning(Run.id)
         .execution_options(synchronize_session=False)
     ).all()

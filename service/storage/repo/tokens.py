@@ -6,11 +6,11 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from trainyard.service.storage.models import TOKEN_SCOPES, ApiToken, new_id, utcnow
-from trainyard.service.storage.repo._common import _choice, _now
+from trainyard.service.storage.repo._common import _choice, _now, _utc
 
 #: Every API token starts with this, so a leaked one is easy to recognise (and to scan for).
 TOKEN_PREFIX = "ty_"
@@ -41,16 +41,44 @@ def create_token(*, session: Session, scope: str, name: str | None = None) -> tu
 def verify_token(*, session: Session, token: str, now: dt.datetime | None = None) -> ApiToken | None:
     """The active token with this plaintext, or None (unknown or revoked).
 
-    Records the use in ``last_used_at``, at most once per :data:`LAST_USED_RESOLUTION`.
+    Records the use in ``last_used_at``, at most once per :data:`LAST_USED_RESOLUTION`: a write, so on SQLite
+    it needs a transaction that may write; a read alone is :func:`find_token`.
     """
     now = _now(now)
-    row = session.scalars(
-        select(ApiToken).where(ApiToken.token_hash == _hash_token(token), ApiToken.revoked_at.is_(None))
-    ).first()
-    if row is not None and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
+    row = find_token(session=session, token=token)
+    if row is not None and use_to_record(row, now=now):
         row.last_used_at = now
         session.flush()
     return row
+
+
+def find_token(*, session: Session, token: str) -> ApiToken | None:
+    """The active token with this plaintext, or None (unknown or revoked); records nothing."""
+    return session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == _hash_token(token), ApiToken.revoked_at.is_(None))
+    ).first()
+
+
+def use_to_record(token: ApiToken, *, now: dt.datetime | None = None) -> bool:
+    """Whether a use of ``token`` at ``now`` is to be recorded (:func:`record_token_use`): its ``last_used_at``
+    is unset or :data:`LAST_USED_RESOLUTION` old."""
+    return token.last_used_at is None or _now(now) - token.last_used_at >= LAST_USED_RESOLUTION
+
+
+def record_token_use(*, session: Session, token_id: str, now: dt.datetime | None = None) -> bool:
+    """Set the token's ``last_used_at`` to ``now`` unless it is less than :data:`LAST_USED_RESOLUTION` old (a
+    request beside this one recorded it); whether it was set."""
+    now = _now(now)
+    recorded = session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= _utc(now - LAST_USED_RESOLUTION)),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return recorded.rowcount == 1
 
 
 def get_active_token(*, session: Session, token_id: str) -> ApiToken | None:

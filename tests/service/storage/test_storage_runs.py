@@ -171,10 +171,59 @@ def test_claim_a_queued_run(Session, make_run):
 
 def test_a_claimed_run_cannot_be_claimed_again_while_its_lease_holds(Session, make_run):
     run = make_run()
-    assert _claim(Session, run.id, worker="w1", now=T0) is not None
+    assert _claim(Session, run.id, worker="host:1:abc:c1", now=T0) is not None
     assert _claim(Session, run.id, worker="w2", now=_seconds(59)) is None
-    assert _claim(Session, run.id, worker="w1", now=_seconds(59)) is None  # a second delivery to the same worker
+    # A second delivery to the same process is a claim of its own, under a name of its own.
+    assert _claim(Session, run.id, worker="host:1:abc:c2", now=_seconds(59)) is None
     assert _get(Session, run.id).attempts == 1
+
+
+def test_a_claim_repeated_by_its_holder_gets_the_run_as_the_first_did(Session, make_run):
+    """A worker whose claim's COMMIT went through but whose acknowledgement was lost claims again: the run is
+    its own, with the attempt the first call returned and a renewed lease; a cancel asked in between stays
+    asked, for the worker's first flush to honour."""
+    run = make_run()
+    first = _claim(Session, run.id, worker="w1", lease_seconds=60, now=T0)
+    with Session() as s, s.begin():
+        repo.request_cancel(session=s, run_id=run.id, now=_seconds(1))
+    again = _claim(Session, run.id, worker="w1", lease_seconds=60, now=_seconds(2))
+    assert (again.status, again.worker, again.attempts, again.started_at) == ("running", "w1", first.attempts, T0)
+    assert again.attempts == 1 and again.lease_expires_at == _seconds(62) and again.cancel_requested
+    assert _claim(Session, run.id, worker="w2", now=_seconds(3)) is None
+
+
+def test_a_repeated_claim_never_takes_a_run_another_worker_took_over(Session, make_run):
+    run = make_run()
+    _claim(Session, run.id, worker="w1", lease_seconds=10, now=T0)
+    assert _claim(Session, run.id, worker="w2", lease_seconds=10, now=_seconds(11)).attempts == 2
+    assert _claim(Session, run.id, worker="w1", now=_seconds(12)) is None  # w1's lease expired and w2 took over
+    assert (_get(Session, run.id).worker, _get(Session, run.id).attempts) == ("w2", 2)
+
+
+def test_its_own_claim_of_an_expired_lease_is_the_same_attempt(Session, make_run):
+    run = make_run()
+    _claim(Session, run.id, worker="w1", lease_seconds=10, now=T0)
+    again = _claim(Session, run.id, worker="w1", lease_seconds=10, now=_seconds(30))  # retried for 30 s
+    assert (again.worker, again.attempts, again.lease_expires_at) == ("w1", 1, _seconds(40))
+
+
+def test_attempts_count_lost_workers_not_graceful_hand_overs(Session, make_run):
+    """``attempts`` is the attempt the run is on: a release (a worker stopped with SIGTERM) hands the attempt
+    on, any number of times; a lease that expired starts a new one, whether another worker takes the run
+    over directly or the reconciler puts it back in the queue first."""
+    run = make_run()
+    assert _get(Session, run.id).attempts == 0
+    for n in range(8):  # eight rolling restarts
+        assert _claim(Session, run.id, worker=f"graceful{n}", now=_seconds(n)).attempts == 1
+        with Session() as s, s.begin():
+            assert repo.release_run(session=s, run_id=run.id, worker=f"graceful{n}", now=_seconds(n))
+        assert (_get(Session, run.id).status, _get(Session, run.id).attempts) == ("queued", 1)
+    _claim(Session, run.id, worker="killed", lease_seconds=10, now=_seconds(100))
+    assert _claim(Session, run.id, worker="taker", lease_seconds=10, now=_seconds(111)).attempts == 2
+    with Session() as s, s.begin():
+        assert repo.reconcile(session=s, queued_for=3600, now=_seconds(200)).requeue == [run.id]
+    assert (_get(Session, run.id).status, _get(Session, run.id).attempts) == ("queued", 3)
+    assert _claim(Session, run.id, worker="after", now=_seconds(201)).attempts == 3
 
 
 def test_an_expired_lease_can_be_reclaimed(Session, make_run):
