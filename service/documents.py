@@ -37,6 +37,10 @@ class RunDocument(TypedDict):
     each time the worker training it is lost (killed, or out of touch past its lease) and another takes over. A
     worker stopped gracefully (SIGTERM) hands the run on within the same attempt. A run is failed rather than
     started on a sixth attempt.
+
+    ``stop_reason`` says why a finished run stopped, e.g. ``completed: all 30 epochs``, ``early stopping at epoch
+    20 of 30: val_loss did not improve on its best, 0.0812 at epoch 12, for 8 epochs (patience 8)``, ``cancelled at
+    epoch 14``, ``diverged at epoch 9`` (null while it trains, and for runs that ended before it was recorded).
     """
 
     id: Id
@@ -54,7 +58,26 @@ class RunDocument(TypedDict):
     cancel_requested: bool
     attempts: int
     error: str | None
+    stop_reason: str | None
     summary: Summary
+
+
+class CreatedRun(RunDocument):
+    """A run just created, and ``defaults``: the training settings its spec left out, with the values they took
+    (``{"epochs": 100, "batch_size": 32}``), so that nothing is chosen silently."""
+
+    defaults: dict[str, Any]
+
+
+#: The top-level spec fields that shape training, reported in ``defaults`` when a spec leaves them out.
+DEFAULTED_FIELDS = ("dataset", "model", "loss", "optimizer", "lr_schedule", "epochs", "batch_size", "shuffle",
+                    "dtype", "seed", "early_stopping", "snapshot_every")
+
+
+def defaults(spec: TrainSpec) -> dict[str, Any]:
+    """The fields of :data:`DEFAULTED_FIELDS` that ``spec`` was not given, with their default values."""
+    dumped = spec.model_dump(mode="json", include=set(DEFAULTED_FIELDS) - spec.model_fields_set)
+    return {name: dumped[name] for name in DEFAULTED_FIELDS if name in dumped}
 
 
 class RunPage(TypedDict):
@@ -146,6 +169,7 @@ def run_json(run: Run) -> RunDocument:
         "cancel_requested": run.cancel_requested,
         "attempts": run.attempts,
         "error": run.error,
+        "stop_reason": run.stop_reason,
         "summary": run.summary,
     }
 

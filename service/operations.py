@@ -242,8 +242,9 @@ def create_sweep(request: SweepRequest, *, idempotency_key: str | None = None) -
             sweep = repo.create_sweep(session=s, name=request.name, method=request.method, base_spec=request.spec,
                                       space=stored_space, idempotency_key=idempotency_key)
             token_id = current_token_id()
-            runs = [repo.create_run(session=s, sweep_id=sweep.id, token_id=token_id, **run_fields(spec))
-                    for spec in specs]
+            runs = [repo.create_run(session=s, sweep_id=sweep.id, sweep_index=index, token_id=token_id,
+                                    **run_fields(spec))
+                    for index, spec in enumerate(specs)]
     except IntegrityError:
         if idempotency_key is None or (earlier := made()) is None:
             raise

@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from trainyard.service.errors import validation_fields
 from trainyard.service.specpaths import set_path
-from trainyard.service.storage.models import RUN_STATUSES, Run
+from trainyard.service.storage.models import RANKED_STATUSES, RUN_STATUSES, Run
 from trainyard.trainer import SpecError, TrainSpec, check
-from trainyard.trainer.spec import MAX_NAME_LENGTH, Name, UploadData
+from trainyard.trainer.spec import MAX_NAME_LENGTH, DataSpec, Name, UploadData
 
 #: Most runs one sweep may create.
 MAX_SWEEP_RUNS = 200
@@ -267,7 +267,7 @@ def _valid(spec: dict[str, Any], where: str, what: str) -> TrainSpec:
             check(valid)  # the dataset's shape alone: nothing is generated
         return valid
     except ValidationError as exc:
-        errors = [(e["field"], e["message"]) for e in validation_fields(exc)]
+        errors = [(e["field"], e["message"]) for e in validation_fields(exc, TrainSpec)]
     except SpecError as exc:
         errors = [(exc.field, exc.message)]
     fields = [{"field": f"{where}.{field}", "message": message} for field, message in errors]
@@ -278,10 +278,16 @@ def _valid(spec: dict[str, Any], where: str, what: str) -> TrainSpec:
 
 
 def default_metric(base_spec: Mapping[str, Any]) -> str:
-    """``val_loss`` when the base spec holds data out, else ``train_loss``."""
-    dataset = base_spec.get("dataset")
-    held_out = isinstance(dataset, dict) and (dataset.get("test_fraction") or 0) > 0
-    return "val_loss" if held_out else "train_loss"
+    """``val_loss`` when the base spec's dataset holds data out (its ``held_out``, as the trainer splits: 20 % unless
+    ``test_fraction`` says otherwise, none for the logic gates), else ``train_loss``."""
+    try:
+        held_out = _DATASET.validate_python(base_spec.get("dataset")).held_out
+    except ValidationError:  # a sweep stored before its base spec was validated: rank as its runs can be ranked
+        held_out = 0.0
+    return "val_loss" if held_out > 0 else "train_loss"
+
+
+_DATASET: TypeAdapter[Any] = TypeAdapter(DataSpec)
 
 
 def metric_value(run: Run, metric: str) -> float | None:
@@ -296,6 +302,13 @@ def ranked(runs: Sequence[Run], metric: str) -> list[Run]:
     scored = [run for run in runs if metric_value(run, metric) is not None]
     scored.sort(key=lambda run: -metric_value(run, metric) if higher else metric_value(run, metric))  # type: ignore[operator]
     return scored + [run for run in runs if metric_value(run, metric) is None]
+
+
+def best_run(runs: Sequence[Run], metric: str) -> Run | None:
+    """The sweep's best run by ``metric``: the first of :func:`ranked` among those that finished training
+    (:data:`RANKED_STATUSES`), None while there is none.  ``runs`` come in the sweep's order, the tie-break."""
+    return next((run for run in ranked([run for run in runs if run.status in RANKED_STATUSES], metric)
+                 if metric_value(run, metric) is not None), None)
 
 
 def progress(runs: Sequence[Run]) -> dict[str, Any]:

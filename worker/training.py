@@ -75,6 +75,7 @@ logger = logging.getLogger(__name__)
 #: A run on a later attempt than this (its worker was lost this many times: killed, or out of touch past its
 #: lease; a graceful hand-over is no new attempt, see ``repo.claim_run``) is failed instead of tried again.
 MAX_ATTEMPTS = 5
+GAVE_UP = f"gave up after {MAX_ATTEMPTS} attempts"
 
 #: How long a worker keeps retrying a write while the database is unreachable or busy before it gives the run up
 #: (the lease then expires and the reconciler hands the run out again once the database is back).
@@ -298,13 +299,13 @@ class _Tracker:
         *,
         checkpoint: Checkpoint | None = None,
         release: bool = False,
-        finish: tuple[str, str | None] | None = None,
+        finish: Finish | None = None,
     ) -> None:
         """Write what is buffered and ``checkpoint`` in one transaction, after renewing the lease.
 
         ``release`` gives the run back to the queue afterwards; ``finish``
-        (``(status, error)``) ends it, with the last epoch's weights.  A
-        requested cancel ends it as ``cancelled`` whatever was asked.  Sets
+        ends it, with the last epoch's weights.  A requested cancel ends it as
+        ``cancelled`` whatever was asked.  Sets
         :attr:`outcome` when training must stop.  The checkpoint is taken by
         the caller at the last buffered epoch (it copies the whole training
         state, so not at every epoch).  While the database is unreachable the
@@ -330,10 +331,12 @@ class _Tracker:
                 repo.write_weights_many(session=s, run_id=run_id, snapshots=snapshots)
                 if checkpoint is not None:
                     repo.save_checkpoint(session=s, run_id=run_id, epoch=checkpoint.epoch, data=data)
-                status, error = ("cancelled", None) if lease.cancel_requested else finish or (None, None)
-                if status is not None:
+                end = self._cancelled() if lease.cancel_requested else finish
+                if end is not None:
+                    status = end.status
                     repo.finish_run(
-                        session=s, run_id=run_id, status=status, error=error,
+                        session=s, run_id=run_id, status=status, error=end.error,
+                        stop_reason=end.reason(s, run_id) if callable(end.reason) else end.reason,
                         summary=self.summary.fields(), worker=ctx.worker,
                     )
                     # A finished run is never resumed: its training state is dead weight.
@@ -364,6 +367,11 @@ class _Tracker:
         self.flushed_at = time.monotonic()
         if self.outcome == "released" and ctx.requeue is not None:
             ctx.requeue(run_id)
+
+    def _cancelled(self) -> Finish:
+        epoch = self.last[0] if self.last is not None else None
+        return Finish("cancelled", None, "cancelled before its first epoch" if epoch is None
+                      else f"cancelled at epoch {epoch}")
 
     def _weight_writes(self, *, last: bool) -> tuple[list[tuple[int, bytes]], list[int]]:
         """The snapshots a flush writes and the stored best it supersedes (to delete); changes nothing."""
@@ -493,25 +501,55 @@ def train_run(run_id: str, *, ctx: Context) -> str:
         return _train(loaded, tracker)
 
 
+@dataclass(frozen=True)
+class Finish:
+    """How a flush ends a run: its status, its error and why it stopped (``stop_reason``; a callable reads what it
+    needs in the flush's transaction, after the flush's epochs are written)."""
+
+    status: str
+    error: str | None
+    reason: str | Callable[[Session, str], str]
+
+
 def _train(loaded: _Loaded, tracker: _Tracker) -> str:
     """Run ``fit`` with the tracker and end the run by what happened."""
     try:
-        fit(loaded.spec, data=loaded.data, on_epoch=tracker.on_epoch, checkpoint=loaded.checkpoint)
+        result = fit(loaded.spec, data=loaded.data, on_epoch=tracker.on_epoch, checkpoint=loaded.checkpoint)
     except SQLAlchemyError:  # the database, not the run, failed: let the lease expire and the run be retried
         raise
     except TrainingDiverged as exc:
-        return _end(tracker, "failed", str(exc))
+        return _end(tracker, Finish("failed", str(exc), f"diverged at epoch {exc.epoch}"))
     except (SpecError, pydantic.ValidationError) as exc:
-        return _end(tracker, "failed", f"the spec does not fit the data: {exc}")
+        unfit = "the spec does not fit the data"
+        return _end(tracker, Finish("failed", f"{unfit}: {exc}", unfit))
     except Exception as exc:
         if tracker.outcome is not None:  # the failure came from a flush that already ended the run
             raise
         logger.exception("run %s failed", tracker.run_id)
-        return _end(tracker, "failed", f"training failed: {type(exc).__name__}: {exc}")
-    return _end(tracker, "succeeded", None)
+        return _end(tracker, Finish("failed", f"training failed: {type(exc).__name__}: {exc}", "an error in training"))
+    return _end(tracker, Finish("succeeded", None, _stop_reason(loaded.spec, result.stop_reason, result.best_epoch,
+                                                                  tracker.last[0] if tracker.last else None)))
 
 
-def _end(tracker: _Tracker, status: str, error: str | None) -> str:
+def _stop_reason(
+    spec: TrainSpec, how: str, best_epoch: int | None, last_epoch: int | None
+) -> str | Callable[[Session, str], str]:
+    """Why a run that trained to its end stopped: ``completed: all 30 epochs``, or early stopping with the monitored
+    metric's best (read from the database: the best epoch may be from before a resume)."""
+    es = spec.early_stopping
+    if how != "early_stopping" or es is None or best_epoch is None or last_epoch is None:
+        return f"completed: all {spec.epochs} epochs"
+
+    def reason(session: Session, run_id: str) -> str:
+        best = repo.epoch_value(session=session, run_id=run_id, epoch=best_epoch, field=es.monitor)
+        shown = "no value" if best is None else f"{best:.4g}"
+        return (f"early stopping at epoch {last_epoch} of {spec.epochs}: {es.monitor} did not improve on its best, "
+                f"{shown} at epoch {best_epoch}, for {last_epoch - best_epoch} epochs (patience {es.patience})")
+
+    return reason
+
+
+def _end(tracker: _Tracker, finish: Finish) -> str:
     """The final flush: buffered epochs, the last weights and the final status, in one transaction.
 
     A succeeded run keeps no checkpoint (its weights are stored; nothing resumes a finished run); a
@@ -519,8 +557,8 @@ def _end(tracker: _Tracker, status: str, error: str | None) -> str:
     """
     if tracker.outcome is not None:  # a flush already ended it (cancelled, released or lost)
         return tracker.outcome
-    tracker.flush(finish=(status, error))
-    return tracker.outcome or status
+    tracker.flush(finish=finish)
+    return tracker.outcome or finish.status
 
 
 def _claim(run_id: str, ctx: Context) -> _Loaded | str | None:
@@ -538,8 +576,7 @@ def _claim_once(run_id: str, ctx: Context) -> _Loaded | str | None:
         if run is None:
             return None
         if run.attempts > MAX_ATTEMPTS:
-            return (f"gave up after {MAX_ATTEMPTS} attempts: each time, the worker training it was lost "
-                    "(killed, or out of touch past its lease)")
+            return f"{GAVE_UP}: each time, the worker training it was lost (killed, or out of touch past its lease)"
         try:
             spec = TrainSpec.model_validate(run.spec)
         except pydantic.ValidationError as exc:
@@ -573,9 +610,13 @@ def _claim_once(run_id: str, ctx: Context) -> _Loaded | str | None:
 
 
 def _fail(run_id: str, ctx: Context, error: str) -> str:
+    """End a claimed run that cannot be trained as ``failed``, saying why."""
+    reason = GAVE_UP if error.startswith(GAVE_UP) else "could not start training"
+
     def transaction() -> None:
         with ctx.Session() as s, s.begin():
-            repo.finish_run(session=s, run_id=run_id, status="failed", error=error, worker=ctx.worker)
+            repo.finish_run(session=s, run_id=run_id, status="failed", error=error, stop_reason=reason,
+                            worker=ctx.worker)
 
     retrying(ctx, f"run {run_id}: fail", transaction)
     return "failed"

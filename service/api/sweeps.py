@@ -20,8 +20,8 @@ from trainyard.service.context import transaction
 from trainyard.service.documents import Id, RunDocument, Timestamp, iso, run_json
 from trainyard.service.errors import invalid_parameter
 from trainyard.service.storage import repo
-from trainyard.service.storage.models import SWEEP_METHODS, Run, Sweep
-from trainyard.service.sweeps import SweepRequest, default_metric, metric_value, progress, ranked
+from trainyard.service.storage.models import RANKED_STATUSES, SWEEP_METHODS, Run, Sweep
+from trainyard.service.sweeps import SweepRequest, best_run, default_metric, metric_value, progress
 
 bp = Blueprint("sweeps", __name__, url_prefix="/api")
 
@@ -39,11 +39,13 @@ class Progress(TypedDict):
 
 
 class Best(TypedDict):
-    """The run with the best value of ``metric`` (null while no run has one)."""
+    """The run with the best value of ``metric`` among the runs that finished training (``among``: their statuses;
+    a cancelled or failed run stopped early, so its value is not comparable), null while none has one."""
 
     metric: str
     value: float | None
     run: Id | None
+    among: list[str]
 
 
 class SweepDocument(TypedDict):
@@ -70,10 +72,10 @@ class SweepList(TypedDict):
 
 
 def _best(runs: list[Run], metric: str) -> Best:
-    """The run with the best value of ``metric`` among those that have one (ties: the first)."""
-    order = ranked(runs, metric)
-    value = metric_value(order[0], metric) if order else None
-    return {"metric": metric, "value": value, "run": None if value is None else order[0].id}
+    """The best run by ``metric`` (ties: the first in the sweep)."""
+    best = best_run(runs, metric)
+    return {"metric": metric, "value": None if best is None else metric_value(best, metric),
+            "run": None if best is None else best.id, "among": list(RANKED_STATUSES)}
 
 
 def sweep_json(sweep: Sweep, runs: list[Run], *, metric: str | None = None) -> SweepDocument:
@@ -102,7 +104,8 @@ def sweep_summaries(s: Session, sweeps: list[Sweep]) -> list[SweepDocument]:
     found = operations.summarize_sweeps(s, sweeps)
     return [_document(sweep, found[sweep.id].progress, {"metric": found[sweep.id].metric,
                                                         "value": found[sweep.id].best_value,
-                                                        "run": found[sweep.id].best_run}) for sweep in sweeps]
+                                                        "run": found[sweep.id].best_run,
+                                                        "among": list(RANKED_STATUSES)}) for sweep in sweeps]
 
 
 @bp.post("/sweeps")

@@ -55,7 +55,7 @@ def sweep_view(sweep: Sweep, runs: Sequence[Run], metric: str) -> dict[str, Any]
     """The sweep as its page and its script show it: runs ranked by ``metric``, each with its swept values."""
     paths = swept_paths(sweep)
     order = shared.ranked(runs, metric)
-    best = order[0] if order and shared.metric_value(order[0], metric) is not None else None
+    best = shared.best_run(runs, metric)
     rows = [
         {
             "id": run.id,

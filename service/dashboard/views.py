@@ -55,7 +55,7 @@ def format_number(value: Any) -> str:
 
 
 def status_json(run: Run) -> dict[str, Any]:
-    """What the live updates need of a run: status, progress, summary, duration, error."""
+    """What the live updates need of a run: status, progress, summary, duration, error, why it stopped."""
     return {
         "id": run.id,
         "status": run.status,
@@ -63,6 +63,7 @@ def status_json(run: Run) -> dict[str, Any]:
         "epochs_total": run.epochs_total,
         "cancel_requested": run.cancel_requested,
         "error": run.error,
+        "stop_reason": run.stop_reason,
         "summary": run.summary,
         "duration": format_duration(duration_seconds(run)),
     }

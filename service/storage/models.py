@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 #: Constraint and index names (Alembic needs names to alter constraints, on SQLite above all).
 NAMING_CONVENTION = {
@@ -53,6 +53,9 @@ NAMING_CONVENTION = {
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 #: Statuses a run never leaves.
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+#: The statuses of runs that finished training, what a sweep's best is chosen from: a cancelled or failed run
+#: stopped before its spec said, so its metrics are not comparable.
+RANKED_STATUSES = ("succeeded",)
 TOKEN_SCOPES = ("read", "write", "admin")
 SWEEP_METHODS = ("grid", "random")
 DATASET_TASKS = ("classification", "regression")
@@ -70,6 +73,11 @@ SUMMARY_FIELDS = (
 
 MAX_NAME_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
+def fold(text: str) -> str:
+    """``text`` as a case-insensitive search compares it: Unicode case folding (``Émile`` and ``éMILE`` match)."""
+    return text.casefold()
 
 
 def utcnow() -> dt.datetime:
@@ -180,7 +188,7 @@ class Run(Base):
         CheckConstraint(_in("status", RUN_STATUSES), name="status"),
         Index("ix_runs_created_at", "created_at", "id"),
         Index("ix_runs_status_created_at", "status", "created_at", "id"),
-        Index("ix_runs_sweep_id", "sweep_id"),
+        Index("ix_runs_sweep_id_sweep_index", "sweep_id", "sweep_index"),
         Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
         Index("ix_runs_idempotency_key", "idempotency_key", unique=True),
         Index("ix_runs_token_id_status", "token_id", "status"),
@@ -188,10 +196,15 @@ class Run(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    #: ``name.casefold()``, what ``q=`` searches: one case-insensitive match on every database (SQLite's LIKE and
+    #: ``lower`` fold ASCII letters only, PostgreSQL's follow the database's locale).
+    name_folded: Mapped[str] = mapped_column(default="")
     status: Mapped[str] = mapped_column(String(16), default="queued")
     spec: Mapped[dict[str, Any]]
     seed: Mapped[int] = mapped_column(BigInteger)  # a spec's seed goes up to 2**32 - 1
     sweep_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("sweeps.id", ondelete="SET NULL"))
+    #: The run's point in its sweep, from 0: the sweep's order, and its tie-break (never the name).
+    sweep_index: Mapped[int | None]
     tags: Mapped[list[str]] = mapped_column(default=list)
     notes: Mapped[str] = mapped_column(default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -203,6 +216,8 @@ class Run(Base):
     lease_expires_at: Mapped[dt.datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None]
+    #: Why training ended, for a finished run: ``completed``, early stopping, cancelled, diverged, ... (None before).
+    stop_reason: Mapped[str | None]
     epochs_done: Mapped[int] = mapped_column(default=0)
     epochs_total: Mapped[int] = mapped_column(default=0)
     final_train_loss: Mapped[float | None]
@@ -226,6 +241,11 @@ class Run(Base):
     def finished(self) -> bool:
         """Whether the run has reached a final status."""
         return self.status in FINISHED_STATUSES
+
+    @validates("name")
+    def _fold(self, _key: str, name: str) -> str:
+        self.name_folded = fold(name)
+        return name
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r}, status={self.status!r})"

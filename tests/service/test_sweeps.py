@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from trainyard.service.specpaths import set_path
-from trainyard.service.sweeps import MAX_SWEEP_RUNS, SweepPointError, SweepRequest, expand, points
+from trainyard.service.sweeps import MAX_SWEEP_RUNS, SweepPointError, SweepRequest, default_metric, expand, points
+from trainyard.trainer.datasets import BUILTIN_NAMES
+from trainyard.trainer.spec import GATES, BuiltinData
 
 BASE = {
     "name": "base",
@@ -107,3 +109,18 @@ def test_a_point_too_large_for_its_data_refuses_the_sweep():
 def test_bad_requests_are_refused(fields, match):
     with pytest.raises(ValidationError, match=match):
         request(**fields)
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+@pytest.mark.parametrize("test_fraction", [None, 0.0, 0.3])
+def test_the_default_metric_is_validation_loss_wherever_the_trainer_holds_data_out(name, test_fraction):
+    """Moons, circles, spirals, iris, digits and uploads hold out 20 % unless told otherwise: ranking them by
+    training loss would crown the most overfit run.  The rule is the trainer's own (``held_out``)."""
+    dataset = {"name": name} if test_fraction is None else {"name": name, "test_fraction": test_fraction}
+    expected = "val_loss" if BuiltinData.model_validate(dataset).held_out > 0 else "train_loss"
+
+    assert default_metric({"dataset": dataset}) == expected
+    if test_fraction is None:
+        assert expected == ("train_loss" if name in GATES else "val_loss")
+    assert default_metric({"dataset": {"upload": "abc"}}) == "val_loss"
+    assert default_metric({"dataset": {"upload": "abc", "test_fraction": 0.0}}) == "train_loss"

@@ -121,6 +121,7 @@ def test_a_run_succeeds_with_every_epoch_weights_and_summary(Session, context):
     assert train_run(run_id, ctx=context(flush_seconds=0.01)) == "succeeded"
     run, epochs, weight_epochs = read(Session, run_id)
     assert (run.status, run.error, run.attempts, run.epochs_done) == ("succeeded", None, 1, 200)
+    assert run.stop_reason == "completed: all 200 epochs"
     assert [row["epoch"] for row in epochs] == list(range(1, 201))
     assert weight_epochs == list(range(1, 201))
     assert run.final_train_loss == pytest.approx(epochs[-1]["train_loss"]) and run.final_train_accuracy == 1.0
@@ -165,6 +166,10 @@ def test_early_stopping_ends_a_run_with_its_last_epoch_and_the_best(Session, con
     result = fit(spec)
     assert run.epochs_done == len(epochs) == len(result.history) < 300
     assert run.best_epoch == result.best_epoch and weight_epochs[-1] == run.epochs_done
+    best = result.history[result.best_epoch - 1].val_loss
+    assert run.stop_reason == (
+        f"early stopping at epoch {run.epochs_done} of 300: val_loss did not improve on its best, {best:.4g} at epoch "
+        f"{result.best_epoch}, for {run.epochs_done - result.best_epoch} epochs (patience 3)")
 
 
 def test_a_second_delivery_finds_nothing_to_claim(Session, context):
@@ -181,7 +186,7 @@ def test_a_cancelled_queued_run_is_not_trained(Session, context):
         repo.request_cancel(session=s, run_id=run_id)
     assert train_run(run_id, ctx=context()) == "not_claimed"
     run, epochs, _ = read(Session, run_id)
-    assert (run.status, run.attempts, epochs) == ("cancelled", 0, [])
+    assert (run.status, run.attempts, epochs, run.stop_reason) == ("cancelled", 0, [], "cancelled before it started")
 
 
 def test_cancel_while_running_stops_and_keeps_the_epochs(Session, context):
@@ -196,7 +201,7 @@ def test_cancel_while_running_stops_and_keeps_the_epochs(Session, context):
 
     assert train_run(run_id, ctx=context(should_release=cancel_at_epoch_30)) == "cancelled"
     run, epochs, weight_epochs = read(Session, run_id)
-    assert run.status == "cancelled" and run.finished_at is not None
+    assert run.status == "cancelled" and run.finished_at is not None and run.stop_reason == "cancelled at epoch 30"
     assert [row["epoch"] for row in epochs] == list(range(1, 31))  # seen at the flush after epoch 30
     assert weight_epochs[-1] == 30 and run.final_train_loss == epochs[-1]["train_loss"]
 
@@ -209,6 +214,7 @@ def test_divergence_fails_the_run_naming_the_epoch_and_keeps_earlier_epochs(Sess
     assert run.status == "failed" and "diverged at epoch" in run.error
     diverged_at = int(run.error.split("epoch ")[1].split(":")[0])
     assert diverged_at > 1 and [row["epoch"] for row in epochs] == list(range(1, diverged_at))
+    assert run.stop_reason == f"diverged at epoch {diverged_at}"
 
 
 def test_a_spec_that_does_not_fit_its_data_fails_readably(Session, context):
@@ -365,6 +371,7 @@ def test_a_run_given_up_after_too_many_attempts(Session, context):
     assert train_run(run_id, ctx=context()) == "failed"
     run, _, _ = read(Session, run_id)
     assert run.attempts == 6 and "gave up after 5 attempts" in run.error
+    assert run.stop_reason == "gave up after 5 attempts"
 
 
 # --------------------------------------------------------------------------- an unreachable database

@@ -78,6 +78,8 @@
     }
     const error = field("error");
     if (error) { error.textContent = run.error || ""; error.hidden = !run.error; }
+    const reason = field("stop_reason");
+    if (reason) { reason.textContent = run.stop_reason ? "Stopped: " + run.stop_reason : ""; reason.hidden = !run.stop_reason; }
     const cancel = field("cancel");
     if (cancel && !ACTIVE.includes(run.status)) cancel.hidden = true;
   }

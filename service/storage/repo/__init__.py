@@ -49,6 +49,7 @@ from trainyard.service.storage.repo.epochs import (
     EPOCH_FIELDS,
     EPOCH_LISTS,
     EPOCH_METRICS,
+    epoch_value,
     get_curves,
     get_epochs,
     write_epochs,
@@ -75,6 +76,7 @@ from trainyard.service.storage.repo.runs import (
 )
 from trainyard.service.storage.repo.sweeps import (
     create_sweep,
+    find_sweeps,
     get_sweep,
     get_sweep_by_idempotency_key,
     list_sweeps,
@@ -124,6 +126,7 @@ __all__ = [
     "EPOCH_FIELDS",
     "write_epochs",
     "get_epochs",
+    "epoch_value",
     "get_curves",
     "downsample",
     # blobs
@@ -158,6 +161,7 @@ __all__ = [
     "list_datasets",
     # sweeps
     "create_sweep",
+    "find_sweeps",
     "get_sweep",
     "get_sweep_by_idempotency_key",
     "list_sweeps",

@@ -151,7 +151,8 @@ def get_epochs(
     fields : sequence of str, optional
         The fields to return, in this order, from :data:`EPOCH_FIELDS` (default: all).
     max_points : int, optional
-        At most this many epochs (at least 2), chosen so the curves keep their shape:
+        ``min(n, max_points)`` of the ``n`` epochs (``max_points`` at least
+        2), chosen so the curves keep their shape:
 
         - with ``max_points`` epochs or fewer, all are returned;
         - otherwise the first and the last epoch are kept, and the ``m``
@@ -161,17 +162,20 @@ def get_epochs(
           numeric field (:data:`EPOCH_METRICS`), the epoch holding the
           field's minimum and the epoch holding its maximum are kept (the
           earliest one on ties; nulls are ignored), so a one-epoch spike
-          always survives.  With no numeric field requested, each bucket keeps
-          its first epoch;
+          always survives; a bucket where no field has a value (or none is
+          asked for) keeps its first epoch;
         - ``B`` is first ``min(m, max(1, (max_points - 2) // (2 * F)))``,
           with ``F`` the number of numeric fields asked for (``2 * F`` counts
           as 1 when there are none): a count that never overflows, since a
           bucket keeps at most ``2 * F`` epochs (unless even one bucket is
-          too many: then only the first and last epoch are returned).  If
+          too many: then only the first and last epoch are kept).  While
           that keeps ``k < max_points`` epochs, ``B * (max_points - 2) // (k - 2)``
-          buckets (at most ``m``) are tried once, and used if they keep at
-          most ``max_points`` epochs.  Every kept epoch carries all requested
-          fields.
+          buckets (at most ``m``) are tried, up to three times, and kept if
+          they keep at most ``max_points`` epochs (a bucket's minimum and
+          maximum are often one epoch, so ``k`` falls short);
+        - the epochs still missing to make ``max_points`` are taken evenly
+          spread among those not kept.  Every kept epoch carries all
+          requested fields.
 
     Raises
     ------
@@ -203,6 +207,14 @@ def get_epochs(
         for row, value in zip(rows, values[name]):
             row[name] = value
     return rows
+
+
+def epoch_value(*, session: Session, run_id: str, epoch: int, field: str) -> float | None:
+    """One numeric field (:data:`EPOCH_METRICS`) of one epoch of a run; None if it has no value or no such epoch."""
+    if field not in EPOCH_METRICS:
+        raise ValueError(f"unknown numeric epoch field {field!r}: use {', '.join(EPOCH_METRICS)}")
+    value = session.scalar(select(getattr(Epoch, field)).where(Epoch.run_id == run_id, Epoch.epoch == epoch))
+    return None if value is None else float(value)
 
 
 def get_curves(

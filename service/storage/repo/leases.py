@@ -117,15 +117,20 @@ def finish_run(
     run_id: str,
     status: str,
     error: str | None = None,
+    stop_reason: str | None = None,
     summary: Mapping[str, float | int | None] | None = None,
     worker: str | None = None,
     now: dt.datetime | None = None,
 ) -> Run | None:
-    """End a run: final ``status``, ``error`` message, summary metrics; ``finished_at`` set, lease cleared.
+    """End a run: final ``status``, ``error`` message, why it stopped, summary metrics; ``finished_at`` set, lease
+    cleared.
 
     Parameters
     ----------
     status : {"succeeded", "failed", "cancelled"}
+    stop_reason : str, optional
+        Why training ended, as people read it (``completed: all 30 epochs``,
+        ``early stopping at epoch 20: ...``, ``diverged at epoch 9``).
     summary : mapping, optional
         Values for any of :data:`~trainyard.service.storage.models.SUMMARY_FIELDS`
         (non-finite floats are stored as null).
@@ -151,7 +156,8 @@ def finish_run(
     return session.scalars(
         update(Run)
         .where(Run.id == run_id, condition)
-        .values(status=status, error=error, finished_at=now, lease_expires_at=None, updated_at=now, **values)
+        .values(status=status, error=error, stop_reason=stop_reason, finished_at=now, lease_expires_at=None,
+                updated_at=now, **values)
         .returning(Run)
         .execution_options(synchronize_session=False, populate_existing=True)
     ).first()

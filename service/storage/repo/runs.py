@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from trainyard.service.storage.models import Run, new_id, utcnow
@@ -39,6 +39,7 @@ def create_run(
     notes: str,
     epochs_total: int,
     sweep_id: str | None = None,
+    sweep_index: int | None = None,
     idempotency_key: str | None = None,
     token_id: str | None = None,
 ) -> Run:
@@ -54,6 +55,7 @@ def create_run(
         spec=spec,
         seed=seed,
         sweep_id=sweep_id,
+        sweep_index=sweep_index,
         tags=_tags(tags),
         notes=notes,
         created_at=now,
@@ -139,7 +141,8 @@ def request_cancel(*, session: Session, run_id: str, now: dt.datetime | None = N
     cancelled = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == "queued")
-        .values(status="cancelled", cancel_requested=True, finished_at=now, updated_at=now)
+        .values(status="cancelled", cancel_requested=True, finished_at=now, updated_at=now,
+                stop_reason=case((Run.epochs_done == 0, "cancelled before it started"), else_="cancelled while queued"))
         .execution_options(synchronize_session=False)
     )
     if cancelled.rowcount == 0:

@@ -9,11 +9,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from trainyard.service.storage.models import (
     FINISHED_STATUSES,
+    RANKED_STATUSES,
     RUN_STATUSES,
     SUMMARY_FIELDS,
     SWEEP_METHODS,
@@ -61,6 +62,13 @@ def get_sweep(*, session: Session, sweep_id: str) -> Sweep | None:
 def get_sweep_by_idempotency_key(*, session: Session, key: str) -> Sweep | None:
     """The sweep created with this idempotency key, or None."""
     return session.scalars(select(Sweep).where(Sweep.idempotency_key == key)).first()
+
+
+def find_sweeps(*, session: Session, id_or_name: str, limit: int = 10) -> list[Sweep]:
+    """The sweep with this id, or up to ``limit`` sweeps with this name (newest first)."""
+    query = (select(Sweep).where(or_(Sweep.id == id_or_name, Sweep.name == id_or_name))
+             .order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit))
+    return list(session.scalars(query))
 
 
 def list_sweeps(*, session: Session, limit: int = 100, cursor: str | None = None) -> tuple[list[Sweep], str | None]:
@@ -128,27 +136,32 @@ def sweep_progress(*, session: Session, sweep_ids: Sequence[str]) -> dict[str, d
 def sweep_best(
     *, session: Session, sweep_ids: Sequence[str], field: str, higher_is_better: bool
 ) -> dict[str, tuple[str, float]]:
-    """The run of each sweep with the best value of the summary column ``field`` (ties: the first in the sweep's
-    order), as ``{sweep_id: (run_id, value)}``; sweeps with no value yet are left out.  One query, no run read."""
+    """The run of each sweep with the best value of the summary column ``field`` among its runs that finished
+    training (:data:`RANKED_STATUSES`; ties: the first in the sweep), as ``{sweep_id: (run_id, value)}``; sweeps
+    with no such run yet are left out.  One query, no run read."""
     if not sweep_ids:
         return {}
     column = getattr(Run, _choice(field, SUMMARY_FIELDS, "field"))
     order = column.desc() if higher_is_better else column.asc()
     ranked = (
         select(Run.sweep_id, Run.id, column.label("value"),
-               func.row_number().over(partition_by=Run.sweep_id, order_by=(order, Run.name, Run.id)).label("rank"))
-        .where(Run.sweep_id.in_(list(sweep_ids)), column.is_not(None))
+               func.row_number().over(partition_by=Run.sweep_id, order_by=(order, *_SWEEP_ORDER)).label("rank"))
+        .where(Run.sweep_id.in_(list(sweep_ids)), Run.status.in_(RANKED_STATUSES), column.is_not(None))
         .subquery()
     )
     rows = session.execute(select(ranked.c.sweep_id, ranked.c.id, ranked.c.value).where(ranked.c.rank == 1))
     return {sweep_id: (run_id, float(value)) for sweep_id, run_id, value in rows}
 
 
+#: A sweep's order: its points' (runs of sweeps made before the index was stored have none; they come by creation).
+_SWEEP_ORDER = (Run.sweep_index, Run.created_at, Run.id)
+
+
 def sweep_runs(*, session: Session, sweep_ids: Sequence[str]) -> dict[str, list[Run]]:
-    """The runs of each sweep (one query), in the order of its points: their names are numbered."""
+    """The runs of each sweep (one query), in the order of its points."""
     by_sweep: dict[str, list[Run]] = {sweep_id: [] for sweep_id in sweep_ids}
     if by_sweep:
-        query = select(Run).where(Run.sweep_id.in_(list(by_sweep))).order_by(Run.name, Run.id)
+        query = select(Run).where(Run.sweep_id.in_(list(by_sweep))).order_by(*_SWEEP_ORDER)
         for run in session.scalars(query):
             by_sweep[run.sweep_id].append(run)
     return by_sweep

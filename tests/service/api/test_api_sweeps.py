@@ -106,7 +106,8 @@ def test_sweep_progress_and_best_run(api, reader, grid, Session):
     progress = body["progress"]
     assert progress["counts"] == {"queued": 3, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
     assert progress["finished"] == 3 and progress["epochs_done"] == 3
-    assert body["best"] == {"metric": "train_loss", "value": 0.1, "run": second}  # no held-out data: train loss
+    assert body["best"] == {"metric": "train_loss", "value": 0.1, "run": second,  # no held-out data: train loss
+                            "among": ["succeeded"]}
     best_accuracy = reader.get(f"/api/sweeps/{sweep['id']}?metric=train_accuracy").get_json()["best"]
     assert best_accuracy["run"] == second and best_accuracy["value"] == pytest.approx(0.9)
     assert reader.get(f"/api/sweeps/{sweep['id']}?metric=val_loss").get_json()["best"]["run"] is None
@@ -181,3 +182,41 @@ def test_the_sweeps_list_pages_and_counts_without_reading_runs(api, reader, grid
     assert listed["progress"]["counts"]["succeeded"] == 1 and listed["best"]["run"] == made[0]["runs"][1]["id"]
     assert "runs" not in listed
     assert_error(reader.get("/api/sweeps?cursor=nope"), 400, "invalid_parameter", "cursor")
+
+
+def _finish(Session, run_id: str, status: str, summary: dict) -> None:
+    with Session() as s, s.begin():
+        repo.claim_run(session=s, run_id=run_id, worker="w", lease_seconds=30)
+        repo.finish_run(session=s, run_id=run_id, status=status, summary=summary, worker="w")
+
+
+def test_a_sweeps_best_is_a_run_that_finished_training(api, reader, grid, Session):
+    """A cancelled run with the lowest loss (it stopped early: its metrics are not comparable) is never the best."""
+    sweep = api.post("/api/sweeps", json=grid).get_json()
+    cancelled, succeeded = sweep["runs"][0]["id"], sweep["runs"][1]["id"]
+    _finish(Session, cancelled, "cancelled", {"final_train_loss": 0.01})
+    _finish(Session, succeeded, "succeeded", {"final_train_loss": 0.2})
+
+    shown = reader.get(f"/api/sweeps/{sweep['id']}").get_json()
+    listed = reader.get("/api/sweeps").get_json()["sweeps"][0]
+
+    assert shown["best"] == listed["best"] == {"metric": "train_loss", "value": 0.2, "run": succeeded,
+                                               "among": ["succeeded"]}
+    assert [run["id"] for run in shown["runs"]] == [run["id"] for run in sweep["runs"]]
+
+
+def test_a_sweeps_order_and_ties_follow_its_points_not_names(api, reader, grid, Session):
+    """Renaming a run or a sweep name long enough to cut off the run numbers changes neither the order nor the best
+    of tied runs: the first point wins a tie."""
+    long = grid | {"name": "s" * 200}
+    sweep = api.post("/api/sweeps", json=long).get_json()
+    ids = [run["id"] for run in sweep["runs"]]
+    assert len({run["name"] for run in sweep["runs"]}) == 1  # every name cut to the sweep's 200 characters
+    for run_id in ids[:2]:
+        _finish(Session, run_id, "succeeded", {"final_train_loss": 0.5})
+    api.patch(f"/api/runs/{ids[0]}", json={"name": "zzz renamed"})
+    api.patch(f"/api/runs/{ids[1]}", json={"name": "aaa renamed"})
+
+    shown, listed = reader.get(f"/api/sweeps/{sweep['id']}").get_json(), reader.get("/api/sweeps").get_json()
+    assert shown["best"]["run"] == listed["sweeps"][0]["best"]["run"] == ids[0]
+    assert [run["id"] for run in reader.get(f"/api/sweeps/{sweep['id']}").get_json()["runs"]] == ids
