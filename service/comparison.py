@@ -8,7 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from trainyard.service.specpaths import flatten
+from trainyard.trainer import TrainSpec
 
 #: Most runs one comparison takes.
 MAX_RUNS = 100
@@ -22,21 +25,60 @@ def _equal(a: Any, b: Any) -> bool:
     return (type(a) is bool) == (type(b) is bool) and a == b
 
 
+_ABSENT = object()
+
+
 def compare_params(specs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Split the specs' dotted paths (not :data:`UNCOMPARED_KEYS`) into ``same`` and ``differ``.
 
-    A path with one value in every spec goes into ``same`` (path → value);
-    any other into ``differ`` (path → one value per spec, None where a spec
-    lacks the path).  Paths come in the order they first appear.
+    A path with one value in every spec goes into ``same`` (path → value); a
+    path whose values differ into ``differ`` (path → one value per spec, None
+    where a spec lacks the path), and the specs lacking it (their positions)
+    into ``absent``.  A path that is null in some specs and absent from the
+    others (``lr_schedule.t_max`` beside ``"lr_schedule": null``) is no
+    difference, nor a shared value: it is left out.  Paths come in the spec
+    schema's order (:func:`schema_order`), the same whatever order the
+    database kept the keys in.
     """
-    flat = [dict(flatten({key: item for key, item in spec.items() if key not in UNCOMPARED_KEYS})) for spec in specs]
-    paths = dict.fromkeys(path for leaves in flat for path in leaves)
+    flat = [dict(flatten({key: item for key, item in schema_order(spec).items() if key not in UNCOMPARED_KEYS}))
+            for spec in specs]
     same: dict[str, Any] = {}
     differ: dict[str, list[Any]] = {}
-    for path in paths:
-        first = flat[0].get(path)
-        if all(path in leaves and _equal(leaves[path], first) for leaves in flat):
-            same[path] = first
-        else:
-            differ[path] = [leaves.get(path) for leaves in flat]
-    return {"differ": differ, "same": same}
+    absent: dict[str, list[int]] = {}
+    for path in _merged_order(flat):
+        values = [leaves.get(path, _ABSENT) for leaves in flat]
+        present = [value for value in values if value is not _ABSENT]
+        if all(value is None for value in present) and len(present) < len(values):
+            continue
+        if len(present) == len(values) and all(_equal(value, present[0]) for value in present):
+            same[path] = present[0]
+            continue
+        differ[path] = [None if value is _ABSENT else value for value in values]
+        if len(present) < len(values):
+            absent[path] = [index for index, value in enumerate(values) if value is _ABSENT]
+    return {"differ": differ, "same": same, "absent": absent}
+
+
+def schema_order(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``spec`` with its keys in the order of :class:`~trainyard.trainer.TrainSpec`'s fields, at every level (a JSON
+    store such as PostgreSQL's JSONB keeps its own order); as it is if it is no valid spec."""
+    try:
+        return TrainSpec.model_validate(spec).model_dump(mode="json")
+    except ValidationError:
+        return spec
+
+
+def _merged_order(flat: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every path of ``flat`` once: a path first seen in a later spec goes right after the path before it there."""
+    paths: list[str] = []
+    seen: dict[str, None] = {}
+    for leaves in flat:
+        at = 0
+        for path in leaves:
+            if path in seen:
+                at = paths.index(path) + 1
+            else:
+                paths.insert(at, path)
+                seen[path] = None
+                at += 1
+    return paths

@@ -68,13 +68,14 @@ def stored(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def postgres_database(admin: Engine, *, template: str | None = None) -> Iterator[str]:
+def postgres_database(admin: Engine, *, template: str | None = None, options: str = "") -> Iterator[str]:
     """The URL of a database made for the caller alone on ``admin``'s server (empty, or a copy of the database
-    ``template``, which nobody may be connected to), dropped (connections and all) on exit."""
+    ``template``, which nobody may be connected to; ``options`` of CREATE DATABASE such as a locale), dropped
+    (connections and all) on exit."""
     name = f"trainyard_t_{secrets.token_hex(6)}"
     copy = "" if template is None else f' TEMPLATE "{template}"'
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+        connection.execute(text(f'CREATE DATABASE "{name}"{copy} {options}'))
     try:
         yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:

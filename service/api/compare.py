@@ -33,10 +33,13 @@ bp = Blueprint("compare", __name__, url_prefix="/api")
 
 
 class Params(TypedDict):
-    """The spec's dotted paths: one value per run where they differ (null where a run lacks it), else the one."""
+    """The spec's dotted paths, in the spec schema's order: one value per run where they differ (null where a run
+    lacks the path: ``absent`` lists those runs' positions), else the one value all share.  A path null in some runs
+    and absent from the others is in neither."""
 
     differ: dict[str, list[Any]]
     same: dict[str, Any]
+    absent: dict[str, list[int]]
 
 
 class Comparison(TypedDict):

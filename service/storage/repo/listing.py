@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from trainyard.service.storage.models import MAX_NAME_LENGTH, RUN_STATUSES, SUMMARY_FIELDS, Run, is_id
+from trainyard.service.storage.models import MAX_NAME_LENGTH, RUN_STATUSES, SUMMARY_FIELDS, Run, Sweep, fold, is_id
 from trainyard.service.storage.repo._common import _choice
 
 #: ``list_runs``'s page size when the caller gives none.
@@ -37,7 +37,7 @@ def list_runs(
     session: Session,
     status: str | None = None,
     tag: str | None = None,
-    sweep_id: str | None = None,
+    sweep: str | None = None,
     q: str | None = None,
     sort: str = "-created_at",
     limit: int = DEFAULT_LIST_LIMIT,
@@ -47,10 +47,12 @@ def list_runs(
 
     Parameters
     ----------
-    status, tag, sweep_id
-        Keep runs with this status, carrying this tag, of this sweep.
+    status, tag
+        Keep runs with this status, carrying this tag.
+    sweep : str, optional
+        Keep the runs of the sweep with this id, or of every sweep with this name.
     q : str, optional
-        Keep runs whose name contains ``q``, ignoring case (ASCII case on SQLite).
+        Keep runs whose name contains ``q``, ignoring case (Unicode case folding, the same on every database).
     sort : str
         A key of :data:`SORT_FIELDS`, prefixed with ``-`` for descending.
         Ties are broken by id (in the same direction), and runs with no value
@@ -70,8 +72,8 @@ def list_runs(
     """
     key, descending = _parse_sort(sort)
     limit = max(1, min(int(limit), MAX_LIST_LIMIT))
-    column = SORT_FIELDS[key]
-    query = select(Run).where(*_run_filters(session, status=status, tag=tag, sweep_id=sweep_id, q=q))
+    column = _sort_column(session, key)
+    query = select(Run).where(*_run_filters(session, status=status, tag=tag, sweep=sweep, q=q))
     if cursor is not None:
         value, last_id = _decode_cursor(cursor, sort, key)
         query = query.where(_after(key, column, descending, value, last_id))
@@ -83,6 +85,15 @@ def list_runs(
     return runs[:limit], _encode_cursor(sort, getattr(last, key), last.id)
 
 
+def _sort_column(session: Session, key: str) -> ColumnElement[Any]:
+    """The column a sort orders by.  Names compare by code point on both databases: SQLite's BINARY order, and
+    PostgreSQL's "C" collation (a database's default, ``en_US.utf8`` say, orders by its locale's rules)."""
+    column = SORT_FIELDS[key]
+    if key == "name" and session.get_bind().dialect.name == "postgresql":
+        return column.collate("C")
+    return column
+
+
 def _parse_sort(sort: str) -> tuple[str, bool]:
     descending = sort.startswith("-")
     key = sort[1:] if descending else sort
@@ -92,18 +103,19 @@ def _parse_sort(sort: str) -> tuple[str, bool]:
 
 
 def _run_filters(
-    session: Session, *, status: str | None, tag: str | None, sweep_id: str | None, q: str | None
+    session: Session, *, status: str | None, tag: str | None, sweep: str | None, q: str | None
 ) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = []
     if status is not None:
         filters.append(Run.status == _choice(status, RUN_STATUSES, "status"))
     if tag is not None:
         filters.append(_has_tag(session, tag))
-    if sweep_id is not None:
-        filters.append(Run.sweep_id == sweep_id)
+    if sweep is not None:
+        filters.append(Run.sweep_id.in_(select(Sweep.id).where(or_(Sweep.id == sweep, Sweep.name == sweep))))
     if q:
-        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        filters.append(Run.name.ilike(f"%{escaped}%", escape="\\"))
+        folded = fold(q)
+        escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        filters.append(Run.name_folded.like(f"%{escaped}%", escape="\\"))
     return filters
 
 
@@ -115,7 +127,7 @@ def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
     return exists(select(1).select_from(elements).where(elements.c.value == tag))
 
 
-def _order(key: str, column: InstrumentedAttribute[Any], descending: bool) -> list[Any]:
+def _order(key: str, column: ColumnElement[Any], descending: bool) -> list[Any]:
     if descending:
         order = [column.desc(), Run.id.desc()]
     else:
@@ -126,7 +138,7 @@ def _order(key: str, column: InstrumentedAttribute[Any], descending: bool) -> li
 
 
 def _after(
-    key: str, column: InstrumentedAttribute[Any], descending: bool, value: Any, last_id: str
+    key: str, column: ColumnElement[Any], descending: bool, value: Any, last_id: str
 ) -> ColumnElement[bool]:
     """Rows that come after ``(value, last_id)`` in the order of :func:`_order` (NULLs last)."""
     if value is None:  # inside the trailing group of NULLs: only the id order is left

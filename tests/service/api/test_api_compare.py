@@ -11,6 +11,7 @@ from trainyard.service.api.schemas import DEFAULT_COMPARE_FIELDS
 from trainyard.service.comparison import MAX_RUNS, compare_params
 from trainyard.service.specpaths import flatten
 from trainyard.service.storage import repo
+from trainyard.trainer import TrainSpec
 
 
 @pytest.fixture
@@ -124,7 +125,36 @@ def test_flatten_and_compare_params():
     assert compare_params([{"x": 1, "y": True, "tags": ["a"]}, {"x": 1, "y": 1, "z": 2, "tags": ["b"]}]) == {
         "differ": {"y": [True, 1], "z": [None, 2]},
         "same": {"x": 1},
+        "absent": {"z": [0]},
     }
+
+
+def test_null_beside_absent_is_no_difference():
+    """``"lr_schedule": null`` beside a schedule whose ``t_max`` is null: only the schedule's real values differ."""
+    specs = [{"lr_schedule": None, "epochs": 5}, {"lr_schedule": {"type": "cosine", "t_max": None}, "epochs": 5},
+             {"lr_schedule": {"type": "cosine", "t_max": None}, "epochs": 5, "extra": None}]
+
+    params = compare_params(specs)
+
+    assert params["differ"] == {"lr_schedule.type": [None, "cosine", "cosine"]}
+    assert params["absent"] == {"lr_schedule.type": [0]}
+    assert params["same"] == {"epochs": 5}  # lr_schedule, lr_schedule.t_max and extra: null or absent everywhere
+
+
+def test_compare_orders_parameters_as_the_spec_schema(reader, api, spec):
+    """Paths come in the order of the spec's fields whatever order the database keeps keys in (JSONB sorts them by
+    length), and a path one run lacks sits beside its siblings, not at the end."""
+    scheduled = copy.deepcopy(spec) | {"lr_schedule": {"type": "step", "step_size": 10}}
+    ids = [api.create_run(spec)["id"], api.create_run(scheduled)["id"]]
+
+    params = reader.get(f"/api/compare?runs={','.join(ids)}").get_json()["params"]
+
+    order = list(flatten(TrainSpec.model_validate(scheduled).model_dump(mode="json")))
+    paths = [path for path, _ in order]
+    shown = [path for path in paths if path in params["same"] or path in params["differ"]]
+    assert list(params["same"]) == [path for path in shown if path in params["same"]]
+    assert list(params["differ"]) == ["lr_schedule.type", "lr_schedule.step_size", "lr_schedule.gamma"]
+    assert params["absent"] == {path: [0] for path in params["differ"]}
 
 
 def test_compare_accepts_up_to_100_runs(reader, api, Session):

@@ -74,7 +74,7 @@ def test_sweeps(Session, make_run):
         got = repo.get_sweep(session=s, sweep_id=sweep.id)
         assert (got.name, got.method, got.base_spec, got.space) == ("lr x units", "grid", {"epochs": 10}, space)
         assert repo.get_sweep(session=s, sweep_id="0" * 32) is None
-        members, _ = repo.list_runs(session=s, sweep_id=sweep.id)
+        members, _ = repo.list_runs(session=s, sweep=sweep.id)
     assert {r.id for r in members} == {r.id for r in runs}
     with Session() as s, s.begin():
         with pytest.raises(ValueError, match="method must be one of grid, random"):

@@ -210,8 +210,7 @@ def test_downsampling_keeps_a_one_epoch_spike(Session, make_run):
     _write(Session, run.id, rows)
     got = _epochs(Session, run.id, fields=["train_loss", "val_loss"], max_points=1000)
     epochs = [row["epoch"] for row in got]
-    assert len(got) <= 1000
-    assert len(got) >= 500  # the budget is used, not squandered
+    assert len(got) == 1000  # the budget is used, not squandered
     assert epochs == sorted(set(epochs))
     assert epochs[0] == 1 and epochs[-1] == 5000
     assert {"epoch": 2718, "train_loss": 50.0, "val_loss": rows[2717]["val_loss"]} in got
@@ -225,7 +224,7 @@ def test_downsampling_respects_max_points(max_points):
     rows = _curves(n, seed=max_points)
     series = [np.asarray([r[f] for r in rows], dtype=float) for f in ("train_loss", "val_loss", "train_accuracy")]
     kept = repo.downsample(series, n, max_points)
-    assert len(kept) <= max_points
+    assert len(kept) == min(n, max_points)
     assert kept[0] == 0 and kept[-1] == n - 1
     assert np.all(np.diff(kept) > 0)
     if max_points >= n:
@@ -240,7 +239,7 @@ def test_downsampling_list_fields_only_and_short_runs(Session, make_run):
     run = make_run()
     _write(Session, run.id, _curves(50))
     got = _epochs(Session, run.id, fields=["weight_norms"], max_points=10)
-    assert 2 < len(got) <= 10 and got[0]["epoch"] == 1 and got[-1]["epoch"] == 50
+    assert len(got) == 10 and got[0]["epoch"] == 1 and got[-1]["epoch"] == 50
     assert len(_epochs(Session, run.id, max_points=50)) == 50
     assert [r["epoch"] for r in _epochs(Session, run.id, since=48, max_points=2)] == [49, 50]
     assert [r["epoch"] for r in _epochs(Session, run.id, since=45, max_points=2)] == [46, 50]
@@ -250,7 +249,22 @@ def test_downsampling_with_all_null_buckets():
     values = np.full(100, np.nan)
     values[[0, 99]] = 1.0
     kept = repo.downsample([values], 100, 10)
-    assert kept[0] == 0 and kept[-1] == 99 and len(kept) <= 10
+    assert kept[0] == 0 and kept[-1] == 99 and len(kept) == 10
+    assert np.diff(kept).max() <= 14  # spread over the run: no long gap
+
+
+def test_downsampling_returns_as_many_points_as_asked(Session, make_run):
+    """2,000 epochs at max_points=250 gave about 120 points (a bucket's minimum and maximum are often one epoch); a
+    field null at every epoch (no validation data) gave the first and the last epoch alone."""
+    run = make_run()
+    rows = _curves(2000)
+    _write(Session, run.id, [{key: value for key, value in row.items() if key != "val_accuracy"} for row in rows])
+    assert len(_epochs(Session, run.id, fields=["train_loss", "val_loss"], max_points=250)) == 250
+    nulls = _epochs(Session, run.id, fields=["val_accuracy"], max_points=250)
+    assert len(nulls) == 250 and all(row["val_accuracy"] is None for row in nulls)
+    with Session() as s:
+        curves = repo.get_curves(session=s, run_ids=[run.id], fields=["train_loss"], max_points=250)
+    assert len(curves[run.id]["epoch"]) == 250
 
 
 # --------------------------------------------------------------------------- weights and checkpoints

@@ -118,7 +118,9 @@ def test_filters(Session, runs, make_run):
     assert ids(tag="blueberry") == {r.id for r in runs if "blueberry" in r.tags}
     assert ids(tag="blu") == set()
     assert len(ids(tag='quo"te')) == 1
-    assert ids(sweep_id=sweep.id) == set(in_sweep)
+    assert ids(sweep=sweep.id) == set(in_sweep)
+    assert ids(sweep="grid") == set(in_sweep)  # a sweep's name works as its id does
+    assert ids(sweep="gri") == set()
     assert ids(q="SWEEP") == set(in_sweep)  # case is ignored
     assert ids(q="net-0") == set(by_name)
     assert len(ids(q="50%_")) == 1  # % and _ are literal characters
