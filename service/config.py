@@ -77,8 +77,10 @@ class SettingDoc(NamedTuple):
 CLIENT_VARIABLES: tuple[SettingDoc, ...] = (
     SettingDoc(
         "TRAINYARD_URL",
-        "`http://127.0.0.1:8000`",
-        "For the CLI's client commands (`submit`, `runs`, ...): the address of the service. Same as `--url`.",
+        "`<data dir>/url`, else `http://127.0.0.1:8000`",
+        "For the CLI's client commands (`submit`, `runs`, ...): the address of the service. Same as `--url`. "
+        "Unset: the address `trainyard up` serves, which it writes in the data dir (so `up --port 8001` needs no "
+        "more), else port 8000 here.",
     ),
     SettingDoc(
         "TRAINYARD_TOKEN",

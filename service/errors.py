@@ -15,14 +15,17 @@ route, 405, 413 for a body over ``MAX_CONTENT_LENGTH``) and pydantic's
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from flask import Flask, Response, jsonify
-from pydantic import ValidationError
+from flask import Flask, Response, jsonify, request
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from typing_extensions import TypedDict
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from trainyard.service.storage.db import busy, unreachable
 from trainyard.trainer.spec import field_errors
@@ -126,8 +129,21 @@ def _http_error(exc: HTTPException) -> Response | HTTPException:
     status = exc.code
     if status is None or status < 400:  # not an error (a redirect): let Flask send it as it is
         return exc
+    if isinstance(exc, RequestEntityTooLarge):
+        message = too_large("body", request.content_length, request.max_content_length)
+        return error_response(413, "too_large", message, [{"field": "body", "message": message}])
     headers = {"Allow": ", ".join(exc.valid_methods)} if isinstance(exc, MethodNotAllowed) and exc.valid_methods else {}
     return error_response(status, HTTP_CODES.get(status, f"http_{status}"), exc.description or exc.name, (), headers)
+
+
+def too_large(what: str, size: int | None, limit: int | None) -> str:
+    """What a 413 says: ``the body is 2,202,009 bytes (2.1 MiB); the limit is 1,048,576 bytes (1 MiB)``."""
+    shown = "" if limit is None else f"; the limit is {_bytes(limit)}"
+    return f"the {what} is {_bytes(size)}{shown}" if size else f"the {what} is larger than the limit{shown}"
+
+
+def _bytes(size: int) -> str:
+    return f"{size:,} bytes ({size / (1024 * 1024):.3g} MiB)"
 
 
 def _whole_body(message: str) -> dict[str, str]:
@@ -136,19 +152,69 @@ def _whole_body(message: str) -> dict[str, str]:
     return {"field": match["field"], "message": match["message"]} if match else {"field": "body", "message": message}
 
 
-def validation_fields(exc: ValidationError) -> list[dict[str, str]]:
+def validation_fields(exc: ValidationError, model: type[BaseModel] | None = None) -> list[dict[str, str]]:
     """The errors of ``exc`` as ``[{"field", "message"}]`` with JSON paths.
 
     A check across fields (a model validator) reports no location; the spec's
     checks start their message with the field's path, which becomes the field.
+    A field ``model`` does not have is an ``unknown field``, with the nearest
+    one it has at that place when one is near (``did you mean "optimizer"?``).
     """
-    return [error if error["field"] else _whole_body(error["message"]) for error in field_errors(exc)]
+    fields = []
+    for error, raw in zip(field_errors(exc), exc.errors()):
+        if raw["type"] == "extra_forbidden":
+            error = {"field": error["field"], "message": _unknown_field(model, error["field"])}
+        fields.append(error if error["field"] else _whole_body(error["message"]))
+    return fields
+
+
+def _unknown_field(model: type[BaseModel] | None, path: str) -> str:
+    parent, _, name = path.rpartition(".")
+    known = [] if model is None else known_fields(model, parent.split(".") if parent else [])
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f'unknown field; did you mean "{near[0]}"?' if near else "unknown field"
+
+
+def known_fields(model: type[BaseModel], path: Sequence[str]) -> list[str]:
+    """The fields an object at ``path`` (JSON path parts, list positions included) of ``model`` may have: those of
+    every variant a union allows there.  Read from the model's JSON schema."""
+    schema = _json_schema(model)
+    nodes = _variants(schema, schema)
+    for part in path:
+        children = []
+        for node in nodes:
+            if part in node.get("properties", {}):
+                children.append(node["properties"][part])
+            elif part.isdigit() and "items" in node:
+                children.append(node["items"])
+        nodes = [variant for child in children for variant in _variants(child, schema)]
+    return list(dict.fromkeys(name for node in nodes for name in node.get("properties", {})))
+
+
+@functools.lru_cache(maxsize=32)
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _variants(node: dict[str, Any], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """``node`` with its ``$ref`` followed, or each option of its union (``anyOf``, ``oneOf``)."""
+    if "$ref" in node:
+        return _variants(schema["$defs"][node["$ref"].rsplit("/", 1)[-1]], schema)
+    options = node.get("anyOf") or node.get("oneOf")
+    if options:
+        return [variant for option in options for variant in _variants(option, schema)]
+    return [node]
+
+
+def invalid_body(exc: ValidationError, model: type[BaseModel] | None = None) -> ApiError:
+    """The 422 of a body that does not validate as ``model``, naming every field at fault."""
+    fields = validation_fields(exc, model)
+    summary = "; ".join(f"{field['field']}: {field['message']}" for field in fields[:3])
+    return ApiError(422, "invalid", f"invalid request body: {summary}", fields)
 
 
 def _validation_error(exc: ValidationError) -> Response:
-    fields = validation_fields(exc)
-    summary = "; ".join(f"{field['field']}: {field['message']}" for field in fields[:3])
-    return error_response(422, "invalid", f"invalid request body: {summary}", fields)
+    return _api_error(invalid_body(exc))
 
 
 def register_error_handlers(app: Flask) -> None:

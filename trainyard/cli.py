@@ -15,16 +15,18 @@ Administer the configured database (``TRAINYARD_DATABASE_URL``, see ``trainyard.
     trainyard token revoke TOKEN_ID
 
 Talk to a running service over HTTP (``--url``/``TRAINYARD_URL``, default
+the address ``trainyard up`` writes in the data folder, else
 http://127.0.0.1:8000; ``--token``/``TRAINYARD_TOKEN``, default the token
-file ``trainyard up`` writes in the data folder):
+file ``trainyard up`` writes there):
 
     trainyard submit SPEC.json [--watch]
-    trainyard runs [--status S] [--tag T] [--name TEXT] [--sort KEY] [--limit N]
+    trainyard runs [--status S] [--tag T] [--sweep NAME|ID] [--name TEXT] [--sort KEY] [--limit N]
     trainyard show ID [--json]
     trainyard cancel ID
     trainyard compare ID ID...
     trainyard export ID --format csv|json|npz [-o FILE]
     trainyard sweep SWEEP.json [--watch] [--metric M]
+    trainyard sweeps [--limit N]
 
 Every database command but ``db upgrade`` refuses a database whose schema
 is behind, naming the command that fixes it.  Training offline needs no
@@ -50,6 +52,7 @@ from sqlalchemy.orm import Session
 from trainyard import local, worker
 from trainyard.client import DEFAULT_URL, ApiError, Client, ClientError
 from trainyard.service import server
+from trainyard.service.api.schemas import MAX_SWEEP_LIST
 from trainyard.service.config import ConfigError, Settings
 from trainyard.service.storage import migrate, repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
@@ -66,6 +69,7 @@ deployed service (--url, TRAINYARD_URL)."""
 
 
 @click.group(help=HELP)
+@click.version_option(package_name="trainyard", message="trainyard %(version)s")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     try:
@@ -233,14 +237,15 @@ def client_command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]],
 
     def decorator(function: Callable[..., None]) -> click.Command:
         @main.command(*args, **kwargs)
-        @click.option("--url", envvar="TRAINYARD_URL", default=DEFAULT_URL, show_default=True,
-                      help="The service's address (env TRAINYARD_URL).")
+        @click.option("--url", envvar="TRAINYARD_URL", default=None,
+                      help=f"The service's address (env TRAINYARD_URL; default: <data dir>/url, written by "
+                           f"`trainyard up`, else {DEFAULT_URL}).")
         @click.option("--token", envvar="TRAINYARD_TOKEN", default=None,
                       help="API token (env TRAINYARD_TOKEN; default: <data dir>/token, written by `trainyard up`).")
         @click.pass_obj
         @functools.wraps(function)
-        def command(settings: Settings, url: str, token: str | None, **options: Any) -> None:
-            with Client(url, _token(settings, token)) as client:
+        def command(settings: Settings, url: str | None, token: str | None, **options: Any) -> None:
+            with Client(url or local.read_url(settings) or DEFAULT_URL, _token(settings, token)) as client:
                 try:
                     function(client, **options)
                 except ClientError as exc:
@@ -259,6 +264,9 @@ def submit(client: Client, spec: TextIO, watch: bool) -> None:
     run = client.submit(_json_file(spec))
     click.echo(run["id"])
     click.echo(f"run {run['id']} ({run['name']}) queued", err=True)
+    if run.get("defaults"):
+        shown = ", ".join(f"{name} {json.dumps(value)}" for name, value in run["defaults"].items())
+        click.echo(f"defaults taken for what the spec leaves out: {shown}", err=True)
     if watch:
         _watch(client, run)
 
@@ -283,7 +291,8 @@ def _watch(client: Client, submitted: dict[str, Any]) -> None:
             raise click.ClickException(f"stopped watching; the run goes on (trainyard cancel {run_id})") from None
     if run["status"] != "succeeded":
         raise click.ClickException(f"run {run_id} {run['status']}" + (f": {run['error']}" if run["error"] else ""))
-    click.echo(f"run {run_id} succeeded after {run['epochs_done']} epochs: {_summary(run['summary'])}")
+    stopped = f" ({run['stop_reason']})" if run.get("stop_reason") else ""
+    click.echo(f"run {run_id} succeeded after {run['epochs_done']} epochs{stopped}: {_summary(run['summary'])}")
 
 
 @client_command(help="Start the sweep in SWEEP (a JSON file, - for stdin: name, spec, method grid or random, "
@@ -370,18 +379,33 @@ RUN_COLUMNS = {"final_train_loss": "train loss", "final_train_accuracy": "train 
 @client_command("runs", help="List runs, newest first.")
 @click.option("--status", type=click.Choice(RUN_STATUSES), help="Only runs with this status.")
 @click.option("--tag", help="Only runs with this tag.")
-@click.option("--name", "q", help="Only runs whose name contains this text.")
+@click.option("--sweep", help="Only the runs of this sweep (its id, or its name).")
+@click.option("--name", "q", help="Only runs whose name contains this text (ignoring case).")
 @click.option("--sort", help="created_at, name, status, epochs_done or a summary metric; '-' for descending.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(0), help="At most this many (0: all).")
-def list_runs(client: Client, status: str | None, tag: str | None, q: str | None, sort: str | None,
-              limit: int) -> None:
-    found = client.runs(status=status, tag=tag, q=q, sort=sort, page_size=min(limit, repo.MAX_LIST_LIMIT) or None)
+def list_runs(client: Client, status: str | None, tag: str | None, sweep: str | None, q: str | None,
+              sort: str | None, limit: int) -> None:
+    found = client.runs(status=status, tag=tag, sweep=sweep, q=q, sort=sort,
+                        page_size=min(limit, repo.MAX_LIST_LIMIT) or None)
     rows = [
         (run["id"], run["name"], run["status"], f"{run['epochs_done']}/{run['epochs_total']}",
          *(_cell(run["summary"].get(field)) for field in RUN_COLUMNS), _short_time(run["created_at"]))
         for run in (itertools.islice(found, limit) if limit else found)
     ]
     _table(("id", "name", "status", "epochs", *RUN_COLUMNS.values(), "created"), rows)
+
+
+@client_command("sweeps", help="List sweeps, newest first: their runs by status and their best run.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, MAX_SWEEP_LIST),
+              help="At most this many.")
+def list_sweeps(client: Client, limit: int) -> None:
+    rows = []
+    for found in client.sweeps(limit=limit):
+        progress, best = found["progress"], found["best"]
+        counts = ", ".join(f"{n} {status}" for status, n in progress["counts"].items() if n) or "no runs"
+        rows.append((found["id"], found["name"], found["method"], f"{progress['finished']}/{progress['runs']}",
+                     counts, f"{best['metric']} {_cell(best['value'])}", _short_time(found["created_at"])))
+    _table(("id", "name", "method", "finished", "runs", "best", "created"), rows)
 
 
 def _short_time(iso: str | None) -> str:
@@ -405,6 +429,7 @@ def show(client: Client, run_id: str, as_json: bool) -> None:
         ("created", _short_time(run["created_at"])), ("started", _short_time(run["started_at"])),
         ("finished", _short_time(run["finished_at"])), ("attempts", run["attempts"]),
         *((name, _cell(value)) for name, value in run["summary"].items() if value is not None),
+        *((("stopped", run["stop_reason"]),) if run.get("stop_reason") else ()),
         *((("error", run["error"]),) if run["error"] else ()),
         *((("notes", run["notes"]),) if run["notes"] else ()),
     ]
@@ -426,7 +451,10 @@ def compare(client: Client, run_ids: Sequence[str]) -> None:
     result = client.compare(run_ids, max_points=2)
     runs = result["runs"]
     header = ("", *(f"{run['name']} ({run['id'][:8]})" for run in runs))
-    params = [(path, *map(_cell, values)) for path, values in result["params"]["differ"].items()]
+    absent = result["params"].get("absent", {})
+    params = [(path, *("-" if index in absent.get(path, ()) else "null" if value is None else _cell(value)
+                       for index, value in enumerate(values)))
+              for path, values in result["params"]["differ"].items()]
     metrics = [
         (field, *(_cell(run["summary"].get(field)) for run in runs))
         for field in SUMMARY_FIELDS if any(run["summary"].get(field) is not None for run in runs)

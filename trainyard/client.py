@@ -219,7 +219,7 @@ class Client:
         Parameters
         ----------
         status, tag, sweep
-            Keep runs with this status, carrying this tag, of this sweep.
+            Keep runs with this status, carrying this tag, of this sweep (its id, or its name).
         q : str, optional
             Keep runs whose name contains this text.
         sort : str, optional

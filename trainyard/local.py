@@ -50,6 +50,8 @@ from trainyard.service.storage.files import SQLITE_SUFFIXES, make_private, make_
 
 #: The file in the data folder holding the admin token ``up`` made.
 TOKEN_FILE = "token"
+#: The file in the data folder holding the address ``up`` serves, which the client commands read.
+URL_FILE = "url"
 
 #: gunicorn threads of the API process in local mode.
 LOCAL_THREADS = 8
@@ -115,9 +117,10 @@ def client_address(host: str, port: int) -> str:
 
 
 def data_files(settings: Settings) -> list[str]:
-    """The names of the files Trainyard keeps in the data folder: the admin token, the dashboard's secret key, and
+    """The names of the files Trainyard keeps in the data folder: the admin token, the address, the dashboard's
+    secret key, and
     the SQLite database and broker (with their ``-wal``, ``-shm`` and ``-journal``) where the settings put them."""
-    names = [TOKEN_FILE, SECRET_KEY_FILE]
+    names = [TOKEN_FILE, URL_FILE, SECRET_KEY_FILE]
     urls = [settings.database_url]
     if settings.broker_url.startswith(LOCAL_BROKER_PREFIX):
         urls.append(settings.broker_url.removeprefix(LOCAL_BROKER_PREFIX))
@@ -157,6 +160,19 @@ def read_token(settings: Settings) -> str | None:
     """The token in ``<data dir>/token``, or None when there is no such file."""
     try:
         return token_path(settings).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def url_path(settings: Settings) -> Path:
+    """Where ``up`` writes the address it serves: ``<data dir>/url``."""
+    return settings.data_dir / URL_FILE
+
+
+def read_url(settings: Settings) -> str | None:
+    """The address in ``<data dir>/url``, or None when there is no such file."""
+    try:
+        return url_path(settings).read_text(encoding="utf-8").strip() or None
     except FileNotFoundError:
         return None
 
@@ -333,6 +349,7 @@ def up(settings: Settings, *, host: str, port: int, workers: int, demo: bool = F
             stop(children)
             return 1
         if dead is None and not stopping.is_set():
+            _write_private(url_path(settings), url + "\n")
             _announce(settings, url, made)
             if demo:
                 _demo(client)
@@ -371,7 +388,8 @@ def _announce(settings: Settings, url: str, made: bool, *, terminal: bool | None
         # So there the address is printed, and the token file's path below: paste the token into the login page.
         click.echo(f"  dashboard: {url}/login (log in with the admin token in the file below)")
     click.echo(f"  API and its interactive documentation: {url}/docs")
-    click.echo(f"  admin token: {path} ({'new' if made else 'kept'}; the trainyard command here reads it)")
+    click.echo(f"  admin token: {path} ({'new' if made else 'kept'}; the trainyard command here reads it,")
+    click.echo(f"  and this address from {url_path(settings)}: `trainyard runs` needs no --url or --token)")
     click.echo("Press Ctrl-C to stop.")
 
 

@@ -42,7 +42,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
-from trainyard.service.errors import ApiError, invalid_parameter
+from trainyard.service.errors import ApiError, invalid_body, invalid_parameter, too_large
 from trainyard.service.storage.models import ID_PATTERN
 from trainyard.trainer.spec import field_errors
 
@@ -196,7 +196,7 @@ def parse_body(model: type[M]) -> M:
     except ValidationError as exc:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc.errors()[0]['msg']}") from None
-        raise
+        raise invalid_body(exc, model) from None
     check_no_nul(parsed.model_dump(mode="json"))
     return parsed
 
@@ -212,7 +212,7 @@ def parse_form(model: type[M], files: Sequence[str], upload_limit: int | None) -
     try:
         text, parts = request.form.to_dict(), request.files
     except RequestEntityTooLarge:
-        message = f"the upload is larger than {(upload_limit or 0) // (1024 * 1024)} MiB"
+        message = too_large("upload", request.content_length, upload_limit)
         raise ApiError(413, "too_large", f"file: {message}", [{"field": "file", "message": message}]) from None
     missing = [name for name in files if name not in parts]
     if missing:

@@ -252,7 +252,7 @@ PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>Trainyard API</title>
 <link rel="stylesheet" href="{css}">
-<link rel="icon" type="image/png" href="{icon}">
+<link rel="icon" type="image/svg+xml" href="{icon}">
 </head>
 <body>
 <div id="swagger-ui" data-spec="{spec}"></div>
@@ -270,7 +270,7 @@ def docs() -> Response:
     Its Content-Security-Policy (:data:`trainyard.service.headers.DOCS_POLICY`) lets it load from this server only.
     """
     static = functools.partial(url_for, "openapi.static")
-    page = PAGE.format(css=static(filename="swagger-ui.css"), icon=static(filename="favicon-32x32.png"),
+    page = PAGE.format(css=static(filename="swagger-ui.css"), icon=url_for("dashboard.static", filename="favicon.svg"),
                        bundle=static(filename="swagger-ui-bundle.js"),
                        script=url_for("openapi.docs_script"), spec=escape(url_for("openapi.openapi_json")))
     return Response(page, mimetype="text/html")

@@ -19,12 +19,14 @@ from trainyard.service.api.schemas import (
 from trainyard.service.auth import requires
 from trainyard.service.context import transaction
 from trainyard.service.documents import (
+    CreatedRun,
     Epochs,
     RunDocument,
     RunExport,
     RunPage,
     Weights,
     attachment,
+    defaults,
     run_json,
     weights_layers,
 )
@@ -39,14 +41,16 @@ TAGS = ("runs",)
 
 @bp.post("/runs")
 @requires("write")
-@declare(body=TrainSpec, headers=(IdempotencyKey,), responses={201: RunDocument, 429: QUOTA}, tags=TAGS,
+@declare(body=TrainSpec, headers=(IdempotencyKey,), responses={201: CreatedRun, 429: QUOTA}, tags=TAGS,
          summary="Create a run from a job spec and queue it",
          description="The spec is checked against its dataset too (a 422 names the field); the run is sent to the "
-         "workers after it is stored. With an `Idempotency-Key` header, a repeated request gets the run the first "
-         "one made (a key used for another spec is a 422).")
+         "workers after it is stored. `defaults` names the training settings the spec left out and the values they "
+         "took. With an `Idempotency-Key` header, a repeated request gets the run the first one made (a key used for "
+         "another spec is a 422).")
 def create_run(body: TrainSpec) -> tuple[Response, int, dict[str, str]]:
     run = operations.create_run(body, idempotency_key=idempotency_key())
-    return jsonify(run_json(run)), 201, {"Location": url_for(".get_run", run_id=run.id)}
+    created: CreatedRun = {**run_json(run), "defaults": defaults(body)}
+    return jsonify(created), 201, {"Location": url_for(".get_run", run_id=run.id)}
 
 
 @bp.get("/runs")
@@ -54,7 +58,7 @@ def create_run(body: TrainSpec) -> tuple[Response, int, dict[str, str]]:
 @declare(query=RunListQuery, responses={200: RunPage}, tags=TAGS,
          summary="List runs: filtered, sorted, a page at a time")
 def list_runs(query: RunListQuery) -> Response:
-    arguments = {"status": query.status, "tag": query.tag, "sweep_id": query.sweep, "q": query.q, "sort": query.sort,
+    arguments = {"status": query.status, "tag": query.tag, "sweep": query.sweep, "q": query.q, "sort": query.sort,
                  "limit": query.limit, "cursor": query.cursor}
     with transaction(read_only=True) as s:
         try:

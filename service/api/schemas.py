@@ -55,11 +55,14 @@ class RunListQuery(_Query):
     status: Literal[RUN_STATUSES] | None = Field(None, description="Only runs in this status.")  # type: ignore[valid-type]
     tag: Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)] | None = Field(
         None, description="Only runs with this tag.")
-    sweep: Id | None = Field(None, description="Only runs of this sweep.")
+    sweep: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | None = Field(
+        None, description="Only runs of this sweep: its id, or its name (the runs of every sweep so named).")
     q: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | None = Field(
         None, description="Only runs whose name contains this (case-insensitive).")
     sort: Literal[SORTS] | None = Field(  # type: ignore[valid-type]
-        None, description="The order; '-' for descending (default -created_at: the newest first).")
+        None, description="The order; '-' for descending (default -created_at: the newest first). Walking the pages "
+        "is stable sorted by created_at or name; status, epochs_done and the summary metrics change while runs train, "
+        "so a walk sorted by one of them may miss a run that changed meanwhile, or show it twice.")
     limit: Annotated[QueryInt, Field(ge=1, le=MAX_INT_PARAMETER)] | None = Field(
         None, description=f"Runs per page (default {repo.DEFAULT_LIST_LIMIT}, at most {repo.MAX_LIST_LIMIT}).")
     cursor: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(

@@ -158,7 +158,7 @@ def _filters() -> dict[str, Any]:
     values = {
         "status": status,
         "tag": request.args.get("tag") or None,
-        "sweep_id": request.args.get("sweep") or None,
+        "sweep": request.args.get("sweep") or None,
         "q": request.args.get("q") or None,
     }
     return {name: value for name, value in values.items() if value is not None}
@@ -177,6 +177,7 @@ def runs() -> str:
             shown, next_cursor = repo.list_runs(session=s, sort=sort, limit=PAGE_SIZE, cursor=cursor, **filters)
         except ValueError as exc:
             abort(400, str(exc))
+        swept = repo.find_sweeps(session=s, id_or_name=filters["sweep"], limit=2) if "sweep" in filters else []
     rows = [
         {
             "run": run,
@@ -185,7 +186,7 @@ def runs() -> str:
         }
         for run in shown
     ]
-    query = {"status": filters.get("status"), "tag": filters.get("tag"), "sweep": filters.get("sweep_id"),
+    query = {"status": filters.get("status"), "tag": filters.get("tag"), "sweep": filters.get("sweep"),
              "q": filters.get("q")}
     query = {name: value for name, value in query.items() if value}
     return render_template(
@@ -197,6 +198,7 @@ def runs() -> str:
         paged=cursor is not None,
         statuses=RUN_STATUSES,
         metric_columns=METRIC_COLUMNS,
+        swept=swept,
     )
 
 

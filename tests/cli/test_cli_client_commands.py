@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import threading
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from factories import stored
 
 from trainyard.cli import main
 from trainyard.service.storage import repo
@@ -263,3 +265,56 @@ def test_sweep_refused_names_the_point(cli, tmp_path, spec, client):
     refused = cli("sweep", str(path))
     assert refused.exit_code == 1 and "points.1.optimizer.lr" in refused.output
     assert list(client.runs()) == []
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output == f"trainyard {importlib.metadata.version('trainyard')}\n"
+
+
+def test_sweeps_lists_them_and_runs_takes_a_sweeps_name(cli, spec, client):
+    grid = {"name": "lr grid", "spec": spec, "method": "grid", "space": {"optimizer.lr": [0.5, 0.05]}}
+    made = client.create_sweep(grid)
+    client.submit(spec)  # a run of no sweep
+
+    listed = cli("sweeps")
+    assert listed.exit_code == 0, listed.output
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["id", "name", "method", "finished", "runs", "best", "created"]
+    assert row.startswith(f"{made['id']}  lr grid") and "0/2" in row and "2 queued" in row
+    for sweep in ("lr grid", made["id"]):
+        runs = cli("runs", "--sweep", sweep).stdout.splitlines()[1:]
+        assert sorted(line.split()[0] for line in runs) == sorted(run["id"] for run in made["runs"])
+
+
+def test_submit_says_which_defaults_it_took(cli, spec, tmp_path):
+    without = {key: value for key, value in spec.items() if key not in ("epochs", "batch_size")}
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(without))
+
+    result = cli("submit", str(path))
+
+    assert result.exit_code == 0, result.output
+    assert "defaults taken for what the spec leaves out: " in result.stderr
+    assert "epochs 100" in result.stderr and "batch_size 32" in result.stderr
+    assert "defaults" not in cli("submit", "-", input=json.dumps(stored(spec))).stderr  # every field given
+
+
+def test_compare_shows_a_missing_parameter_as_missing(cli, spec, client):
+    a = client.submit(spec)["id"]
+    b = client.submit(spec | {"lr_schedule": {"type": "step", "step_size": 5}})["id"]
+
+    rows = {line.split()[0]: line.split()[1:] for line in cli("compare", a, b).stdout.splitlines()[1:]}
+
+    assert rows["lr_schedule.type"] == ["-", "step"] and rows["lr_schedule.step_size"] == ["-", "5"]
+    assert "lr_schedule" not in rows  # null in one run, an object in the other: its values are the rows above
+
+
+def test_the_address_comes_from_the_data_dir(cli, server, tmp_path):
+    """`trainyard up --port P` writes its address beside its token: the client commands need no --url."""
+    unset = {"TRAINYARD_URL": None}
+    assert "127.0.0.1:8000" in cli("runs", **unset).output  # no file: the default address, where nothing listens
+    folder = tmp_path / "cli-data"
+    folder.mkdir()
+    (folder / "url").write_text(server.url + "\n")
+    assert cli("runs", **unset).exit_code == 0

@@ -201,6 +201,9 @@ def test_up_trains_a_watched_run_exports_it_and_stops_on_ctrl_c(start, tmp_path,
     # Its output is a file here, not a terminal: the login page's address and the token file, not the token.
     assert f"  dashboard: {up.url}/login (log in with the admin token" in up.output()
     assert f"  admin token: {token_file} (new;" in up.output()
+    url_file = up.data_dir / "url"  # the address, for the client commands (up ran on a port of its own, not 8000)
+    assert url_file.read_text() == f"{up.url}\n" and stat.S_IMODE(url_file.stat().st_mode) == 0o600
+    assert f"and this address from {url_file}" in up.output()
     assert token.removeprefix(TOKEN_PREFIX) not in up.output()
     with httpx.Client(timeout=10) as browser:
         page = browser.get(f"{up.url}/login")

@@ -158,7 +158,8 @@ def test_json_with_charset_is_accepted(api):
 def test_body_over_the_limit_is_413(api, run_count, assert_error):
     body = json.dumps(_with(notes="n" * MAX_CONTENT_LENGTH))
 
-    assert_error(api.post("/api/runs", data=body, content_type="application/json"), 413, "too_large")
+    error = assert_error(api.post("/api/runs", data=body, content_type="application/json"), 413, "too_large", "body")
+    assert error["message"] == f"the body is {len(body):,} bytes (1 MiB); the limit is 1,048,576 bytes (1 MiB)"
     assert_error(api.patch(f"/api/runs/{'0' * 32}", data=body, content_type="application/json"), 413, "too_large")
     assert run_count() == 0
 

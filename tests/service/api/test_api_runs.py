@@ -43,6 +43,24 @@ def test_create_run_fills_the_defaults_of_a_minimal_spec(api, sent):
     assert run["name"] == "run" and run["tags"] == [] and run["epochs_total"] == 100
     assert run["spec"]["model"] == {"type": "mlp", "hidden": [], "init": "xavier"}
     assert len(sent()) == 1
+    # nothing is chosen silently: the answer says what the spec left out and what it took
+    assert run["defaults"]["epochs"] == 100 and run["defaults"]["batch_size"] == 32
+    assert run["defaults"]["model"] == run["spec"]["model"] and "dataset" not in run["defaults"]
+    assert "defaults" not in api.get(f"/api/runs/{run['id']}").get_json()  # a run's own document
+
+
+def test_an_unknown_field_suggests_the_nearest_known_one(api, spec, run_count, assert_error):
+    misspelt = {key: value for key, value in spec.items() if key != "optimizer"} | {"optimiser": spec["optimizer"]}
+    error = assert_error(api.post("/api/runs", json=misspelt), 422, "invalid", "optimiser")
+    assert {"field": "optimiser", "message": 'unknown field; did you mean "optimizer"?'} in error["fields"]
+    nested = spec | {"dataset": {"name": "xor", "tset_fraction": 0.2}}
+    error = assert_error(api.post("/api/runs", json=nested), 422, "invalid", "dataset.tset_fraction")
+    assert 'did you mean "test_fraction"?' in error["message"]
+    sweep = {"name": "s", "spec": spec | {"epoch": 3}, "method": "grid", "space": {"seed": [1]}}
+    error = assert_error(api.post("/api/sweeps", json=sweep), 422, "invalid", "spec.epoch")
+    assert 'did you mean "epochs"?' in error["message"]
+    assert "did you mean" not in assert_error(api.post("/api/runs", json=spec | {"zzz": 1}), 422)["message"]
+    assert run_count() == 0
 
 
 def test_an_idempotency_key_makes_one_run_however_often_it_is_sent(api, spec, sent, run_count, assert_error):

@@ -525,4 +525,37 @@ def test_a_random_sweep_draws_a_categorical_axis(page: Page, server: Server, tok
     p.click("#cancel-sweep button")  # confirm() is dismissed by the test page: nothing is cancelled
     assert page.dialogs == ["Cancel this sweep's queued and running runs?"]
     with server.Session() as s:
-        assert repo.list_runs(session=s, sweep_id=sweep.id, status="queued", limit=10)[0]
+        assert repo.list_runs(session=s, sweep=sweep.id, status="queued", limit=10)[0]
+
+
+def test_the_sweep_filter_takes_a_sweeps_name_and_links_back_to_it(page: Page, server: Server, token: str) -> None:
+    with server.Session() as s, s.begin():
+        sweep = repo.create_sweep(session=s, name="filter by name", method="grid", base_spec=SPEC,
+                                  space={"space": {"seed": [1, 2]}})
+        for index in range(2):
+            repo.create_run(session=s, spec=SPEC, name=f"filter by name #{index + 1:03d}", seed=index + 1, tags=[],
+                            notes="", epochs_total=SPEC["epochs"], sweep_id=sweep.id, sweep_index=index)
+    p = page.page
+    p.set_viewport_size({"width": 1280, "height": 900})
+    page.log_in(token)
+    p.fill('input[name="sweep"]', "filter by name")
+    p.click('button:has-text("Filter")')
+    p.wait_for_url("**/runs?*sweep=filter*")
+    assert p.locator("#runs-table tbody tr[data-run]").count() == 2
+    p.click("text=back to the sweep")
+    p.wait_for_url(f"**/sweeps/{sweep.id}")
+    assert "filter by name" in p.locator("h1").inner_text()
+
+
+def test_the_run_page_says_why_a_run_stopped(page: Page, server: Server, token: str) -> None:
+    reason = "early stopping at epoch 20 of 30: val_loss did not improve on its best, 0.0812 at epoch 12, for 8 epochs"
+    with server.Session() as s, s.begin():
+        run = repo.create_run(session=s, spec=SPEC, name="stopped early", seed=1, tags=[], notes="", epochs_total=30)
+        repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+        repo.finish_run(session=s, run_id=run.id, status="succeeded", stop_reason=reason)
+    p = page.page
+    p.set_viewport_size({"width": 1280, "height": 900})
+    page.log_in(token)
+    p.goto(f"/runs/{run.id}")
+    shown = p.locator('[data-field="stop_reason"]')
+    assert shown.is_visible() and shown.inner_text() == f"Stopped: {reason}"
