@@ -107,8 +107,8 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Page:
     """A browser page that records dialogs and script errors (CSP violations included)."""
 
-    def __init__(self, browser: Any, server: Server):
-        self.context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 1000})
+    def __init__(self, browser: Any, server: Server, width: int = 1400):
+        self.context = browser.new_context(base_url=server.url, viewport={"width": width, "height": 1000})
         self.page = self.context.new_page()
         self.page.set_default_timeout(10_000)
         self.dialogs: list[str] = []
@@ -135,12 +135,22 @@ class Page:
         return self.page.evaluate(f"document.getElementById('{chart}').data[{trace}].x.length")
 
 
-@pytest.fixture
-def page(browser: Any, server: Server) -> Iterator[Page]:
-    opened = Page(browser, server)
+def _opened(browser: Any, server: Server, width: int) -> Iterator[Page]:
+    opened = Page(browser, server, width)
     yield opened
     opened.context.close()
     assert not opened.errors, opened.errors
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Page]:
+    yield from _opened(browser, server, 1400)
+
+
+@pytest.fixture
+def laptop(browser: Any, server: Server) -> Iterator[Page]:
+    """A page in a 1280-px window, the narrowest laptop screen the dashboard is laid out for."""
+    yield from _opened(browser, server, 1280)
 
 
 def _trained_run(server: Server, name: str, lr: float, *, tags: list[str] | None = None) -> str:
@@ -526,3 +536,53 @@ def test_a_random_sweep_draws_a_categorical_axis(page: Page, server: Server, tok
     assert page.dialogs == ["Cancel this sweep's queued and running runs?"]
     with server.Session() as s:
         assert repo.list_runs(session=s, sweep_id=sweep.id, status="queued", limit=10)[0]
+
+
+#: A learning rate as a log-uniform draw gives it: 16 significant digits.
+LONG_LR = 0.0008120532108251925
+
+
+def _wide_spec(name: str, lr: float = LONG_LR) -> dict[str, Any]:
+    """``SPEC`` with two hidden layers and a learning rate of many digits."""
+    spec = copy.deepcopy(SPEC) | {"name": name}
+    spec["model"]["hidden"] = [{"units": 31, "activation": "sigmoid"}, {"units": 16, "activation": "relu"}]
+    spec["optimizer"] = {"name": "adam", "lr": lr}
+    return spec
+
+
+def test_the_runs_table_fits_a_1280_px_window_with_short_numbers(laptop: Page, server: Server, token: str,
+                                                                  screenshots: Path) -> None:
+    """Long names, two hidden layers, a learning rate of 16 digits, a running run's two buttons: every column shows."""
+    with server.Session() as s, s.begin():
+        for i, status in enumerate(("running", "succeeded")):
+            name = f"a sweep with a rather long name for moons #{i + 1:03d} lr={LONG_LR * (i + 1)} units=31"
+            run = repo.create_run(session=s, spec=_wide_spec(name, LONG_LR * (i + 1)), name=name, seed=1,
+                                  tags=["wide", "another-tag"], notes="", epochs_total=150)
+            repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+            repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6)])
+            if status == "succeeded":
+                repo.finish_run(session=s, run_id=run.id, status=status,
+                                summary={"final_train_loss": 0.012345678, "final_val_loss": 0.023456789,
+                                         "final_val_accuracy": 0.987654, "best_val_loss": 0.0123456,
+                                         "best_val_accuracy": 0.99})
+    laptop.log_in(token)
+    p = laptop.page
+    p.goto("/runs?tag=wide")
+    p.screenshot(path=screenshots / "runs-1280.png", full_page=True)
+    table = p.locator("#runs-table")
+    assert table.evaluate("el => el.parentElement.scrollWidth <= el.parentElement.clientWidth")
+    assert p.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    headers = table.locator("thead th")
+    for i in range(headers.count()):
+        box = headers.nth(i).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280, (headers.nth(i).text_content(), box)
+    for button in table.locator("button").all():
+        box = button.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280
+    lr = table.locator('tbody tr [data-param="lr"] .value')
+    assert lr.all_text_contents() == ["0.001624", "0.0008121"]  # newest first
+    assert [lr.nth(i).get_attribute("title") for i in range(2)] == [str(LONG_LR * 2), str(LONG_LR)]
+    models = table.locator('tbody tr [data-param="model"] .value').all_text_contents()
+    assert models == ["31 sigmoid · 16 relu"] * 2
+    p.wait_for_load_state("networkidle")  # leaving while plotly.min.js is prefetched would leave werkzeug's file open
+
