@@ -75,6 +75,11 @@ def _num(value: Any) -> str:
     return format_number(value)
 
 
+@bp.app_template_filter("short")
+def _short(value: Any) -> str:
+    return sweeps.short_value(value)
+
+
 @bp.errorhandler(HTTPException)
 def _http_error_page(exc: HTTPException) -> tuple[str, int]:
     return _error_page(exc.code or 500, exc.description or exc.name)

@@ -586,3 +586,41 @@ def test_the_runs_table_fits_a_1280_px_window_with_short_numbers(laptop: Page, s
     assert models == ["31 sigmoid · 16 relu"] * 2
     p.wait_for_load_state("networkidle")  # leaving while plotly.min.js is prefetched would leave werkzeug's file open
 
+
+def test_a_sweeps_long_run_names_wrap_inside_their_cells(laptop: Page, server: Server, token: str,
+                                                        screenshots: Path) -> None:
+    """As rendered, and as the page redraws the table while the sweep runs: no name runs into the next column."""
+    base = _wide_spec("long")
+    lrs = [LONG_LR, LONG_LR * 3, LONG_LR * 7]
+    with server.Session() as s, s.begin():
+        sweep = repo.create_sweep(session=s, name="a sweep with a rather long name for moons", method="random",
+                                  base_spec=base, space={"space": {"optimizer.lr": {"log_uniform": [1e-4, 0.1]}},
+                                                         "n": 3, "seed": 0})
+        for i, lr in enumerate(lrs):
+            name = f"a sweep with a rather long name for moons #{i + 1:03d} lr={lr} units=31 activation=sigmoid"
+            run = repo.create_run(session=s, spec=_wide_spec(name, lr), name=name, seed=1, tags=[], notes="",
+                                  epochs_total=150, sweep_id=sweep.id)
+            repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+            repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6)])
+    laptop.log_in(token)
+    p = laptop.page
+    p.goto(f"/sweeps/{sweep.id}")
+
+    def check() -> None:
+        rows = p.locator("#sweep-runs tbody tr[data-run]")
+        assert rows.count() == 3
+        for i in range(3):
+            row = rows.nth(i)
+            name = row.locator("td.name a").bounding_box()
+            status = row.locator("td").nth(2).bounding_box()
+            assert name is not None and status is not None
+            assert name["x"] + name["width"] <= status["x"], (name, status)
+        lr = p.locator("#sweep-runs tbody td.param")
+        assert lr.all_text_contents() == ["0.0008121", "0.002436", "0.005684"]  # sweep order: no value yet
+        assert [lr.nth(i).get_attribute("title") for i in range(3)] == [str(value) for value in lrs]
+
+    check()
+    p.evaluate("document.querySelector('#sweep-runs tbody tr').dataset.old = '1'")
+    p.wait_for_function("() => !document.querySelector('#sweep-runs tbody tr').dataset.old", timeout=3000)
+    check()  # as the page's script draws it
+    p.screenshot(path=screenshots / "sweep-1280.png", full_page=True)
