@@ -153,9 +153,10 @@ def laptop(browser: Any, server: Server) -> Iterator[Page]:
     yield from _opened(browser, server, 1280)
 
 
-def _trained_run(server: Server, name: str, lr: float, *, tags: list[str] | None = None) -> str:
-    """A succeeded run with the real curves of training ``SPEC`` at ``lr``."""
-    spec = copy.deepcopy(SPEC) | {"name": name}
+def _trained_run(server: Server, name: str, lr: float, *, tags: list[str] | None = None,
+                 changes: dict[str, Any] | None = None) -> str:
+    """A succeeded run with the real curves of training ``SPEC`` (with these top-level ``changes``) at ``lr``."""
+    spec = copy.deepcopy(SPEC) | {"name": name} | (changes or {})
     spec["optimizer"]["lr"] = lr
     rows: list[dict[str, Any]] = []
     snapshots: list[tuple[int, bytes]] = []
@@ -624,3 +625,58 @@ def test_a_sweeps_long_run_names_wrap_inside_their_cells(laptop: Page, server: S
     p.wait_for_function("() => !document.querySelector('#sweep-runs tbody tr').dataset.old", timeout=3000)
     check()  # as the page's script draws it
     p.screenshot(path=screenshots / "sweep-1280.png", full_page=True)
+
+
+#: The colour of class k in the decision boundary: its region's (the colour scale at z = k), its points', its
+#: legend's; null where a region would blend two colours.
+CLASS_COLORS = """(k) => {
+  const chart = document.getElementById('chart-boundary');
+  const css = (color) => { const el = document.createElement('i'); el.style.color = color; document.body.append(el);
+                           const value = getComputedStyle(el).color; el.remove(); return value; };
+  const regions = chart.data[0], scale = regions.colorscale;
+  const t = (k - regions.zmin) / (regions.zmax - regions.zmin);
+  const i = scale.findIndex((entry, j) => j + 1 < scale.length && entry[0] <= t && t <= scale[j + 1][0]);
+  const exact = scale.find((entry) => Math.abs(entry[0] - t) < 1e-9);
+  const region = exact ? exact[1] : (scale[i][1] === scale[i + 1][1] ? scale[i][1] : null);
+  const points = chart.data.find((trace) => trace.name === 'class ' + k).marker.color;
+  const legend = document.querySelector('#boundary-legend [data-class="' + k + '"] .region');
+  return [region && css(region), css(points), legend && getComputedStyle(legend).backgroundColor];
+}"""
+
+
+def test_the_run_page_colours_regions_as_their_points_and_gives_gradients_their_axis(
+        laptop: Page, server: Server, token: str, screenshots: Path) -> None:
+    """Moons (2 classes: a probability) and spirals (3: predicted labels), one hidden layer of 16."""
+    moons = _trained_run(server, "moons colours", 0.2, tags=["colours"])
+    spirals = _trained_run(server, "spirals colours", 0.2, tags=["colours"],
+                           changes={"dataset": {"name": "spirals", "test_fraction": 0.25}, "epochs": 20})
+    laptop.log_in(token)
+    p = laptop.page
+    for run_id, classes in ((moons, 2), (spirals, 3)):
+        p.goto(f"/runs/{run_id}")
+        p.wait_for_function(f"() => document.querySelectorAll('#boundary-legend [data-class]').length === {classes}")
+        colors = [p.evaluate(CLASS_COLORS, k) for k in range(classes)]
+        for region, points, legend in colors:
+            assert region is not None and region == points == legend, colors
+        assert len({points for _, points, _ in colors}) == classes
+
+    p.goto(f"/runs/{moons}")  # gradient norms (below 1) on their own axis, weight norms (about 10) on theirs
+    p.wait_for_function("() => document.querySelectorAll('#chart-norms .scatterlayer .trace').length === 4")
+    axes = p.evaluate("""() => document.getElementById('chart-norms').data.map(t => [t.name, t.yaxis])""")
+    assert axes == [["|W1|", "y"], ["|W2|", "y"], ["|dW1| (right axis)", "y2"], ["|dW2| (right axis)", "y2"]]
+    layout = p.evaluate("""() => { const l = document.getElementById('chart-norms')._fullLayout;
+                                   return [l.yaxis.range, l.yaxis2.range, l.yaxis2.overlaying, l.yaxis2.side]; }""")
+    weights, grads, overlaying, side = layout
+    grad_max = p.evaluate("() => Math.max(...document.getElementById('chart-norms').data[2].y)")
+    assert overlaying == "y" and side == "right"
+    assert grads[1] < 2 * grad_max < weights[1] / 5  # each axis spans its own curves
+    p.check("#log-y")
+    p.wait_for_function("() => document.getElementById('chart-norms')._fullLayout.yaxis2.type === 'log'")
+
+    # W1 is 2 inputs x 16 units, W2 16 x 1: neither is stretched into bars
+    for k, (rows, cols) in enumerate(((2, 16), (16, 1))):
+        box = p.locator(f"#heatmap-{k} .hm image").bounding_box()
+        assert box is not None
+        aspect = (box["height"] / rows) / (box["width"] / cols)
+        assert 0.5 - 0.01 <= aspect <= 2 + 0.01, (k, box)
+    p.screenshot(path=screenshots / "run-1280.png", full_page=True)
