@@ -103,7 +103,7 @@
   // class 1 from class 0's colour (0) through white (0.5, the boundary) to class 1's (1); with more, the predicted
   // class, each a band of the colour scale.
   function regions(data) {
-    const trace = {x: data.x, y: data.y, z: data.z, showscale: false, opacity: 0.55, hoverinfo: "skip"};
+    const trace = {x: data.x, y: data.y, z: data.z, showscale: false, opacity: 0.55};
     if (data.classes === 2) {
       return Object.assign(trace, {type: "contour", zmin: 0, zmax: 1, contours: {start: 0, end: 1, size: 0.1},
                                    colorscale: [[0, TY.classColor(0)], [0.5, "#ffffff"], [1, TY.classColor(1)]]});
