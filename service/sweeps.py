@@ -205,11 +205,12 @@ def _draw(distribution: Distribution, rng: np.random.Generator) -> Any:
 
 
 def _label(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def run_name(name: str, index: int, point: dict[str, Any]) -> str:
-    """``"<sweep> #003 lr=0.01 units=8"``: the sweep, the point's number and its values by their last path part."""
+    """``"<sweep> #003 lr=0.01 units=8"``: the sweep, the point's number and its values by their last path part
+    (a float with 4 significant digits, as the dashboard shows numbers: ``lr=0.0008121``)."""
     values = " ".join(f"{path.rsplit('.', 1)[-1]}={_label(value)}" for path, value in point.items())
     return f"{name} #{index + 1:03d} {values}"[:MAX_NAME_LENGTH]
 

@@ -7,7 +7,10 @@ for the charts: their scripts fetch it from :mod:`trainyard.service.dashboard.da
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -20,7 +23,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from werkzeug.exceptions import HTTPException
@@ -73,6 +75,11 @@ def _template_globals() -> dict[str, Any]:
 @bp.app_template_filter("num")
 def _num(value: Any) -> str:
     return format_number(value)
+
+
+@bp.app_template_filter("short")
+def _short(value: Any) -> str:
+    return sweeps.short_value(value)
 
 
 @bp.errorhandler(HTTPException)
@@ -309,9 +316,19 @@ def _best_marks(shown: list[Run]) -> dict[str, str | None]:
 
 @bp.get("/ui/vendor/plotly.min.js")
 def plotly_js() -> Response:
-    """``plotly.min.js`` from the installed ``plotly`` package (never a CDN)."""
-    return send_file(current_app.extensions["trainyard.dashboard"]["plotly_js"], mimetype="text/javascript",
-                     max_age=86400)
+    """``plotly.min.js`` from the installed ``plotly`` package (never a CDN), read once per process: a browser
+    that leaves the page mid-download (the runs page prefetches it) leaves no open file behind."""
+    content, etag = _plotly_js(current_app.extensions["trainyard.dashboard"]["plotly_js"])
+    response = Response(content, mimetype="text/javascript")
+    response.set_etag(etag)
+    response.cache_control.public, response.cache_control.max_age = True, 86400
+    return response.make_conditional(request)
+
+
+@functools.lru_cache(maxsize=1)
+def _plotly_js(path: Path) -> tuple[bytes, str]:
+    content = path.read_bytes()
+    return content, hashlib.sha256(content).hexdigest()[:32]
 
 
 # --------------------------------------------------------------------------- sweeps

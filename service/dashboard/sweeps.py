@@ -32,18 +32,19 @@ def space_text(sweep: Sweep) -> list[tuple[str, str]]:
     rows = []
     for path, values in ((sweep.space or {}).get("space") or {}).items():
         if isinstance(values, list):
-            text = ", ".join(_short(value) for value in values)
+            text = ", ".join(short_value(value) for value in values)
         elif isinstance(values, dict) and len(values) == 1:
             kind, arg = next(iter(values.items()))
-            shown = ", ".join(_short(value) for value in arg) if isinstance(arg, list) else _short(arg)
+            shown = ", ".join(short_value(value) for value in arg) if isinstance(arg, list) else short_value(arg)
             text = f"{kind.replace('_', '-')} [{shown}]" if kind != "choice" else f"choice of {shown}"
         else:
-            text = _short(values)
+            text = short_value(values)
         rows.append((path, text))
     return rows
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A swept value as the sweep page shows it: a float with 4 significant digits, a string as it is, else JSON."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, str):

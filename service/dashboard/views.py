@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -69,23 +70,35 @@ def status_json(run: Run) -> dict[str, Any]:
     }
 
 
-def key_params(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The few parameters the runs table shows: dataset, model, optimizer and lr, batch size, epochs."""
+class Param(NamedTuple):
+    """One of the runs table's key parameters: its label, its text, and the full value on hover (or None)."""
+
+    label: str
+    text: str
+    full: str | None = None
+
+
+def key_params(spec: Mapping[str, Any]) -> list[Param]:
+    """The few parameters the runs table shows: dataset, model, optimizer, lr (4 significant digits), batch size."""
     dataset = spec.get("dataset") or {}
     model = spec.get("model") or {}
     optimizer = spec.get("optimizer") or {}
-    if model.get("type") == "perceptron":
-        shape = "perceptron"
-    else:
-        hidden = model.get("hidden", [])
-        shape = "-".join(f"{layer.get('units')}{(layer.get('activation') or '')[:4]}" for layer in hidden)
-        shape = f"mlp {shape or 'linear'}"
+    lr = optimizer.get("lr")
     return [
-        ("data", str(dataset.get("name") or dataset.get("upload") or "?")),
-        ("model", shape),
-        ("opt", f"{optimizer.get('name', '?')} lr={optimizer.get('lr', '?')}"),
-        ("batch", str(spec.get("batch_size"))),
+        Param("data", str(dataset.get("name") or dataset.get("upload") or "?")),
+        Param("model", model_text(model)),
+        Param("opt", str(optimizer.get("name", "?"))),
+        Param("lr", "?" if lr is None else format_number(lr), None if lr is None else json.dumps(lr)),
+        Param("batch", str(spec.get("batch_size"))),
     ]
+
+
+def model_text(model: Mapping[str, Any]) -> str:
+    """``"31 sigmoid · 16 relu"``: each hidden layer's units and activation; ``"linear"`` without hidden layers."""
+    if model.get("type") == "perceptron":
+        return "perceptron"
+    layers = [f"{layer.get('units')} {layer.get('activation') or ''}".strip() for layer in model.get("hidden") or []]
+    return " · ".join(layers) or "linear"
 
 
 def columns(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> dict[str, list[Any]]:

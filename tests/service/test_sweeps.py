@@ -9,7 +9,15 @@ import pytest
 from pydantic import ValidationError
 
 from trainyard.service.specpaths import set_path
-from trainyard.service.sweeps import MAX_SWEEP_RUNS, SweepPointError, SweepRequest, default_metric, expand, points
+from trainyard.service.sweeps import (
+    MAX_SWEEP_RUNS,
+    SweepPointError,
+    SweepRequest,
+    default_metric,
+    expand,
+    points,
+    run_name,
+)
 from trainyard.trainer.datasets import BUILTIN_NAMES
 from trainyard.trainer.spec import GATES, BuiltinData
 
@@ -36,6 +44,12 @@ def test_grid_is_the_cartesian_product_in_order():
     assert got == [(0.1, 4), (0.1, 8), (0.1, 16), (0.01, 4), (0.01, 8), (0.01, 16)]
     assert specs[0].name == "s #001 lr=0.1 units=4" and specs[5].name == "s #006 lr=0.01 units=16"
     assert all(spec.epochs == 20 and spec.dataset.name == "xor" for spec in specs)  # the rest of the base
+
+
+def test_run_names_give_floats_4_significant_digits():
+    point = {"optimizer.lr": 0.0008120532108251925, "model.hidden.0.units": 31, "optimizer.momentum": 0.9}
+    assert run_name("s", 0, point) == "s #001 lr=0.0008121 units=31 momentum=0.9"
+    assert run_name("s", 11, {"optimizer.lr": 123456.789}) == "s #012 lr=1.235e+05"
 
 
 def test_random_draws_are_reproducible_from_the_seed_and_in_range():

@@ -11,6 +11,11 @@
     return n <= COLORS.length ? COLORS[i % COLORS.length] : "hsl(" + Math.round((i * 360) / n) + ", 65%, 45%)";
   }
 
+  // The colour of class k wherever a page shows classes: a decision boundary's regions, its points, its legend.
+  function classColor(k) {
+    return COLORS[k % COLORS.length];
+  }
+
   // Plotly reads a subset of HTML in trace names and hover text (<b>, <a href>...): user strings go in escaped,
   // so it shows them as the text they are.
   function plotText(value) {
@@ -186,6 +191,6 @@
     if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 
-  window.TY = {ACTIVE, COLORS, color, plotText, report, PLOT_CONFIG, csrf, getJSON, num, showStatus, poll, smooth, append, extendElapsed,
-               lastEpoch, chartControls, layout};
+  window.TY = {ACTIVE, COLORS, color, classColor, plotText, report, PLOT_CONFIG, csrf, getJSON, num, showStatus, poll,
+               smooth, append, extendElapsed, lastEpoch, chartControls, layout};
 })();

@@ -139,7 +139,7 @@
       status.dataset.field = "status";
       cell().appendChild(status);
       cell(undefined, undefined, "progress");
-      run.params.forEach((v) => cell(label(v), "param"));
+      run.params.forEach((v) => { const td = cell(label(v), "param"); if (typeof v === "number" && !Number.isInteger(v)) td.title = String(v); });
       cell(TY.num(run.value), "num" + (data.best && data.best.run === run.id ? " best" : ""), "metric");
       cell(undefined, undefined, "duration");
       TY.showStatus(tr, Object.assign({summary: {}}, run));

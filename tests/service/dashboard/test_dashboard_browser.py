@@ -107,8 +107,8 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Page:
     """A browser page that records dialogs and script errors (CSP violations included)."""
 
-    def __init__(self, browser: Any, server: Server):
-        self.context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 1000})
+    def __init__(self, browser: Any, server: Server, width: int = 1400):
+        self.context = browser.new_context(base_url=server.url, viewport={"width": width, "height": 1000})
         self.page = self.context.new_page()
         self.page.set_default_timeout(10_000)
         self.dialogs: list[str] = []
@@ -135,17 +135,28 @@ class Page:
         return self.page.evaluate(f"document.getElementById('{chart}').data[{trace}].x.length")
 
 
-@pytest.fixture
-def page(browser: Any, server: Server) -> Iterator[Page]:
-    opened = Page(browser, server)
+def _opened(browser: Any, server: Server, width: int) -> Iterator[Page]:
+    opened = Page(browser, server, width)
     yield opened
     opened.context.close()
     assert not opened.errors, opened.errors
 
 
-def _trained_run(server: Server, name: str, lr: float, *, tags: list[str] | None = None) -> str:
-    """A succeeded run with the real curves of training ``SPEC`` at ``lr``."""
-    spec = copy.deepcopy(SPEC) | {"name": name}
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Page]:
+    yield from _opened(browser, server, 1400)
+
+
+@pytest.fixture
+def laptop(browser: Any, server: Server) -> Iterator[Page]:
+    """A page in a 1280-px window, the narrowest laptop screen the dashboard is laid out for."""
+    yield from _opened(browser, server, 1280)
+
+
+def _trained_run(server: Server, name: str, lr: float, *, tags: list[str] | None = None,
+                 changes: dict[str, Any] | None = None) -> str:
+    """A succeeded run with the real curves of training ``SPEC`` (with these top-level ``changes``) at ``lr``."""
+    spec = copy.deepcopy(SPEC) | {"name": name} | (changes or {})
     spec["optimizer"]["lr"] = lr
     rows: list[dict[str, Any]] = []
     snapshots: list[tuple[int, bytes]] = []
@@ -559,3 +570,146 @@ def test_the_run_page_says_why_a_run_stopped(page: Page, server: Server, token: 
     p.goto(f"/runs/{run.id}")
     shown = p.locator('[data-field="stop_reason"]')
     assert shown.is_visible() and shown.inner_text() == f"Stopped: {reason}"
+
+
+#: A learning rate as a log-uniform draw gives it: 16 significant digits.
+LONG_LR = 0.0008120532108251925
+
+
+def _wide_spec(name: str, lr: float = LONG_LR) -> dict[str, Any]:
+    """``SPEC`` with two hidden layers and a learning rate of many digits."""
+    spec = copy.deepcopy(SPEC) | {"name": name}
+    spec["model"]["hidden"] = [{"units": 31, "activation": "sigmoid"}, {"units": 16, "activation": "relu"}]
+    spec["optimizer"] = {"name": "adam", "lr": lr}
+    return spec
+
+
+def test_the_runs_table_fits_a_1280_px_window_with_short_numbers(laptop: Page, server: Server, token: str,
+                                                                  screenshots: Path) -> None:
+    """Long names, two hidden layers, a learning rate of 16 digits, a running run's two buttons: every column shows."""
+    with server.Session() as s, s.begin():
+        for i, status in enumerate(("running", "succeeded")):
+            name = f"a sweep with a rather long name for moons #{i + 1:03d} lr={LONG_LR * (i + 1)} units=31"
+            run = repo.create_run(session=s, spec=_wide_spec(name, LONG_LR * (i + 1)), name=name, seed=1,
+                                  tags=["wide", "another-tag"], notes="", epochs_total=150)
+            repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+            repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6)])
+            if status == "succeeded":
+                repo.finish_run(session=s, run_id=run.id, status=status,
+                                summary={"final_train_loss": 0.012345678, "final_val_loss": 0.023456789,
+                                         "final_val_accuracy": 0.987654, "best_val_loss": 0.0123456,
+                                         "best_val_accuracy": 0.99})
+    laptop.log_in(token)
+    p = laptop.page
+    p.goto("/runs?tag=wide")
+    p.screenshot(path=screenshots / "runs-1280.png", full_page=True)
+    table = p.locator("#runs-table")
+    assert table.evaluate("el => el.parentElement.scrollWidth <= el.parentElement.clientWidth")
+    assert p.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    headers = table.locator("thead th")
+    for i in range(headers.count()):
+        box = headers.nth(i).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280, (headers.nth(i).text_content(), box)
+    for button in table.locator("button").all():
+        box = button.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280
+    lr = table.locator('tbody tr [data-param="lr"] .value')
+    assert lr.all_text_contents() == ["0.001624", "0.0008121"]  # newest first
+    assert [lr.nth(i).get_attribute("title") for i in range(2)] == [str(LONG_LR * 2), str(LONG_LR)]
+    models = table.locator('tbody tr [data-param="model"] .value').all_text_contents()
+    assert models == ["31 sigmoid · 16 relu"] * 2
+    p.wait_for_load_state("networkidle")  # leaving while plotly.min.js is prefetched would leave werkzeug's file open
+
+
+def test_a_sweeps_long_run_names_wrap_inside_their_cells(laptop: Page, server: Server, token: str,
+                                                        screenshots: Path) -> None:
+    """As rendered, and as the page redraws the table while the sweep runs: no name runs into the next column."""
+    base = _wide_spec("long")
+    lrs = [LONG_LR, LONG_LR * 3, LONG_LR * 7]
+    with server.Session() as s, s.begin():
+        sweep = repo.create_sweep(session=s, name="a sweep with a rather long name for moons", method="random",
+                                  base_spec=base, space={"space": {"optimizer.lr": {"log_uniform": [1e-4, 0.1]}},
+                                                         "n": 3, "seed": 0})
+        for i, lr in enumerate(lrs):
+            name = f"a sweep with a rather long name for moons #{i + 1:03d} lr={lr} units=31 activation=sigmoid"
+            run = repo.create_run(session=s, spec=_wide_spec(name, lr), name=name, seed=1, tags=[], notes="",
+                                  epochs_total=150, sweep_id=sweep.id)
+            repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+            repo.write_epochs(session=s, run_id=run.id, rows=[_epoch(e) for e in range(1, 6)])
+    laptop.log_in(token)
+    p = laptop.page
+    p.goto(f"/sweeps/{sweep.id}")
+
+    def check() -> None:
+        rows = p.locator("#sweep-runs tbody tr[data-run]")
+        assert rows.count() == 3
+        for i in range(3):
+            row = rows.nth(i)
+            name = row.locator("td.name a").bounding_box()
+            status = row.locator("td").nth(2).bounding_box()
+            assert name is not None and status is not None
+            assert name["x"] + name["width"] <= status["x"], (name, status)
+        lr = p.locator("#sweep-runs tbody td.param")
+        assert lr.all_text_contents() == ["0.0008121", "0.002436", "0.005684"]  # sweep order: no value yet
+        assert [lr.nth(i).get_attribute("title") for i in range(3)] == [str(value) for value in lrs]
+
+    check()
+    p.evaluate("document.querySelector('#sweep-runs tbody tr').dataset.old = '1'")
+    p.wait_for_function("() => !document.querySelector('#sweep-runs tbody tr').dataset.old", timeout=3000)
+    check()  # as the page's script draws it
+    p.screenshot(path=screenshots / "sweep-1280.png", full_page=True)
+
+
+#: The colour of class k in the decision boundary: its region's (the colour scale at z = k), its points', its
+#: legend's; null where a region would blend two colours.
+CLASS_COLORS = """(k) => {
+  const chart = document.getElementById('chart-boundary');
+  const css = (color) => { const el = document.createElement('i'); el.style.color = color; document.body.append(el);
+                           const value = getComputedStyle(el).color; el.remove(); return value; };
+  const regions = chart.data[0], scale = regions.colorscale;
+  const t = (k - regions.zmin) / (regions.zmax - regions.zmin);
+  const i = scale.findIndex((entry, j) => j + 1 < scale.length && entry[0] <= t && t <= scale[j + 1][0]);
+  const exact = scale.find((entry) => Math.abs(entry[0] - t) < 1e-9);
+  const region = exact ? exact[1] : (scale[i][1] === scale[i + 1][1] ? scale[i][1] : null);
+  const points = chart.data.find((trace) => trace.name === 'class ' + k).marker.color;
+  const legend = document.querySelector('#boundary-legend [data-class="' + k + '"] .region');
+  return [region && css(region), css(points), legend && getComputedStyle(legend).backgroundColor];
+}"""
+
+
+def test_the_run_page_colours_regions_as_their_points_and_gives_gradients_their_axis(
+        laptop: Page, server: Server, token: str, screenshots: Path) -> None:
+    """Moons (2 classes: a probability) and spirals (3: predicted labels), one hidden layer of 16."""
+    moons = _trained_run(server, "moons colours", 0.2, tags=["colours"])
+    spirals = _trained_run(server, "spirals colours", 0.2, tags=["colours"],
+                           changes={"dataset": {"name": "spirals", "test_fraction": 0.25}, "epochs": 20})
+    laptop.log_in(token)
+    p = laptop.page
+    for run_id, classes in ((moons, 2), (spirals, 3)):
+        p.goto(f"/runs/{run_id}")
+        p.wait_for_function(f"() => document.querySelectorAll('#boundary-legend [data-class]').length === {classes}")
+        colors = [p.evaluate(CLASS_COLORS, k) for k in range(classes)]
+        for region, points, legend in colors:
+            assert region is not None and region == points == legend, colors
+        assert len({points for _, points, _ in colors}) == classes
+
+    p.goto(f"/runs/{moons}")  # gradient norms (below 1) on their own axis, weight norms (about 10) on theirs
+    p.wait_for_function("() => document.querySelectorAll('#chart-norms .scatterlayer .trace').length === 4")
+    axes = p.evaluate("""() => document.getElementById('chart-norms').data.map(t => [t.name, t.yaxis])""")
+    assert axes == [["|W1|", "y"], ["|W2|", "y"], ["|dW1| (right axis)", "y2"], ["|dW2| (right axis)", "y2"]]
+    layout = p.evaluate("""() => { const l = document.getElementById('chart-norms')._fullLayout;
+                                   return [l.yaxis.range, l.yaxis2.range, l.yaxis2.overlaying, l.yaxis2.side]; }""")
+    weights, grads, overlaying, side = layout
+    grad_max = p.evaluate("() => Math.max(...document.getElementById('chart-norms').data[2].y)")
+    assert overlaying == "y" and side == "right"
+    assert grads[1] < 2 * grad_max < weights[1] / 5  # each axis spans its own curves
+    p.check("#log-y")
+    p.wait_for_function("() => document.getElementById('chart-norms')._fullLayout.yaxis2.type === 'log'")
+
+    # W1 is 2 inputs x 16 units, W2 16 x 1: neither is stretched into bars
+    for k, (rows, cols) in enumerate(((2, 16), (16, 1))):
+        box = p.locator(f"#heatmap-{k} .hm image").bounding_box()
+        assert box is not None
+        aspect = (box["height"] / rows) / (box["width"] / cols)
+        assert 0.5 - 0.01 <= aspect <= 2 + 0.01, (k, box)
+    p.screenshot(path=screenshots / "run-1280.png", full_page=True)

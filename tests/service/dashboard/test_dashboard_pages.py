@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from flask.testing import FlaskClient
 
+from trainyard.service.dashboard.views import key_params, model_text
 from trainyard.service.storage import repo
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -166,10 +167,25 @@ def test_runs_table_shows_runs_with_progress_params_and_metrics(client, logged_i
     html = client.get("/runs").get_data(as_text=True)
     assert "finished" in html and "training" in html
     assert "epoch 7 of 50" in html and "epoch 20 of 20" in html
-    assert "sgd lr=0.5" in html and "mlp 4tanh" in html
+    assert '<b>opt</b> <span class="value">sgd</span>' in html
+    assert '<b>lr</b> <span class="value" title="0.5">0.5</span>' in html
+    assert '<span class="layer">4 tanh</span>' in html
     assert "0.025" in html  # final train loss 0.5 / 20
     assert 'class="status status-running"' in html
     assert "Cancel" not in html and "Delete" not in html  # a read token sees no forms
+
+
+def test_key_params_show_layers_and_a_short_learning_rate() -> None:
+    spec = {"dataset": {"name": "moons"}, "optimizer": {"name": "adam", "lr": 0.0008120532108251925},
+            "model": {"type": "mlp", "hidden": [{"units": 31, "activation": "sigmoid"},
+                                                {"units": 16, "activation": "relu"}]}, "batch_size": 16}
+    params = {param.label: param for param in key_params(spec)}
+    assert params["model"].text == "31 sigmoid · 16 relu"
+    assert params["lr"].text == "0.0008121" and params["lr"].full == "0.0008120532108251925"
+    assert [param.label for param in key_params(spec)] == ["data", "model", "opt", "lr", "batch"]
+    assert model_text({"type": "mlp", "hidden": []}) == "linear"
+    assert model_text({"type": "perceptron"}) == "perceptron"
+    assert key_params({})[3] == ("lr", "?", None)
 
 
 def test_runs_table_filters_sorts_and_pages(client, logged_in, make_run, monkeypatch) -> None:
@@ -254,6 +270,10 @@ def test_plotly_comes_from_the_installed_package(client, logged_in) -> None:
     with client.get("/ui/vendor/plotly.min.js") as response:
         assert response.status_code == 200 and response.mimetype == "text/javascript"
         assert b"plotly.js" in response.get_data()[:2000]
+        assert response.headers["Cache-Control"] == "public, max-age=86400" and response.headers["ETag"]
+        etag = response.headers["ETag"]
+    with client.get("/ui/vendor/plotly.min.js", headers={"If-None-Match": etag}) as again:
+        assert again.status_code == 304 and not again.get_data()  # the browser's copy is current
 
 
 # --------------------------------------------------------------------------- cancel and delete
