@@ -38,7 +38,7 @@ from trainyard.trainer import fit
 XSS = "<img src=x onerror=alert(1)>"
 #: Plotly reads some HTML in trace names: this one would become a link, were it not escaped.
 LINK = '<a href="https://example.com/">click</a> & <b>bold</b>'
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 SPEC: dict[str, Any] = {
     "version": 1,
