@@ -161,12 +161,13 @@ class SoftmaxCrossEntropy(Head):
         k, n = z.shape
         at_y = y * n + rows  # flat positions of the true classes: flat indexing is the fast kind
         flat = z.reshape(-1)
+        # right where the first maximum is the true class, as predict breaks ties (tied logits are no hit)
+        correct = int(np.count_nonzero(z.argmax(axis=0) == y))
         z -= z.max(axis=0)
         zy = flat[at_y]
         np.exp(z, out=z)
         total = np.dot(_ones(k, z.dtype), z)
         loss = float(np.log(total).sum() - zy.sum())
-        correct = n - np.count_nonzero(zy)  # right where the true class holds the maximum, 0
         total *= n / scale
         z /= total
         flat[at_y] -= scale / n
@@ -185,7 +186,8 @@ class SoftmaxCrossEntropy(Head):
 class SigmoidBinaryCrossEntropy(Head):
     """One sigmoid output for two classes, with binary cross-entropy.
 
-    ``loss = softplus(z) - y z = max(z, 0) + log1p(exp(-|z|)) - y z``;
+    ``loss = softplus(z) - y z = (max(z, 0) - y z) + log1p(exp(-|z|))``, summed per sample: with ``y`` 0 or 1
+    the bracket is ``max(z, 0)`` or ``max(-z, 0)`` exactly, so no sample's loss and no sum is ever negative;
     ``d loss / d z = sigmoid(z) - y``.
     """
 
@@ -195,7 +197,7 @@ class SigmoidBinaryCrossEntropy(Head):
         n = z.shape[1]
         zr = z[0]
         correct = int(np.count_nonzero((zr > 0.0) == (y > 0.5)))
-        loss = float(_softplus(zr).sum() - np.dot(zr, y))
+        loss = float(_binary_cross_entropy(zr, y).sum())
         _sigmoid(zr)
         zr -= y
         zr *= scale / n
@@ -206,7 +208,7 @@ class SigmoidBinaryCrossEntropy(Head):
         return np.stack([1.0 - p1, p1], axis=1)
 
     def losses(self, z, y):
-        return _softplus(z[:, 0]) - z[:, 0] * y
+        return _binary_cross_entropy(z[:, 0], y)
 
 
 class IdentityMSE(Head):
@@ -285,8 +287,14 @@ def _ones(n: int, dtype: np.dtype) -> np.ndarray:
     return ones
 
 
-def _softplus(z: np.ndarray) -> np.ndarray:
-    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+def _binary_cross_entropy(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-sample ``softplus(z) - y z`` for labels ``y`` of 0 or 1, each ``>= 0`` (no cancellation of sums)."""
+    loss = np.abs(z)
+    np.negative(loss, out=loss)
+    np.exp(loss, out=loss)
+    np.log1p(loss, out=loss)
+    loss += np.maximum(z, 0.0) - z * y
+    return loss
 
 
 HEADS: dict[str, type[Head]] = {
