@@ -287,10 +287,10 @@ class _Run:
             val_loss = val_acc = None
             if self.val is not None:
                 val_loss, val_acc = net.evaluate(self.val.X, self.val.y)
-            _check_finite(epoch, train_loss, val_loss, net.flat)
+            weight_norms = net.weight_norms()
+            _check_finite(epoch, train_loss, val_loss, net.flat, weight_norms, grad_norms)
         record = EpochRecord(
-            epoch, train_loss, val_loss, train_acc, val_acc, lr, time.perf_counter() - t0,
-            net.weight_norms(), grad_norms,
+            epoch, train_loss, val_loss, train_acc, val_acc, lr, time.perf_counter() - t0, weight_norms, grad_norms,
         )
         self.early.update(record, net.flat)
         return record
@@ -327,13 +327,25 @@ class _Run:
         return ckpt.epoch
 
 
-def _check_finite(epoch: int, train_loss: float, val_loss: float | None, flat: np.ndarray) -> None:
+def _check_finite(
+    epoch: int,
+    train_loss: float,
+    val_loss: float | None,
+    flat: np.ndarray,
+    weight_norms: tuple[float, ...],
+    grad_norms: tuple[float, ...],
+) -> None:
+    """Raise TrainingDiverged unless every number of the epoch's record, and every weight, is finite."""
     if not math.isfinite(train_loss):
         raise TrainingDiverged(epoch, f"train loss is {train_loss}")
     if val_loss is not None and not math.isfinite(val_loss):
         raise TrainingDiverged(epoch, f"validation loss is {val_loss}")
-    if not math.isfinite(flat.sum()):
+    if not math.isfinite(flat.sum()) and not np.isfinite(flat).all():  # a sum of finite weights may overflow
         raise TrainingDiverged(epoch, "a weight is no longer finite")
+    for what, norms in (("weight", weight_norms), ("gradient", grad_norms)):
+        bad = [value for value in norms if not math.isfinite(value)]
+        if bad:
+            raise TrainingDiverged(epoch, f"a layer's {what} norm is {bad[0]}")
 
 
 class _Loop:

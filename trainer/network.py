@@ -245,12 +245,30 @@ class Network:
         return loss_sum, correct
 
     def weight_norms(self) -> tuple[float, ...]:
-        """Frobenius norm of each layer's ``W``."""
-        return tuple(math.sqrt(np.dot(w, w)) for w in self._w_flat)
+        """Frobenius norm of each layer's ``W`` (``inf`` only when the norm exceeds the float range)."""
+        return tuple(norm(w) for w in self._w_flat)
 
     def grad_norms(self, scale: float = 1.0) -> tuple[float, ...]:
         """Frobenius norm of each layer's ``dW`` from the latest ``backprop(ws, scale)``, before a step."""
-        return tuple(math.sqrt(np.dot(g, g)) / scale for g in self._dw_flat)
+        return tuple(norm(g) / scale for g in self._dw_flat)
+
+
+def norm(v: np.ndarray) -> float:
+    """The Euclidean norm of the 1-D ``v``, as a Python float, free of overflow and underflow.
+
+    One dot product when ``v . v`` is a normal number (the usual case); else
+    ``m * ||v / m||`` with ``m = max |v|``, which is exact up to rounding for
+    every finite ``v`` whose norm is within the float range, and ``inf`` beyond it.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        squares = float(np.dot(v, v))
+        if np.finfo(v.dtype).tiny <= squares < math.inf or v.size == 0:
+            return math.sqrt(squares)
+        m = float(np.max(np.abs(v)))
+        if m == 0.0 or not math.isfinite(m):
+            return m
+        scaled = v / v.dtype.type(m)
+        return m * math.sqrt(float(np.dot(scaled, scaled)))
 
 
 def _carve(flat: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:

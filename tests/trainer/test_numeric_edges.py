@@ -1,11 +1,12 @@
 """The numeric edges a campaign of random specs found (issue 27): each defect's spec, as a regression test."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 
-from trainyard.trainer import Dataset, TrainSpec, build_network, fit
+from trainyard.trainer import Dataset, Network, TrainingDiverged, TrainSpec, build_network, fit
 from trainyard.trainer.datasets import load_builtin
 from trainyard.trainer.layers import SigmoidBinaryCrossEntropy
 
@@ -41,6 +42,45 @@ def test_early_stopping_on_train_accuracy_does_not_keep_a_tied_epoch():
              optimizer={"name": "sgd", "lr": 0.1}, epochs=3, batch_size=None, seed=5,
              early_stopping={"monitor": "train_accuracy", "patience": 5})
     assert all(h.train_accuracy < 1.0 for h in fit(s).history)
+
+
+# ------------------------------------------------------- 2. norms of huge weights
+ADAM_OVERFLOW = {"dataset": {"name": "xor"}, "model": {"hidden": []},
+                 "optimizer": {"name": "adam", "lr": 0.3, "beta2": 0.0, "eps": 1e-300},
+                 "epochs": 1, "batch_size": 1, "seed": 24796641}
+
+
+def test_norms_of_huge_finite_weights_are_finite():
+    records = []
+    try:
+        fit(spec(**ADAM_OVERFLOW), on_epoch=records.append)
+    except TrainingDiverged as exc:
+        assert exc.epoch == 1
+        return
+    (record,) = records
+    assert max(np.abs(record.weights[0]).max(), 0) > 1e290  # the spec still makes weights near the top of float64
+    assert all(math.isfinite(v) for v in record.weight_norms + record.grad_norms)
+    finite_json(record)
+
+
+@pytest.mark.parametrize("dtype,magnitude", [
+    *[("float64", m) for m in (1e-300, 1e-200, 1e-30, 1.0, 1e30, 1e300)],
+    *[("float32", m) for m in (1e-37, 1e-30, 1e-20, 1.0, 1e20, 1e37)],
+])
+def test_norms_are_scale_safe(dtype, magnitude):
+    net = Network([3, 4, 1], ["tanh"], "sigmoid_binary_cross_entropy", dtype=dtype)
+    net.flat[...] = magnitude
+    net.grad_flat[...] = magnitude
+    expected = [magnitude * math.sqrt(w.size) for w in (net.params[0], net.params[2])]
+    assert net.weight_norms() == pytest.approx(expected, rel=1e-6)
+    assert net.grad_norms() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_norm_beyond_float_range_is_divergence():
+    from trainyard.trainer.fit import _check_finite
+
+    with pytest.raises(TrainingDiverged, match="epoch 3: .*norm"):
+        _check_finite(3, 0.5, None, np.zeros(2), (math.inf,), (1.0,))
 
 
 # ------------------------------------------------ 9. binary cross-entropy >= 0
