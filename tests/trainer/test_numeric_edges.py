@@ -83,6 +83,20 @@ def test_a_norm_beyond_float_range_is_divergence():
         _check_finite(3, 0.5, None, np.zeros(2), (math.inf,), (1.0,))
 
 
+# ----------------------------------------------- 7. SGD's norms under a tiny lr
+def test_sgd_gradient_norms_survive_a_vanishing_learning_rate():
+    records = []
+    fit(spec(dataset={"name": "xor"}, model={"hidden": [{"units": 4, "activation": "tanh"}]},
+             optimizer={"name": "sgd", "lr": 0.1}, lr_schedule={"type": "exponential", "gamma": 1e-5},
+             epochs=12, batch_size=None, dtype="float32"), on_epoch=records.append)
+    assert records[-1].lr < 1e-50
+    # the weights all but stop moving after a few epochs: the true norm stays what it was
+    settled = records[3].grad_norms[0]
+    assert settled > 0.01
+    for record in records[4:]:
+        assert record.grad_norms[0] == pytest.approx(settled, rel=1e-3)
+
+
 # ------------------------------------------------ 9. binary cross-entropy >= 0
 def test_binary_cross_entropy_is_never_negative():
     """Large, correctly signed logits: the loss is tiny; summed as two large sums it came out at -3.6e-15."""
