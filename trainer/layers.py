@@ -14,6 +14,7 @@ scikit-learn's ``DERIVATIVES``), so the pre-activations need not be kept.
 from __future__ import annotations
 
 import functools
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
@@ -253,31 +254,37 @@ class PerceptronRule(Head):
     ``-(y - y_hat) x``, so that plain SGD gives the rule ``w += lr (y - y_hat) x``.
     More classes: ``y_hat = argmax z``; a mistake moves the true class's
     weights towards ``x`` and the predicted class's away from it.
+
+    The error count cannot overflow, so a logit that did (NaN or infinite)
+    makes the loss NaN: the run has diverged, as an MLP's would.
     """
 
     name = "perceptron"
 
     def loss_delta(self, z, y, rows, scale):
         k, n = z.shape
+        finite = bool(np.isfinite(z).all())
         if k == 1:
             zr = z[0]
             y_hat = zr > 0.0
             np.subtract(y_hat, y, out=zr)  # -(y - y_hat)
             errors = int(np.count_nonzero(zr))
             zr *= scale / n
-            return float(errors), n - errors
+            return float(errors) if finite else math.nan, n - errors
         y_hat = z.argmax(axis=0)
         errors = int(np.count_nonzero(y_hat != y))
         z[...] = 0.0
         z[y_hat, rows] = scale / n
         z[y, rows] -= scale / n
-        return float(errors), n - errors
+        return float(errors) if finite else math.nan, n - errors
 
     def proba(self, z):
         raise TypeError("a perceptron gives labels, not probabilities; use predict")
 
     def losses(self, z, y):
-        return (self.predict(z) != y).astype(np.float64)
+        errors = (self.predict(z) != y).astype(np.float64)
+        errors[~np.isfinite(z).all(axis=1)] = math.nan
+        return errors
 
 
 @functools.cache

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from trainyard.trainer import Dataset, Network, TrainingDiverged, TrainSpec, build_network, fit
+from trainyard.trainer import Dataset, Network, SpecError, TrainingDiverged, TrainSpec, build_network, fit
 from trainyard.trainer.datasets import load_builtin
 from trainyard.trainer.layers import SigmoidBinaryCrossEntropy
 
@@ -81,6 +81,32 @@ def test_a_norm_beyond_float_range_is_divergence():
 
     with pytest.raises(TrainingDiverged, match="epoch 3: .*norm"):
         _check_finite(3, 0.5, None, np.zeros(2), (math.inf,), (1.0,))
+
+
+# -------------------------------------------------- 3. perceptron logits overflow
+def _huge_rows(scale: float, n: int = 20) -> Dataset:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.5, 2.0, size=(n, 2)) * scale
+    return table({"a": X[:, 0], "b": X[:, 1]}, (X[:, 0] > X[:, 1]).astype(np.int64))
+
+
+@pytest.mark.parametrize("dtype,scale", [("float32", 1e20), ("float64", 1e200)])
+def test_perceptron_with_overflowing_logits_diverges(dtype, scale):
+    s = spec(dataset={"upload": "big", "test_fraction": 0.0}, model={"type": "perceptron"},
+             optimizer={"name": "sgd", "lr": 0.1}, epochs=5, batch_size=None, dtype=dtype)
+    with pytest.raises((TrainingDiverged, SpecError)) as raised:
+        fit(s, _huge_rows(scale))
+    assert "epoch" in str(raised.value) or "dtype" in str(raised.value)
+
+
+def test_perceptron_loss_of_non_finite_logits_is_nan():
+    net = Network([2, 1], [], "perceptron", init="zeros")
+    loss, _ = net.evaluate(np.array([[1e300, 1e300]]), np.array([1]))
+    assert loss == 1.0  # zero weights answer 0: one error in one row
+    net.flat[...] = 1e300
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, _ = net.evaluate(np.array([[1e300, 1e300]]), np.array([1]))
+    assert math.isnan(loss)
 
 
 # ----------------------------------------------- 7. SGD's norms under a tiny lr
