@@ -28,6 +28,7 @@ from .spec import (
     SpecError,
     TrainSpec,
     check_fits_data,
+    check_representable,
     layer_sizes,
 )
 
@@ -122,6 +123,7 @@ def _check_shape(spec: TrainSpec, shape: datasets.Shape, n_train: int) -> int:
                             "this one is regression (monitor a loss)")
     elif spec.loss == "mse":
         raise SpecError("loss", "mse needs a regression dataset; this one is classification (use auto)")
+    check_representable(spec)
     check_fits_data(spec, n_train, shape.n_features, shape.n_outputs)
     return shape.n_outputs
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from trainyard.trainer import Dataset, Network, SpecError, TrainingDiverged, TrainSpec, build_network, fit
+from trainyard.trainer import Dataset, Network, SpecError, TrainingDiverged, TrainSpec, build_network, check, fit
 from trainyard.trainer.datasets import load_builtin
 from trainyard.trainer.layers import SigmoidBinaryCrossEntropy
 
@@ -107,6 +107,29 @@ def test_perceptron_loss_of_non_finite_logits_is_nan():
     with np.errstate(over="ignore", invalid="ignore"):
         loss, _ = net.evaluate(np.array([[1e300, 1e300]]), np.array([1]))
     assert math.isnan(loss)
+
+
+# -------------------------------------------- 4. hyper-parameters below the dtype
+@pytest.mark.parametrize("optimizer,field", [
+    ({"name": "rmsprop", "lr": 0.01, "eps": 1e-46}, "optimizer.eps"),
+    ({"name": "adam", "lr": 0.01, "eps": 1e-40}, "optimizer.eps"),
+    ({"name": "sgd", "lr": 1e-39}, "optimizer.lr"),
+    ({"name": "sgd", "lr": 0.1, "weight_decay": 1e-45}, "optimizer.weight_decay"),
+])
+def test_a_hyper_parameter_float32_cannot_represent_is_refused(optimizer, field):
+    s = spec(dataset={"name": "xor"}, optimizer=optimizer, epochs=3, batch_size=None, dtype="float32")
+    for attempt in (check, fit):
+        with pytest.raises(SpecError) as refused:
+            attempt(s)
+        assert refused.value.field == field and "float32" in refused.value.message
+    fit(s.model_copy(update={"dtype": "float64"}))  # float64 holds it
+
+
+def test_float64_refuses_what_it_cannot_represent_either():
+    s = spec(dataset={"name": "xor"}, optimizer={"name": "adam", "eps": 1e-310}, epochs=1)
+    with pytest.raises(SpecError) as refused:
+        check(s)
+    assert refused.value.field == "optimizer.eps"
 
 
 # ----------------------------------------------- 7. SGD's norms under a tiny lr
