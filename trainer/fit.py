@@ -146,13 +146,17 @@ def _validated(spec: TrainSpec | dict | str) -> TrainSpec:
 
 
 def _prepare(spec: TrainSpec, data: Dataset) -> tuple[datasets.Split, datasets.Standardizer | None]:
-    """``data`` split and standardised as the spec says."""
+    """``data`` split and standardised as the spec says (:func:`~.datasets.prepare`), errors naming the field."""
     try:
-        return datasets.prepare(
-            data, test_fraction=spec.dataset.held_out, seed=spec.seed, standardize=spec.dataset.standardize
-        )
+        split = datasets.train_val_split(data, spec.dataset.held_out, spec.seed)
     except datasets.DatasetError as exc:
         raise SpecError("dataset.test_fraction", str(exc)) from exc
+    if not spec.dataset.standardize:
+        return split, None
+    try:
+        return datasets.standardized(split)
+    except datasets.DatasetError as exc:
+        raise SpecError("dataset.standardize", str(exc)) from exc
 
 
 def check(spec: TrainSpec | dict | str, data: Dataset | datasets.Shape | None = None) -> TrainSpec:

@@ -132,6 +132,29 @@ def test_float64_refuses_what_it_cannot_represent_either():
     assert refused.value.field == "optimizer.eps"
 
 
+# --------------------------------------------------- 5. standardising extremes
+def _threshold_set(scale: float, n: int = 40) -> Dataset:
+    x = np.linspace(1.0, 2.0, n) * scale
+    return table({"x": x}, (x > 1.5 * scale).astype(np.int64))
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1.0, 1e200])
+def test_standardising_tiny_and_huge_columns(scale):
+    s = spec(dataset={"upload": "x", "test_fraction": 0.0, "standardize": True},
+             optimizer={"name": "adam", "lr": 0.1}, epochs=200, batch_size=None)
+    result = fit(s, _threshold_set(scale))
+    assert result.final.train_accuracy == 1.0
+    assert result.standardizer.scale[0] == pytest.approx(np.linspace(1.0, 2.0, 40).std() * scale)
+
+
+def test_standardising_errors_name_the_standardize_field():
+    data = table({"x": np.array([1.7e308, 1.7e308, -1.7e308, -1.7e308, 1.7e308])}, np.array([1, 1, 0, 0, 1]))
+    s = spec(dataset={"upload": "x", "test_fraction": 0.0, "standardize": True}, epochs=1)
+    with pytest.raises(SpecError) as refused:
+        fit(s, data)
+    assert refused.value.field == "dataset.standardize" and "column(s) 0" in refused.value.message
+
+
 # ----------------------------------------------- 7. SGD's norms under a tiny lr
 def test_sgd_gradient_norms_survive_a_vanishing_learning_rate():
     records = []
