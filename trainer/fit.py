@@ -128,6 +128,31 @@ def _check_shape(spec: TrainSpec, shape: datasets.Shape, n_train: int) -> int:
     return shape.n_outputs
 
 
+def _check_range(spec: TrainSpec, split: datasets.Split) -> None:
+    """Refuse, on ``dtype``, data that ``spec.dtype`` cannot hold: values that would become infinite or 0."""
+    if spec.dtype == "float64":
+        return  # a Dataset holds finite float64 values
+    for part in (split.train, split.val):
+        if part is None:
+            continue
+        arrays = [(part.X, part.feature_names)]
+        if part.task == "regression":
+            arrays.append((part.y, tuple(f"target {i}" for i in range(part.y.shape[1]))))
+        for values, names in arrays:
+            with np.errstate(over="ignore"):
+                cast = values.astype(spec.dtype)
+            too_large = ~np.isfinite(cast).all(axis=0)
+            too_small = ((cast == 0) & (values != 0)).any(axis=0)
+            for problem, columns in (("too large", too_large), ("too small (they would become 0)", too_small)):
+                if columns.any():
+                    index = int(np.flatnonzero(columns)[0])
+                    extreme = np.abs(values[:, index][values[:, index] != 0])
+                    shown = extreme.max() if problem == "too large" else extreme.min()
+                    raise SpecError("dtype", f"{spec.dtype} cannot represent the values of column "
+                                    f"{names[index]!r} (|x| of {shown:g}: {problem}); use float64"
+                                    + ("" if spec.dataset.standardize else " or dataset.standardize"))
+
+
 def load_data(spec: TrainSpec) -> Dataset:
     """The built-in dataset a spec names (an upload must be passed to ``fit`` as ``data``)."""
     ds = spec.dataset
@@ -167,7 +192,9 @@ def check(spec: TrainSpec | dict | str, data: Dataset | datasets.Shape | None = 
     does not suit the task, a held-out split too small) is refused then, not
     when a worker starts it.  It needs the data's shape alone: ``data`` may be
     a :class:`~.datasets.Shape` (an upload's, as a service stores it), and a
-    built-in's is known without generating the data.
+    built-in's is known without generating the data.  Given a
+    :class:`~.datasets.Dataset`, it checks its values too, as ``fit`` does
+    (whether ``float32`` can hold them once split and standardised).
 
     Raises
     ------
@@ -177,10 +204,12 @@ def check(spec: TrainSpec | dict | str, data: Dataset | datasets.Shape | None = 
         The spec does not fit the data.
     """
     spec = _validated(spec)
-    if data is None:
-        shape = builtin_shape(spec)
-    else:
-        shape = data if isinstance(data, datasets.Shape) else datasets.shape_of(data)
+    if isinstance(data, Dataset):  # the values are there: check them as fit does, in fit's order
+        split, _ = _prepare(spec, data)
+        _check_network(spec, split.train)
+        _check_range(spec, split)
+        return spec
+    shape = builtin_shape(spec) if data is None else data
     try:
         n_train = shape.n_train(spec.dataset.held_out)
     except datasets.DatasetError as exc:
@@ -274,6 +303,7 @@ class _Run:
     def __init__(self, spec: TrainSpec, train: Dataset, val: Dataset | None):
         self.spec, self.val = spec, val
         self.net = net = build_network(spec, train)
+        _check_range(spec, datasets.Split(train, val))
         self.opt = make_optimizer(spec.optimizer, net.flat, net.decay_mask)
         self.rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[1])
         self.early = _EarlyStopper(spec.early_stopping)

@@ -155,6 +155,25 @@ def test_standardising_errors_name_the_standardize_field():
     assert refused.value.field == "dataset.standardize" and "column(s) 0" in refused.value.message
 
 
+# ------------------------------------------------------------ 6. float32's range
+@pytest.mark.parametrize("value,what", [(1e300, "too large"), (1e-46, "too small")])
+def test_float32_refuses_features_it_cannot_hold(value, what):
+    data = table({"fine": np.arange(6.0), "extreme": np.array([0.0, value, 1.0, value, 2.0, 0.5])},
+                 np.array([0, 1, 0, 1, 0, 1]))
+    s = spec(dataset={"upload": "x", "test_fraction": 0.0}, epochs=2, dtype="float32")
+    for attempt in (check, fit):
+        with pytest.raises(SpecError) as refused:
+            attempt(s, data)
+        assert refused.value.field == "dtype"
+        assert "'extreme'" in refused.value.message and what in refused.value.message
+    check(s.model_copy(update={"dtype": "float64"}), data)  # float64 holds them
+
+
+def test_float32_accepts_what_standardising_brings_into_range():
+    data = table({"x": np.array([0.0, 1e300, 2e300, 3e300])}, np.array([0, 0, 1, 1]))
+    fit(spec(dataset={"upload": "x", "test_fraction": 0.0, "standardize": True}, epochs=2, dtype="float32"), data)
+
+
 # ----------------------------------------------- 7. SGD's norms under a tiny lr
 def test_sgd_gradient_norms_survive_a_vanishing_learning_rate():
     records = []
