@@ -2,6 +2,9 @@
 
 import json
 import math
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -186,6 +189,44 @@ def test_sgd_gradient_norms_survive_a_vanishing_learning_rate():
     assert settled > 0.01
     for record in records[4:]:
         assert record.grad_norms[0] == pytest.approx(settled, rel=1e-3)
+
+
+# ------------------------------------------------ 8. evaluation in chunks (RSS)
+RSS_PROBE = textwrap.dedent("""
+    import json, resource
+    from trainyard.trainer import fit, TrainSpec, check, load_builtin
+    spec = TrainSpec.model_validate(json.loads({spec!r}))
+    check(spec)
+    data = load_builtin("sine", n_samples=spec.dataset.n_samples, seed=spec.seed)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = fit(spec, data)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({{"grown_kb": after - before, "val_loss": result.final.val_loss}}))
+""")
+
+
+def test_validation_of_a_large_held_out_set_is_evaluated_in_chunks():
+    """900,000 held-out rows through 256 ReLU units: one pass would hold two 1.8 GB temporaries."""
+    s = {"dataset": {"name": "sine", "n_samples": 1_000_000, "test_fraction": 0.9},
+         "model": {"hidden": [{"units": 256}]}, "epochs": 1, "batch_size": 2000}
+    probe = RSS_PROBE.format(spec=json.dumps(s))
+    out = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert math.isfinite(report["val_loss"])
+    assert report["grown_kb"] < 250_000, report  # kilobytes on Linux: the data is 16 MB, a chunk 32 MB
+
+
+def test_predict_in_chunks_equals_one_pass():
+    rng = np.random.default_rng(0)
+    net = Network([3, 40, 30, 4], ["relu", "tanh"], "softmax_cross_entropy", rng=rng)
+    X = rng.normal(size=(20_000, 3))
+    one_pass = X
+    for i, act in enumerate(["relu", "tanh", None]):
+        one_pass = one_pass @ net.params[2 * i] + net.params[2 * i + 1]
+        one_pass = {"relu": lambda a: np.maximum(a, 0), "tanh": np.tanh, None: lambda a: a}[act](one_pass)
+    np.testing.assert_allclose(net.decision_function(X), one_pass, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(net.predict(X[:7]), net.predict(X)[:7])
 
 
 # ------------------------------------------------ 9. binary cross-entropy >= 0
