@@ -52,7 +52,12 @@ class TrainingDiverged(ArithmeticError):
 
 # ---------------------------------------------------------------- early stopping
 class _EarlyStopper:
-    """Tracks the monitored metric; ``update`` says whether to stop."""
+    """Tracks the monitored metric; ``update`` says whether to stop.
+
+    With ``restore_best`` it keeps the best epoch's weights, and ``fit`` puts
+    them back whenever the run ends by itself, whether the patience ran out
+    or the epochs did (not after ``STOP``).
+    """
 
     def __init__(self, spec: EarlyStopping | None):
         self.spec = spec

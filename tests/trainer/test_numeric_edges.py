@@ -243,3 +243,19 @@ def test_binary_cross_entropy_is_never_negative():
         negatives += loss < 0.0
     assert negatives == 0
     assert (head.losses(z.T * 1.0, y) >= 0).all()
+
+
+# ------------------------------------------------------- 10. restore_best
+def test_restore_best_restores_even_when_early_stopping_never_triggered():
+    s = spec(dataset={"name": "moons", "test_fraction": 0.3, "noise": 0.3},
+             model={"hidden": [{"units": 64}, {"units": 64}]}, optimizer={"name": "adam", "lr": 0.05},
+             epochs=40, batch_size=8, seed=0,
+             early_stopping={"monitor": "val_loss", "patience": 1000, "restore_best": True})
+    weights = {}
+    result = fit(s, on_epoch=lambda r: weights.__setitem__(r.epoch, r.weights))
+    assert result.stop_reason == "completed"
+    best = min(result.history, key=lambda h: h.val_loss)
+    assert result.best_epoch == best.epoch < 40
+    assert all(np.array_equal(p, q) for p, q in zip(result.network.params, weights[best.epoch]))
+    kept = fit(s.model_copy(update={"early_stopping": s.early_stopping.model_copy(update={"restore_best": False})}))
+    assert all(np.array_equal(p, q) for p, q in zip(kept.network.params, weights[40]))
