@@ -17,7 +17,7 @@ small uploads whose columns range from 1e-300 to 1e300.  For each spec:
 
 The default profile is seeded (``derandomize``) and sized to run in well under
 a minute on one core.  ``HYPOTHESIS_PROFILE=trainer-campaign-full`` runs the
-issue's 12,000 specs instead (an hour or so).
+issue's 12,000 specs instead (about three minutes).
 """
 
 from __future__ import annotations
