@@ -263,14 +263,15 @@ class PerceptronRule(Head):
 
     def loss_delta(self, z, y, rows, scale):
         k, n = z.shape
-        finite = bool(np.isfinite(z).all())
         if k == 1:
             zr = z[0]
+            finite = _finite(zr)
             y_hat = zr > 0.0
             np.subtract(y_hat, y, out=zr)  # -(y - y_hat)
             errors = int(np.count_nonzero(zr))
             zr *= scale / n
             return float(errors) if finite else math.nan, n - errors
+        finite = _finite(z.reshape(-1))
         y_hat = z.argmax(axis=0)
         errors = int(np.count_nonzero(y_hat != y))
         z[...] = 0.0
@@ -292,6 +293,13 @@ def _ones(n: int, dtype: np.dtype) -> np.ndarray:
     ones = np.ones(n, dtype=dtype)
     ones.flags.writeable = False
     return ones
+
+
+def _finite(v: np.ndarray) -> bool:
+    """Whether every value of the 1-D ``v`` is finite: cheap enough for every step, even of batches of one."""
+    if len(v) == 1:
+        return math.isfinite(v[0])
+    return math.isfinite(np.dot(v, v)) or bool(np.isfinite(v).all())  # the dot overflows first
 
 
 def _binary_cross_entropy(z: np.ndarray, y: np.ndarray) -> np.ndarray:
