@@ -162,10 +162,9 @@ class SoftmaxCrossEntropy(Head):
         k, n = z.shape
         at_y = y * n + rows  # flat positions of the true classes: flat indexing is the fast kind
         flat = z.reshape(-1)
-        # right where the first maximum is the true class, as predict breaks ties (tied logits are no hit)
-        correct = int(np.count_nonzero(z.argmax(axis=0) == y))
         z -= z.max(axis=0)
         zy = flat[at_y]
+        correct = _first_max_hits(z, zy, y)
         np.exp(z, out=z)
         total = np.dot(_ones(k, z.dtype), z)
         loss = float(np.log(total).sum() - zy.sum())
@@ -293,6 +292,18 @@ def _ones(n: int, dtype: np.dtype) -> np.ndarray:
     ones = np.ones(n, dtype=dtype)
     ones.flags.writeable = False
     return ones
+
+
+def _first_max_hits(z: np.ndarray, zy: np.ndarray, y: np.ndarray) -> int:
+    """Samples whose first maximum is the true class, as ``predict`` breaks ties, from logits ``z`` of shape
+    ``(k, n)`` less their column maxima (so each column's maxima are 0) and ``zy``, the true classes' entries.
+
+    Without ties (exactly one 0 per column, the usual case) a hit is a 0 in ``zy``; with them, ``argmax``.
+    """
+    n = z.shape[1]
+    if np.count_nonzero(z == 0.0) == n:
+        return n - int(np.count_nonzero(zy))
+    return int(np.count_nonzero(z.argmax(axis=0) == y))
 
 
 def _finite(v: np.ndarray) -> bool:
