@@ -234,6 +234,7 @@ def test_campaign(case, stop):
         first = train(spec, data, on_epoch=lambda r: STOP if r.epoch == at else None)
         assert first.stop_reason == "stopped" and first.checkpoint.epoch == at
         resumed = outcome(spec, data, checkpoint=Checkpoint.from_bytes(first.checkpoint.to_bytes()))
+        event("stopped and resumed")
         if isinstance(result, TrainingDiverged):
             same(result, resumed)
         else:
@@ -248,6 +249,7 @@ def test_campaign(case, stop):
     if records and full_batch and records[0].train_accuracy is not None:
         net = build_network(spec, train_set)
         assert train_set.n_samples <= net.chunk_rows()  # one chunk: the very products the batch computed
+        event("full-batch accuracy checked against predict")
         for record, weights in zip(records, [net.params, *(r.weights for r in records)]):
             net.set_params([np.array(w) for w in weights])
             with np.errstate(over="ignore", invalid="ignore"):
