@@ -28,6 +28,7 @@ from .spec import (
     SpecError,
     TrainSpec,
     check_fits_data,
+    check_representable,
     layer_sizes,
 )
 
@@ -51,7 +52,12 @@ class TrainingDiverged(ArithmeticError):
 
 # ---------------------------------------------------------------- early stopping
 class _EarlyStopper:
-    """Tracks the monitored metric; ``update`` says whether to stop."""
+    """Tracks the monitored metric; ``update`` says whether to stop.
+
+    With ``restore_best`` it keeps the best epoch's weights, and ``fit`` puts
+    them back whenever the run ends by itself, whether the patience ran out
+    or the epochs did (not after ``STOP``).
+    """
 
     def __init__(self, spec: EarlyStopping | None):
         self.spec = spec
@@ -122,8 +128,34 @@ def _check_shape(spec: TrainSpec, shape: datasets.Shape, n_train: int) -> int:
                             "this one is regression (monitor a loss)")
     elif spec.loss == "mse":
         raise SpecError("loss", "mse needs a regression dataset; this one is classification (use auto)")
+    check_representable(spec)
     check_fits_data(spec, n_train, shape.n_features, shape.n_outputs)
     return shape.n_outputs
+
+
+def _check_range(spec: TrainSpec, split: datasets.Split) -> None:
+    """Refuse, on ``dtype``, data that ``spec.dtype`` cannot hold: values that would become infinite or 0."""
+    if spec.dtype == "float64":
+        return  # a Dataset holds finite float64 values
+    for part in (split.train, split.val):
+        if part is None:
+            continue
+        arrays = [(part.X, part.feature_names)]
+        if part.task == "regression":
+            arrays.append((part.y, tuple(f"target {i}" for i in range(part.y.shape[1]))))
+        for values, names in arrays:
+            with np.errstate(over="ignore"):
+                cast = values.astype(spec.dtype)
+            too_large = ~np.isfinite(cast).all(axis=0)
+            too_small = ((cast == 0) & (values != 0)).any(axis=0)
+            for problem, columns in (("too large", too_large), ("too small (they would become 0)", too_small)):
+                if columns.any():
+                    index = int(np.flatnonzero(columns)[0])
+                    extreme = np.abs(values[:, index][values[:, index] != 0])
+                    shown = extreme.max() if problem == "too large" else extreme.min()
+                    raise SpecError("dtype", f"{spec.dtype} cannot represent the values of column "
+                                    f"{names[index]!r} (|x| of {shown:g}: {problem}); use float64"
+                                    + ("" if spec.dataset.standardize else " or dataset.standardize"))
 
 
 def load_data(spec: TrainSpec) -> Dataset:
@@ -144,13 +176,17 @@ def _validated(spec: TrainSpec | dict | str) -> TrainSpec:
 
 
 def _prepare(spec: TrainSpec, data: Dataset) -> tuple[datasets.Split, datasets.Standardizer | None]:
-    """``data`` split and standardised as the spec says."""
+    """``data`` split and standardised as the spec says (:func:`~.datasets.prepare`), errors naming the field."""
     try:
-        return datasets.prepare(
-            data, test_fraction=spec.dataset.held_out, seed=spec.seed, standardize=spec.dataset.standardize
-        )
+        split = datasets.train_val_split(data, spec.dataset.held_out, spec.seed)
     except datasets.DatasetError as exc:
         raise SpecError("dataset.test_fraction", str(exc)) from exc
+    if not spec.dataset.standardize:
+        return split, None
+    try:
+        return datasets.standardized(split)
+    except datasets.DatasetError as exc:
+        raise SpecError("dataset.standardize", str(exc)) from exc
 
 
 def check(spec: TrainSpec | dict | str, data: Dataset | datasets.Shape | None = None) -> TrainSpec:
@@ -161,7 +197,9 @@ def check(spec: TrainSpec | dict | str, data: Dataset | datasets.Shape | None = 
     does not suit the task, a held-out split too small) is refused then, not
     when a worker starts it.  It needs the data's shape alone: ``data`` may be
     a :class:`~.datasets.Shape` (an upload's, as a service stores it), and a
-    built-in's is known without generating the data.
+    built-in's is known without generating the data.  Given a
+    :class:`~.datasets.Dataset`, it checks its values too, as ``fit`` does
+    (whether ``float32`` can hold them once split and standardised).
 
     Raises
     ------
@@ -171,10 +209,12 @@ def check(spec: TrainSpec | dict | str, data: Dataset | datasets.Shape | None = 
         The spec does not fit the data.
     """
     spec = _validated(spec)
-    if data is None:
-        shape = builtin_shape(spec)
-    else:
-        shape = data if isinstance(data, datasets.Shape) else datasets.shape_of(data)
+    if isinstance(data, Dataset):  # the values are there: check them as fit does, in fit's order
+        split, _ = _prepare(spec, data)
+        _check_network(spec, split.train)
+        _check_range(spec, split)
+        return spec
+    shape = builtin_shape(spec) if data is None else data
     try:
         n_train = shape.n_train(spec.dataset.held_out)
     except datasets.DatasetError as exc:
@@ -268,6 +308,7 @@ class _Run:
     def __init__(self, spec: TrainSpec, train: Dataset, val: Dataset | None):
         self.spec, self.val = spec, val
         self.net = net = build_network(spec, train)
+        _check_range(spec, datasets.Split(train, val))
         self.opt = make_optimizer(spec.optimizer, net.flat, net.decay_mask)
         self.rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[1])
         self.early = _EarlyStopper(spec.early_stopping)
@@ -287,10 +328,10 @@ class _Run:
             val_loss = val_acc = None
             if self.val is not None:
                 val_loss, val_acc = net.evaluate(self.val.X, self.val.y)
-            _check_finite(epoch, train_loss, val_loss, net.flat)
+            weight_norms = net.weight_norms()
+            _check_finite(epoch, train_loss, val_loss, net.flat, weight_norms, grad_norms)
         record = EpochRecord(
-            epoch, train_loss, val_loss, train_acc, val_acc, lr, time.perf_counter() - t0,
-            net.weight_norms(), grad_norms,
+            epoch, train_loss, val_loss, train_acc, val_acc, lr, time.perf_counter() - t0, weight_norms, grad_norms,
         )
         self.early.update(record, net.flat)
         return record
@@ -327,13 +368,25 @@ class _Run:
         return ckpt.epoch
 
 
-def _check_finite(epoch: int, train_loss: float, val_loss: float | None, flat: np.ndarray) -> None:
+def _check_finite(
+    epoch: int,
+    train_loss: float,
+    val_loss: float | None,
+    flat: np.ndarray,
+    weight_norms: tuple[float, ...],
+    grad_norms: tuple[float, ...],
+) -> None:
+    """Raise TrainingDiverged unless every number of the epoch's record, and every weight, is finite."""
     if not math.isfinite(train_loss):
         raise TrainingDiverged(epoch, f"train loss is {train_loss}")
     if val_loss is not None and not math.isfinite(val_loss):
         raise TrainingDiverged(epoch, f"validation loss is {val_loss}")
-    if not math.isfinite(flat.sum()):
+    if not math.isfinite(flat.sum()) and not np.isfinite(flat).all():  # a sum of finite weights may overflow
         raise TrainingDiverged(epoch, "a weight is no longer finite")
+    for what, norms in (("weight", weight_norms), ("gradient", grad_norms)):
+        bad = [value for value in norms if not math.isfinite(value)]
+        if bad:
+            raise TrainingDiverged(epoch, f"a layer's {what} norm is {bad[0]}")
 
 
 class _Loop:

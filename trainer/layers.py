@@ -14,6 +14,7 @@ scikit-learn's ``DERIVATIVES``), so the pre-activations need not be kept.
 from __future__ import annotations
 
 import functools
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
@@ -163,10 +164,10 @@ class SoftmaxCrossEntropy(Head):
         flat = z.reshape(-1)
         z -= z.max(axis=0)
         zy = flat[at_y]
+        correct = _first_max_hits(z, zy, y)
         np.exp(z, out=z)
         total = np.dot(_ones(k, z.dtype), z)
         loss = float(np.log(total).sum() - zy.sum())
-        correct = n - np.count_nonzero(zy)  # right where the true class holds the maximum, 0
         total *= n / scale
         z /= total
         flat[at_y] -= scale / n
@@ -185,7 +186,8 @@ class SoftmaxCrossEntropy(Head):
 class SigmoidBinaryCrossEntropy(Head):
     """One sigmoid output for two classes, with binary cross-entropy.
 
-    ``loss = softplus(z) - y z = max(z, 0) + log1p(exp(-|z|)) - y z``;
+    ``loss = softplus(z) - y z = (max(z, 0) - y z) + log1p(exp(-|z|))``, summed per sample: with ``y`` 0 or 1
+    the bracket is ``max(z, 0)`` or ``max(-z, 0)`` exactly, so no sample's loss and no sum is ever negative;
     ``d loss / d z = sigmoid(z) - y``.
     """
 
@@ -195,7 +197,7 @@ class SigmoidBinaryCrossEntropy(Head):
         n = z.shape[1]
         zr = z[0]
         correct = int(np.count_nonzero((zr > 0.0) == (y > 0.5)))
-        loss = float(_softplus(zr).sum() - np.dot(zr, y))
+        loss = float(_binary_cross_entropy(zr, y).sum())
         _sigmoid(zr)
         zr -= y
         zr *= scale / n
@@ -206,7 +208,7 @@ class SigmoidBinaryCrossEntropy(Head):
         return np.stack([1.0 - p1, p1], axis=1)
 
     def losses(self, z, y):
-        return _softplus(z[:, 0]) - z[:, 0] * y
+        return _binary_cross_entropy(z[:, 0], y)
 
 
 class IdentityMSE(Head):
@@ -251,6 +253,9 @@ class PerceptronRule(Head):
     ``-(y - y_hat) x``, so that plain SGD gives the rule ``w += lr (y - y_hat) x``.
     More classes: ``y_hat = argmax z``; a mistake moves the true class's
     weights towards ``x`` and the predicted class's away from it.
+
+    The error count cannot overflow, so a logit that did (NaN or infinite)
+    makes the loss NaN: the run has diverged, as an MLP's would.
     """
 
     name = "perceptron"
@@ -259,23 +264,27 @@ class PerceptronRule(Head):
         k, n = z.shape
         if k == 1:
             zr = z[0]
+            finite = _finite(zr)
             y_hat = zr > 0.0
             np.subtract(y_hat, y, out=zr)  # -(y - y_hat)
             errors = int(np.count_nonzero(zr))
             zr *= scale / n
-            return float(errors), n - errors
+            return float(errors) if finite else math.nan, n - errors
+        finite = _finite(z.reshape(-1))
         y_hat = z.argmax(axis=0)
         errors = int(np.count_nonzero(y_hat != y))
         z[...] = 0.0
         z[y_hat, rows] = scale / n
         z[y, rows] -= scale / n
-        return float(errors), n - errors
+        return float(errors) if finite else math.nan, n - errors
 
     def proba(self, z):
         raise TypeError("a perceptron gives labels, not probabilities; use predict")
 
     def losses(self, z, y):
-        return (self.predict(z) != y).astype(np.float64)
+        errors = (self.predict(z) != y).astype(np.float64)
+        errors[~np.isfinite(z).all(axis=1)] = math.nan
+        return errors
 
 
 @functools.cache
@@ -285,8 +294,33 @@ def _ones(n: int, dtype: np.dtype) -> np.ndarray:
     return ones
 
 
-def _softplus(z: np.ndarray) -> np.ndarray:
-    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+def _first_max_hits(z: np.ndarray, zy: np.ndarray, y: np.ndarray) -> int:
+    """Samples whose first maximum is the true class, as ``predict`` breaks ties, from logits ``z`` of shape
+    ``(k, n)`` less their column maxima (so each column's maxima are 0) and ``zy``, the true classes' entries.
+
+    Without ties (exactly one 0 per column, the usual case) a hit is a 0 in ``zy``; with them, ``argmax``.
+    """
+    n = z.shape[1]
+    if np.count_nonzero(z == 0.0) == n:
+        return n - int(np.count_nonzero(zy))
+    return int(np.count_nonzero(z.argmax(axis=0) == y))
+
+
+def _finite(v: np.ndarray) -> bool:
+    """Whether every value of the 1-D ``v`` is finite: cheap enough for every step, even of batches of one."""
+    if len(v) == 1:
+        return math.isfinite(v[0])
+    return math.isfinite(np.dot(v, v)) or bool(np.isfinite(v).all())  # the dot overflows first
+
+
+def _binary_cross_entropy(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-sample ``softplus(z) - y z`` for labels ``y`` of 0 or 1, each ``>= 0`` (no cancellation of sums)."""
+    loss = np.abs(z)
+    np.negative(loss, out=loss)
+    np.exp(loss, out=loss)
+    np.log1p(loss, out=loss)
+    loss += np.maximum(z, 0.0) - z * y
+    return loss
 
 
 HEADS: dict[str, type[Head]] = {

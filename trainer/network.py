@@ -19,6 +19,8 @@ from .layers import ACTIVATIONS, HEADS, Head
 
 INITS = ("xavier", "he", "normal", "zeros")
 NORMAL_INIT_STD = 0.1
+#: Working values (as ``spec.check_fits_data`` counts them) of one chunk of evaluation: 32 MB in float64.
+EVAL_WORKING_VALUES = 1 << 22
 
 
 def _init_block(init: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
@@ -110,6 +112,7 @@ class Network:
         for blk in _carve(self.decay_mask, shapes):
             blk[:-1] = 1.0
         self._workspaces: dict[int, Workspace] = {}
+        self._eval_workspaces: dict[int, Workspace] = {}
 
     # ------------------------------------------------------------------ public
     @property
@@ -131,15 +134,45 @@ class Network:
             p[...] = v
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Output-layer values before the head, shape ``(n_samples, n_outputs)``."""
+        """Output-layer values before the head, shape ``(n_samples, n_outputs)``.
+
+        The rows go through in chunks (see ``chunk_rows``) with the training
+        kernels, so the working memory is bounded whatever ``n_samples``, and
+        a chunk of ``n`` rows gives, bit for bit, the logits a training batch
+        of the same rows computes.
+        """
         a = np.asarray(X, dtype=self.dtype)
         if a.ndim != 2 or a.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have shape (n_samples, {self.sizes[0]}), got {a.shape}")
-        for i, block in enumerate(self._blocks):
-            a = a @ block[:-1] + block[-1]
-            if i < len(self.activations):
-                ACTIVATIONS[self.activations[i]].forward(a, np.empty_like(a))
-        return a
+        n = len(a)
+        out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
+        rows = self.chunk_rows()
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            ws = self._eval_workspace(stop - start)
+            ws.x[...] = a[start:stop]
+            self._forward(ws)
+            out[start:stop] = ws.deltas[-1].T
+        return out
+
+    def chunk_rows(self) -> int:
+        """Rows per chunk of evaluation: ``EVAL_WORKING_VALUES`` worth, or the largest training batch's rows.
+
+        A full batch's rows go through in one chunk, so training accuracy and
+        ``predict``'s agree exactly; such a batch already fits the working-set
+        limit (``spec.MAX_WORKING_VALUES``).
+        """
+        per_row = 3 * sum(self.sizes)  # activations, deltas and scratch, as spec.check_fits_data counts them
+        return max(1, EVAL_WORKING_VALUES // per_row, max(self._workspaces, default=0))
+
+    def _eval_workspace(self, n: int) -> Workspace:
+        """Buffers for evaluating ``n`` rows, apart from training's (a full batch's stay loaded); a few are kept."""
+        ws = self._eval_workspaces.get(n)
+        if ws is None:
+            if len(self._eval_workspaces) >= 2:  # a chunk and a last, shorter one
+                self._eval_workspaces.clear()
+            ws = self._eval_workspaces[n] = self._new_workspace(n)
+        return ws
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class labels ``0..k-1`` (0/1 for two classes), or values for regression."""
@@ -173,15 +206,18 @@ class Network:
         """The buffers for batches of ``n`` rows, made once and reused."""
         ws = self._workspaces.get(n)
         if ws is None:
-            dt = self.dtype
-            x = np.empty((n, self.sizes[0]), dtype=dt)
-            acts = [np.ones((units + 1, n), dtype=dt) for units in self.sizes[1:-1]]
-            deltas = [np.empty((units, n), dtype=dt) for units in self.sizes[1:]]
-            scratch = [np.empty((u, n), dt) for u in self.sizes[1:-1]]
-            y = np.empty(*self.head.target_shape(n, dt))
-            ws = Workspace(n, x, y, acts, deltas, scratch, np.arange(n), np.ones(n, dtype=dt))
-            self._plan(ws)
-            self._workspaces[n] = ws
+            ws = self._workspaces[n] = self._new_workspace(n)
+        return ws
+
+    def _new_workspace(self, n: int) -> Workspace:
+        dt = self.dtype
+        x = np.empty((n, self.sizes[0]), dtype=dt)
+        acts = [np.ones((units + 1, n), dtype=dt) for units in self.sizes[1:-1]]
+        deltas = [np.empty((units, n), dtype=dt) for units in self.sizes[1:]]
+        scratch = [np.empty((u, n), dt) for u in self.sizes[1:-1]]
+        y = np.empty(*self.head.target_shape(n, dt))
+        ws = Workspace(n, x, y, acts, deltas, scratch, np.arange(n), np.ones(n, dtype=dt))
+        self._plan(ws)
         return ws
 
     def _plan(self, ws: Workspace) -> None:
@@ -227,12 +263,7 @@ class Network:
         predictions.
         """
         dot = np.dot
-        for w_t, a_in, a_out, bias, activate, scratch in ws.forward:
-            dot(w_t, a_in, out=a_out)  # z = W.T a + b, feature-major
-            if bias is not None:
-                a_out += bias
-            if activate is not None:
-                activate(a_out, scratch)
+        self._forward(ws)
         loss_sum, correct = self.head.loss_delta(ws.deltas[-1], ws.y, ws.rows, scale)
         for a_in, delta_t, grad, bias_grad, delta, back in ws.backward:
             dot(a_in, delta_t, out=grad)  # [dW; db] = [a; 1] delta.T
@@ -244,13 +275,42 @@ class Network:
                 derivative(a, delta_in, scratch)
         return loss_sum, correct
 
+    @staticmethod
+    def _forward(ws: Workspace) -> None:
+        """The forward pass over the batch in ``ws``: the output logits end in ``ws.deltas[-1]``."""
+        dot = np.dot
+        for w_t, a_in, a_out, bias, activate, scratch in ws.forward:
+            dot(w_t, a_in, out=a_out)  # z = W.T a + b, feature-major
+            if bias is not None:
+                a_out += bias
+            if activate is not None:
+                activate(a_out, scratch)
+
     def weight_norms(self) -> tuple[float, ...]:
-        """Frobenius norm of each layer's ``W``."""
-        return tuple(math.sqrt(np.dot(w, w)) for w in self._w_flat)
+        """Frobenius norm of each layer's ``W`` (``inf`` only when the norm exceeds the float range)."""
+        return tuple(norm(w) for w in self._w_flat)
 
     def grad_norms(self, scale: float = 1.0) -> tuple[float, ...]:
         """Frobenius norm of each layer's ``dW`` from the latest ``backprop(ws, scale)``, before a step."""
-        return tuple(math.sqrt(np.dot(g, g)) / scale for g in self._dw_flat)
+        return tuple(norm(g) / scale for g in self._dw_flat)
+
+
+def norm(v: np.ndarray) -> float:
+    """The Euclidean norm of the 1-D ``v``, as a Python float, free of overflow and underflow.
+
+    One dot product when ``v . v`` is a normal number (the usual case); else
+    ``m * ||v / m||`` with ``m = max |v|``, which is exact up to rounding for
+    every finite ``v`` whose norm is within the float range, and ``inf`` beyond it.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        squares = float(np.dot(v, v))
+        if np.finfo(v.dtype).tiny <= squares < math.inf or v.size == 0:
+            return math.sqrt(squares)
+        m = float(np.max(np.abs(v)))
+        if m == 0.0 or not math.isfinite(m):
+            return m
+        scaled = v / v.dtype.type(m)
+        return m * math.sqrt(float(np.dot(scaled, scaled)))
 
 
 def _carve(flat: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:

@@ -83,8 +83,13 @@ class SGD(Optimizer):
     ``v = momentum * v - lr * g`` and ``p += v``, or with Nesterov
     ``p += momentum * v - lr * g`` (Sutskever et al., 2013; the formulation
     of scikit-learn and Keras).  Takes ``lr * g`` (``grad_scale(lr) == lr``)
-    and keeps ``u = -v``.
+    and keeps ``u = -v``.  Below ``MIN_FOLDED_LR`` it takes ``g`` itself and
+    multiplies by ``lr`` in the step, so the gradient (and its norm) never
+    underflows in the backward pass.
     """
+
+    #: The smallest learning rate folded into the backward pass: ``lr * g`` keeps ``g``'s digits above it.
+    MIN_FOLDED_LR = 1e-6
 
     _decaying = ("velocity",)
 
@@ -95,11 +100,14 @@ class SGD(Optimizer):
         self.velocity = np.zeros_like(params)  # u = -v
 
     def grad_scale(self, lr):
-        return lr if lr > 0.0 else 1.0  # a schedule may reach 0; gradient norms must stay measurable
+        # A schedule may reach 0 or a rate whose product with g underflows: gradient norms must stay measurable.
+        return lr if lr >= self.MIN_FOLDED_LR else 1.0
 
-    def _update(self, grad, lr):  # grad holds lr * g
+    def _update(self, grad, lr):  # grad holds lr * g, or g when lr < MIN_FOLDED_LR
         if lr == 0.0:
             grad[...] = 0.0
+        elif lr < self.MIN_FOLDED_LR:
+            grad *= lr
         if self.momentum:
             u = self.velocity
             u *= self.momentum

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal, Union
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from .datasets import BUILTIN_NAMES, MAX_SAMPLES
@@ -307,6 +308,21 @@ def layer_sizes(spec: TrainSpec, n_features: int, n_outputs: int) -> list[int]:
 
 def count_parameters(sizes: list[int]) -> int:
     return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+
+
+def check_representable(spec: TrainSpec) -> None:
+    """Refuse, naming the field, a non-zero hyper-parameter below the smallest normal number of ``spec.dtype``.
+
+    Such a value rounds to zero or loses its digits when training uses it
+    (an ``eps`` of 1e-46 is 0 in float32, and Adam's and RMSprop's ``0 / (0 + eps)`` then NaN).
+    """
+    tiny = float(np.finfo(spec.dtype).tiny)
+    for part in ("optimizer", "lr_schedule"):
+        values = getattr(spec, part)
+        for name, value in ({} if values is None else values.model_dump()).items():
+            if isinstance(value, float) and 0.0 < abs(value) < tiny:
+                raise SpecError(f"{part}.{name}", f"{value:g} is below the smallest normal {spec.dtype} number "
+                                f"({tiny:g}); {spec.dtype} cannot represent it")
 
 
 def check_fits_data(spec: TrainSpec, n_train: int, n_features: int, n_outputs: int) -> None:

@@ -22,7 +22,7 @@ from .builtin import BUILTIN_NAMES, MAX_NOISE, MIN_SAMPLES, builtin_info, load_b
 from .csvfile import AUTO_MAX_CLASSES, MAX_CLASSES, MAX_FEATURES, CsvSource, load_csv
 from .dataset import MAX_SAMPLES, Dataset, DatasetError, Task
 from .shape import Shape, builtin_shape, shape_of, validation_rows
-from .split import Split, Standardizer, prepare, train_val_split
+from .split import Split, Standardizer, prepare, standardized, train_val_split
 
 __all__ = [
     "AUTO_MAX_CLASSES",
@@ -45,6 +45,7 @@ __all__ = [
     "load_csv",
     "prepare",
     "shape_of",
+    "standardized",
     "train_val_split",
     "validation_rows",
 ]

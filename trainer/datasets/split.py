@@ -18,7 +18,7 @@ import numpy as np
 from .dataset import Dataset, DatasetError, _check_seed
 from .shape import shape_of, validation_rows
 
-__all__ = ["Split", "Standardizer", "prepare", "train_val_split"]
+__all__ = ["Split", "Standardizer", "prepare", "standardized", "train_val_split"]
 
 
 @dataclass(frozen=True)
@@ -150,10 +150,9 @@ class Standardizer:
             raise DatasetError(f"Standardizer.fit needs a 2-D array with at least one row, got shape {X.shape}")
         if not np.isfinite(X).all():
             raise DatasetError("Standardizer.fit: X contains NaN or infinite values")
-        constant = np.ptp(X, axis=0) == 0
-        mean = X.mean(axis=0)
+        constant = (X == X[0]).all(axis=0)
+        mean, std = _column_moments(X)
         mean[constant] = X[0, constant]  # exact, so constant columns map to exactly 0
-        std = X.std(axis=0)
         scale = np.where(constant | (std == 0), 1.0, std)
         return cls(mean=mean, scale=scale)
 
@@ -181,8 +180,52 @@ class Standardizer:
             raise DatasetError(
                 f"Standardizer expects shape (n_samples, {self.n_features}), got {arr.shape}"
             )
-        out = (arr.astype(np.float64, copy=False) - self.mean) / self.scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = (arr.astype(np.float64, copy=False) - self.mean) / self.scale
+        if not np.isfinite(out).all():
+            columns = np.flatnonzero(~np.isfinite(out.reshape(-1, self.n_features)).all(axis=0))
+            raise DatasetError(f"standardised values of feature column(s) {', '.join(map(str, columns))} "
+                               "overflow float64: the column spans nearly the whole float range")
         return out.astype(dtype, copy=False)
+
+
+#: Columns whose largest magnitude lies in this range have squares and sums far from over- and underflow.
+_PLAIN_RANGE = (1e-100, 1e100)
+
+
+def _column_moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population standard deviation of each column of ``X``, free of over- and underflow.
+
+    A column whose largest magnitude ``m`` is far from the float range's ends
+    is summed as it is; any other is divided by ``m`` first and its moments
+    multiplied back (``X.std()`` squares: 1e200 overflows, a spread of 1e-300
+    underflows to 0).
+    """
+    m = np.abs(X).max(axis=0)
+    plain = (m >= _PLAIN_RANGE[0]) & (m <= _PLAIN_RANGE[1]) | (m == 0.0)
+    if plain.all():
+        return X.mean(axis=0), X.std(axis=0)
+    mean, std = np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    if plain.any():
+        mean[plain], std[plain] = X[:, plain].mean(axis=0), X[:, plain].std(axis=0)
+    scaled = X[:, ~plain] / m[~plain]
+    mean[~plain] = scaled.mean(axis=0) * m[~plain]
+    std[~plain] = scaled.std(axis=0) * m[~plain]
+    return mean, std
+
+
+def standardized(split: Split) -> tuple[Split, Standardizer]:
+    """``split`` with its features standardised by a Standardizer fitted on ``split.train`` alone.
+
+    Raises
+    ------
+    DatasetError
+        The features cannot be standardised (a column spanning nearly the whole float range).
+    """
+    scaler = Standardizer.fit(split.train.X)
+    train = dataclasses.replace(split.train, X=scaler.transform(split.train.X))
+    val = None if split.val is None else dataclasses.replace(split.val, X=scaler.transform(split.val.X))
+    return Split(train=train, val=val), scaler
 
 
 def prepare(
@@ -210,7 +253,4 @@ def prepare(
     split = train_val_split(ds, test_fraction, seed)
     if not standardize:
         return split, None
-    scaler = Standardizer.fit(split.train.X)
-    train = dataclasses.replace(split.train, X=scaler.transform(split.train.X))
-    val = None if split.val is None else dataclasses.replace(split.val, X=scaler.transform(split.val.X))
-    return Split(train=train, val=val), scaler
+    return standardized(split)
