@@ -158,8 +158,13 @@ def token_path(settings: Settings) -> Path:
 
 def read_token(settings: Settings) -> str | None:
     """The token in ``<data dir>/token``, or None when there is no such file."""
+    return _read_line(token_path(settings))
+
+
+def _read_line(path: Path) -> str | None:
+    """The text of the one-line file ``path``, stripped; None when it is missing or empty."""
     try:
-        return token_path(settings).read_text(encoding="utf-8").strip() or None
+        return path.read_text(encoding="utf-8").strip() or None
     except FileNotFoundError:
         return None
 
@@ -171,10 +176,7 @@ def url_path(settings: Settings) -> Path:
 
 def read_url(settings: Settings) -> str | None:
     """The address in ``<data dir>/url``, or None when there is no such file."""
-    try:
-        return url_path(settings).read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
+    return _read_line(url_path(settings))
 
 
 def ensure_token(settings: Settings) -> bool:
