@@ -102,9 +102,11 @@ class Epoch(TypedDict):
 
 
 class Epochs(TypedDict):
-    """A run's epochs, in order."""
+    """A page of a run's epochs, in order, and the ``since`` of the next page (null on the last, and when
+    downsampled: ``max_points`` bounds the answer instead)."""
 
     epochs: list[Epoch]
+    next: int | None
 
 
 class RunExport(TypedDict):

@@ -46,6 +46,9 @@ RETRY_PAUSE = 1.0
 #: The header that makes a POST safe to repeat (the API keeps one run per key).
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
+#: Epochs asked for per page by :meth:`Client.epochs` (the API's largest page).
+EPOCH_PAGE = 10_000
+
 #: The epoch fields :meth:`Client.follow` fetches: the curves, without per-layer norms.
 FOLLOW_FIELDS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
@@ -257,10 +260,21 @@ class Client:
 
         ``fields`` chooses the metrics (default all, per-layer ``weight_norms``
         and ``grad_norms`` included); ``max_points`` downsamples on the server,
-        keeping each stretch's extremes so spikes stay visible.
+        keeping each stretch's extremes so spikes stay visible.  Without it,
+        every epoch, fetched a page (up to 10,000 epochs) at a time.
         """
-        params = {"since": since or None, "fields": ",".join(fields) if fields else None, "max_points": max_points}
-        return self._json("GET", f"/api/runs/{run_id}/epochs", params=params)["epochs"]
+        fields_param = ",".join(fields) if fields else None
+        if max_points is not None:
+            params = {"since": since or None, "fields": fields_param, "max_points": max_points}
+            return self._json("GET", f"/api/runs/{run_id}/epochs", params=params)["epochs"]
+        epochs: list[JSON] = []
+        after: int | None = since
+        while after is not None:
+            params = {"since": after or None, "fields": fields_param, "limit": EPOCH_PAGE}
+            page = self._json("GET", f"/api/runs/{run_id}/epochs", params=params)
+            epochs += page["epochs"]
+            after = page["next"]
+        return epochs
 
     def weights(self, run_id: str, *, epoch: int | None = None,
                 format: Literal["json", "npz"] = "json") -> JSON | bytes:

@@ -30,11 +30,14 @@ from trainyard.service.documents import (
     run_json,
     weights_layers,
 )
-from trainyard.service.errors import invalid_parameter, not_found
+from trainyard.service.errors import ApiError, invalid_parameter, not_found
 from trainyard.service.storage import repo
 from trainyard.trainer import TrainSpec
 
 bp = Blueprint("runs", __name__, url_prefix="/api")
+
+#: Largest weights (their ``.npz``, 8 bytes a value) answered as JSON; larger ones only as the ``.npz`` file.
+MAX_WEIGHTS_JSON_BYTES = 8 * 2**20
 
 TAGS = ("runs",)
 
@@ -110,24 +113,35 @@ def cancel_run(run_id: str) -> Response:
 @bp.get("/runs/<id:run_id>/epochs")
 @requires("read")
 @declare(query=EpochsQuery, responses={200: Epochs}, tags=TAGS,
-         summary="A run's epochs, optionally since an epoch and downsampled")
+         summary="A run's epochs since an epoch: a page at a time, or downsampled to max_points")
 def get_epochs(run_id: str, query: EpochsQuery) -> Response:
     with transaction(read_only=True) as s:
         operations.get_run(s, run_id)
-        epochs = repo.get_epochs(session=s, run_id=run_id, since=query.since, fields=query.fields,
-                                 max_points=query.max_points)
-    return jsonify(epochs=epochs)
+        if query.max_points is not None:
+            epochs, after = repo.get_epochs(session=s, run_id=run_id, since=query.since, fields=query.fields,
+                                            max_points=query.max_points), None
+        else:
+            epochs, after = repo.get_epoch_page(session=s, run_id=run_id, since=query.since, fields=query.fields,
+                                                limit=query.limit)
+    body: Epochs = {"epochs": epochs, "next": after}
+    return jsonify(body)
 
 
 @bp.get("/runs/<id:run_id>/weights")
 @requires("read")
-@declare(query=WeightsQuery, responses={200: {"application/json": Weights, "application/octet-stream": bytes}},
+@declare(query=WeightsQuery, responses={200: {"application/json": Weights, "application/octet-stream": bytes},
+                                        413: "The weights are over 8 MiB: ask for format=npz."},
          tags=TAGS, summary="A run's weights at an epoch (default: the latest kept), as JSON or the .npz file")
 def get_weights(run_id: str, query: WeightsQuery) -> Response:
     with transaction(read_only=True) as s:
         epoch, data = operations.weights(s, run_id, query.epoch)
     if query.format == "npz":
         return attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
+    if len(data) > MAX_WEIGHTS_JSON_BYTES:
+        message = (f"the weights of epoch {epoch} are {len(data) / 2**20:.1f} MiB of float64; as JSON they would be "
+                   f"several times that. Answers in JSON hold up to {MAX_WEIGHTS_JSON_BYTES // 2**20} MiB of them: ask "
+                   "for format=npz")
+        raise ApiError(413, "too_large", message, [{"field": "format", "message": message}])
     return jsonify(epoch=epoch, layers=weights_layers(data))
 
 

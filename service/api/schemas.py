@@ -24,6 +24,9 @@ from trainyard.trainer.spec import MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, N
 
 #: Largest ``max_points`` of a curve.
 MAX_POINTS = 100_000
+#: Epochs one page of ``GET /api/runs/<id>/epochs`` holds at most, and by default.
+MAX_EPOCH_PAGE = 10_000
+DEFAULT_EPOCH_PAGE = 1000
 #: Points per curve of a comparison when ``max_points`` is not given.
 DEFAULT_MAX_POINTS = 1000
 #: The curves a comparison returns when ``fields`` is not given.
@@ -77,6 +80,9 @@ class EpochsQuery(_Query):
         None, description="The fields to return, comma-separated (default: all).")
     max_points: Points | None = Field(
         None, description="At most this many epochs: each bucket keeps its minimum and maximum, so spikes stay.")
+    limit: Annotated[QueryInt, Field(ge=1, le=MAX_EPOCH_PAGE)] = Field(
+        DEFAULT_EPOCH_PAGE, description="Without max_points: at most this many epochs; `next` is the `since` of "
+        "the next page (null on the last).")
 
 
 class WeightsQuery(_Query):

@@ -159,8 +159,9 @@ def poll() -> Response:
         if since is not None:
             for run, after in zip(runs, since):
                 if run.epochs_done > after:
-                    rows = repo.get_epochs(session=s, run_id=run.id, since=after, fields=fields)
-                    epochs[run.id] = columns(rows[:MAX_POLL_EPOCHS], fields)
+                    rows, _ = repo.get_epoch_page(session=s, run_id=run.id, since=after, fields=fields,
+                                                  limit=MAX_POLL_EPOCHS)
+                    epochs[run.id] = columns(rows, fields)
     return jsonify(runs=[status_json(run) for run in runs], epochs=epochs)
 
 

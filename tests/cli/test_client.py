@@ -45,6 +45,23 @@ def test_runs_iterates_every_page_with_filters(client, spec):
     assert list(client.runs(status="succeeded")) == []
 
 
+def test_epochs_follows_every_page(client, spec, server, monkeypatch):
+    """The API answers at most a page of epochs; the client reads them all, a page at a time."""
+    from trainyard import client as client_module
+    from trainyard.service.storage import repo
+
+    monkeypatch.setattr(client_module, "EPOCH_PAGE", 300)
+    run_id = client.submit(spec)["id"]
+    with server.Session() as s, s.begin():
+        repo.write_epochs(session=s, run_id=run_id, rows=[{"epoch": n, "train_loss": 1.0 / n} for n in range(1, 1001)])
+
+    epochs = client.epochs(run_id, fields=["train_loss"])
+
+    assert [row["epoch"] for row in epochs] == list(range(1, 1001)) and epochs[9]["train_loss"] == 0.1
+    assert [row["epoch"] for row in client.epochs(run_id, since=990)] == list(range(991, 1001))
+    assert len(client.epochs(run_id, max_points=50)) == 50
+
+
 def test_epochs_weights_and_follow_of_a_trained_run(client, spec, train):
     run = client.submit(spec)
     train(run["id"])

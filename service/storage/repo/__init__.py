@@ -51,6 +51,7 @@ from trainyard.service.storage.repo.epochs import (
     EPOCH_METRICS,
     epoch_value,
     get_curves,
+    get_epoch_page,
     get_epochs,
     write_epochs,
 )
@@ -127,6 +128,7 @@ __all__ = [
     "write_epochs",
     "get_epochs",
     "epoch_value",
+    "get_epoch_page",
     "get_curves",
     "downsample",
     # blobs

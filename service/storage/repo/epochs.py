@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    and_,
     any_,
     bindparam,
     case,
@@ -139,6 +140,7 @@ def get_epochs(
     session: Session,
     run_id: str,
     since: int = 0,
+    until: int | None = None,
     fields: Sequence[str] | None = None,
     max_points: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -148,6 +150,8 @@ def get_epochs(
     ----------
     since : int
         Only epochs numbered above this (0: all).
+    until : int, optional
+        Only epochs numbered up to this (a page of :func:`get_epoch_page`).
     fields : sequence of str, optional
         The fields to return, in this order, from :data:`EPOCH_FIELDS` (default: all).
     max_points : int, optional
@@ -192,7 +196,7 @@ def get_epochs(
     if max_points is not None and max_points < 2:
         raise ValueError("max_points must be at least 2")
     metrics = [name for name in names if name in EPOCH_METRICS]
-    epochs, columns = _metric_columns(session, [run_id], since, metrics)[run_id]
+    epochs, columns = _metric_columns(session, [run_id], since, metrics, until)[run_id]
     downsampled = max_points is not None and len(epochs) > max_points
     if downsampled:
         kept = downsample([columns[name] for name in metrics], len(epochs), max_points)
@@ -201,7 +205,7 @@ def get_epochs(
     values: dict[str, list[Any]] = {name: _nulls(columns[name].tolist()) for name in metrics}
     lists = [name for name in names if name in EPOCH_LISTS]
     if lists:
-        values.update(_list_columns(session, run_id, since, lists, numbers if downsampled else None, numbers))
+        values.update(_list_columns(session, run_id, since, until, lists, numbers if downsampled else None, numbers))
     rows: list[dict[str, Any]] = [{"epoch": number} for number in numbers]
     for name in names:  # column by column: several times faster than dict(zip(keys, row)) per row
         for row, value in zip(rows, values[name]):
@@ -215,6 +219,28 @@ def epoch_value(*, session: Session, run_id: str, epoch: int, field: str) -> flo
         raise ValueError(f"unknown numeric epoch field {field!r}: use {', '.join(EPOCH_METRICS)}")
     value = session.scalar(select(getattr(Epoch, field)).where(Epoch.run_id == run_id, Epoch.epoch == epoch))
     return None if value is None else float(value)
+
+
+#: The largest epoch number (a spec's epochs stop at a million; the column is a 32-bit integer).
+_LAST = 2**31 - 1
+
+
+def get_epoch_page(
+    *, session: Session, run_id: str, since: int = 0, fields: Sequence[str] | None = None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """At most ``limit`` epochs after ``since`` (as :func:`get_epochs` gives them), and the ``since`` of the next
+    page: the last epoch returned when more follow, else None.
+
+    The page's end is found on the ``(run_id, epoch)`` key before anything is read, so a page costs its own rows
+    whatever the run's length.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    after = select(Epoch.epoch).where(Epoch.run_id == run_id, Epoch.epoch > since).order_by(Epoch.epoch)
+    bounds = session.scalars(after.offset(limit - 1).limit(2)).all()  # the page's last epoch, and one past it
+    until = bounds[0] if bounds else None
+    rows = get_epochs(session=session, run_id=run_id, since=since, until=until, fields=fields)
+    return rows, (until if len(bounds) == 2 else None)
 
 
 def get_curves(
@@ -260,7 +286,7 @@ def _epoch_fields(fields: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _metric_columns(
-    session: Session, run_ids: Sequence[str], since: int, metrics: Sequence[str]
+    session: Session, run_ids: Sequence[str], since: int, metrics: Sequence[str], until: int | None = None
 ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Per run: the epoch numbers (int64) and the numeric fields (float64, NaN for null), by epoch.
 
@@ -283,7 +309,7 @@ def _metric_columns(
     cursor = connection.connection.cursor(binary=True) if postgres else connection.connection.cursor()
     with contextlib.closing(cursor):
         if postgres:
-            cursor.execute(sql, {"run_ids": list(run_ids), "since": since})
+            cursor.execute(sql, {"run_ids": list(run_ids), "since": since, "until": _LAST if until is None else until})
             record = np.dtype([("epoch", ">i4"), *((name, ">f8") for name in metrics)])
             for run_id, packed in cursor.fetchall():
                 array = np.frombuffer(packed or b"", dtype=record)
@@ -292,7 +318,7 @@ def _metric_columns(
                 found[run_id] = array["epoch"].astype(np.int64), values
         else:
             for run_id in run_ids:
-                params = {"run_id": run_id, "since": since}
+                params = {"run_id": run_id, "since": since, "until": _LAST if until is None else until}
                 cursor.execute(sql, [params[name] for name in positions])
                 columns = list(zip(*cursor.fetchall()))
                 if columns:
@@ -307,11 +333,11 @@ def _metric_query(dialect: Dialect, metrics: tuple[str, ...]) -> tuple[str, tupl
     """The SQL of :func:`_metric_columns` for one dialect and field list, compiled once.
 
     Returns the SQL and, for a positional paramstyle (SQLite's), the names of
-    its parameters in order.  PostgreSQL's takes ``run_ids`` (a list) and
-    ``since``; SQLite's one ``run_id`` and ``since``.
+    its parameters in order.  PostgreSQL's takes ``run_ids`` (a list),
+    ``since`` and ``until``; SQLite's one ``run_id``, ``since`` and ``until``.
     """
     table = Epoch.__table__
-    since = table.c.epoch > bindparam("since", type_=Integer)
+    since = and_(table.c.epoch > bindparam("since", type_=Integer), table.c.epoch <= bindparam("until", type_=Integer))
     if dialect.name == "postgresql":
         packed = func.int4send(table.c.epoch)
         for name in metrics:
@@ -332,7 +358,8 @@ def _nulls(values: list[float]) -> list[float | None]:
 
 
 def _list_columns(
-    session: Session, run_id: str, since: int, names: Sequence[str], only: list[int] | None, order: list[int]
+    session: Session, run_id: str, since: int, until: int | None, names: Sequence[str], only: list[int] | None,
+    order: list[int],
 ) -> dict[str, list[list[float | None]]]:
     """The list fields of the epochs in ``order`` (restricted in SQL to ``only`` when given).
 
@@ -341,7 +368,7 @@ def _list_columns(
     """
     table = Epoch.__table__
     connection = session.connection()
-    where = [table.c.run_id == run_id, table.c.epoch > since]
+    where = [table.c.run_id == run_id, table.c.epoch > since, table.c.epoch <= (_LAST if until is None else until)]
     if connection.dialect.name == "postgresql":
         aggregate = func.json_agg(func.json_build_array(table.c.epoch, *(table.c[name] for name in names)))
         if only is not None:

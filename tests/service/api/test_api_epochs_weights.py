@@ -63,7 +63,27 @@ def test_epochs_downsampled_keep_the_spike(reader, with_epochs):
 
 
 def test_epochs_of_a_run_without_any(reader, run_id):
-    assert reader.get(f"/api/runs/{run_id}/epochs").get_json() == {"epochs": []}
+    assert reader.get(f"/api/runs/{run_id}/epochs").get_json() == {"epochs": [], "next": None}
+
+
+def test_epochs_come_a_page_at_a_time(reader, run_id, Session):
+    """Without max_points an answer holds at most `limit` epochs (1,000 by default, 10,000 at most): a run of a
+    million epochs is read a page at a time, never answered whole."""
+    with Session() as s, s.begin():
+        repo.write_epochs(session=s, run_id=run_id, rows=[{"epoch": n, "train_loss": 1.0 / n} for n in range(1, 2501)])
+
+    first = reader.get(f"/api/runs/{run_id}/epochs?fields=train_loss").get_json()
+    assert len(first["epochs"]) == 1000 and first["epochs"][-1]["epoch"] == first["next"] == 1000
+    seen, after = [], 0
+    while after is not None:
+        page = reader.get(f"/api/runs/{run_id}/epochs?fields=train_loss&limit=700&since={after}").get_json()
+        assert len(page["epochs"]) <= 700
+        seen += page["epochs"]
+        after = page["next"]
+    assert [row["epoch"] for row in seen] == list(range(1, 2501))
+    assert reader.get(f"/api/runs/{run_id}/epochs?since=1500&limit=1000").get_json()["next"] is None  # exactly
+    downsampled = reader.get(f"/api/runs/{run_id}/epochs?max_points=100&limit=1").get_json()
+    assert len(downsampled["epochs"]) == 100 and downsampled["next"] is None  # max_points bounds it instead
 
 
 def test_epochs_of_unknown_run_is_404(reader, assert_error):
@@ -84,6 +104,8 @@ def test_epochs_of_unknown_run_is_404(reader, assert_error):
         ("max_points=0", "max_points"),
         ("max_points=many", "max_points"),
         ("max_points=1000000", "max_points"),
+        ("limit=0", "limit"),
+        ("limit=10001", "limit"),
     ],
 )
 def test_epochs_bad_parameter_is_400(reader, run_id, assert_error, query, field):
@@ -142,6 +164,25 @@ def test_non_finite_weights_are_null_in_json(reader, Session, run_id):
 
     assert response.status_code == 200
     assert response.get_json()["layers"] == [{"W": [[None, 1.0], [None, None]], "b": [0.5, None]}]
+
+
+def test_weights_too_large_for_json_are_a_413_pointing_at_npz(reader, Session, run_id, assert_error):
+    from trainyard.service.api.runs import MAX_WEIGHTS_JSON_BYTES
+
+    big = np.zeros((MAX_WEIGHTS_JSON_BYTES // 8 // 1024 + 1, 1024))  # just past the limit of float64 values
+    with Session() as s, s.begin():
+        repo.write_weights_many(session=s, run_id=run_id, snapshots=[(1, _uncompressed(W1=big, b1=np.zeros(1024)))])
+
+    error = assert_error(reader.get(f"/api/runs/{run_id}/weights"), 413, "too_large", "format")
+    assert "format=npz" in error["message"]
+    with reader.get(f"/api/runs/{run_id}/weights?format=npz") as response:
+        assert response.status_code == 200 and np.load(io.BytesIO(response.get_data()))["W1"].shape == big.shape
+
+
+def _uncompressed(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def test_weights_missing_is_404(reader, run_id, with_weights, assert_error):
