@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -215,6 +216,6 @@ def dataset_json(dataset: Dataset) -> DatasetDocument:
     }
 
 
-def attachment(body: bytes, mimetype: str, filename: str) -> Response:
-    """A download named ``filename``."""
+def attachment(body: bytes | Iterable[bytes], mimetype: str, filename: str) -> Response:
+    """A download named ``filename``: its bytes, or chunks to stream."""
     return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

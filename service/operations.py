@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -319,31 +319,62 @@ def weights(session: Session, run_id: str, epoch: int | None = None) -> tuple[in
     return stored
 
 
-def export(session: Session, run_id: str, format: Literal["csv", "json"]) -> bytes:
-    """A run's every epoch as CSV, or the run and its every epoch as JSON (``{"run": ..., "epochs": [...]}``).
+#: Epochs an export reads per query: its memory, whatever the run's length.
+EXPORT_PAGE = 10_000
+
+
+def export(run_id: str, format: Literal["csv", "json"]) -> Iterator[bytes]:
+    """A run's every epoch as CSV, or the run and its every epoch as JSON (``{"run": ..., "epochs": [...]}``), as
+    chunks to stream: a page of :data:`EXPORT_PAGE` epochs at a time, each read in a short transaction of its own,
+    so an export of a million epochs holds one page in memory, never the run.
 
     The CSV has a header row and one row per epoch: ``epoch``, the metrics
     (``repo.EPOCH_METRICS``), then the per-layer norms as columns of their
     own, ``weight_norm_1`` ... and ``grad_norm_1`` ...; an empty cell where a
     value is missing, floats written so they read back exactly.
+
+    Raises
+    ------
+    ApiError
+        404 for no such run, at once (before the first chunk).
     """
-    run = get_run(session, run_id)
-    rows = repo.get_epochs(session=session, run_id=run_id)
+    with transaction(read_only=True) as s:
+        run = get_run(s, run_id)
+        head = dumps({"run": run_json(run), "epochs": []})[:-2] if format == "json" else None
+        layers = repo.epoch_layers(session=s, run_id=run_id)
+    return _export_chunks(run_id, format, head, layers)
+
+
+def _export_chunks(run_id: str, format: str, head: bytes | None, layers: int) -> Iterator[bytes]:
     if format == "json":
-        return dumps({"run": run_json(run), "epochs": rows})
-    return _csv(rows).encode()
+        yield head or b""
+    else:
+        norms = [f"{name[:-1]}_{layer}" for name in repo.EPOCH_LISTS for layer in range(1, layers + 1)]
+        yield _csv([("epoch", *repo.EPOCH_METRICS, *norms)])
+    after: int | None = 0
+    first = True
+    while after is not None:
+        with transaction(read_only=True) as s:
+            rows, after = repo.get_epoch_page(session=s, run_id=run_id, since=after, limit=EXPORT_PAGE)
+        if format == "json":
+            if rows:
+                yield (b"" if first else b",") + dumps(rows)[1:-1]
+                first = False
+        else:
+            yield _csv([_csv_row(row, layers) for row in rows])
+    if format == "json":
+        yield b"]}"
 
 
-def _csv(rows: Sequence[dict[str, Any]]) -> str:
-    layers = max((len(row[name]) for row in rows for name in repo.EPOCH_LISTS), default=0)
-    norms = [f"{name[:-1]}_{layer}" for name in repo.EPOCH_LISTS for layer in range(1, layers + 1)]
+def _csv(rows: Iterable[Sequence[Any]]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(("epoch", *repo.EPOCH_METRICS, *norms))
-    for row in rows:
-        lists = [_padded(row[name], layers) for name in repo.EPOCH_LISTS]
-        writer.writerow([row["epoch"], *(_cell(row[name]) for name in repo.EPOCH_METRICS), *sum(lists, [])])
-    return out.getvalue()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+def _csv_row(row: dict[str, Any], layers: int) -> list[Any]:
+    lists = [_padded(row[name], layers) for name in repo.EPOCH_LISTS]
+    return [row["epoch"], *(_cell(row[name]) for name in repo.EPOCH_METRICS), *sum(lists, [])]
 
 
 def _padded(values: list[float | None], length: int) -> list[str]:

@@ -476,7 +476,10 @@ def export(client: Client, run_id: str, form: str, output: str, epoch: int | Non
         if output == "-" and sys.stdout.isatty():
             raise click.UsageError("an .npz file is binary: write it to a file with -o FILE, or redirect the output")
         data = client.weights(run_id, epoch=epoch, format="npz")
-    else:
-        data = client.export(run_id, form)
-    with click.open_file(output, "wb") as file:
-        file.write(data)
+        with click.open_file(output, "wb") as file:
+            file.write(data)
+        return
+    with click.open_file(output, "wb") as file:  # streamed: a run of a million epochs is never held in memory
+        written = client.export_to(run_id, file, form)
+    if output != "-":
+        click.echo(f"{output}: {written:,} bytes", err=True)

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import httpx
 
@@ -150,11 +150,13 @@ class Client:
 
     # ------------------------------------------------------------------ transport
 
-    def _request(self, method: str, path: str, *, retry: bool | None = None, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, retry: bool | None = None, stream: bool = False,
+                 **kwargs: Any) -> httpx.Response:
         """Send a request; :class:`ApiError` for an error status, :class:`Unreachable` for no answer.
 
         A ``503`` to a request safe to repeat (``retry``; default: a ``GET``, or a request carrying an
         ``Idempotency-Key``) is sent again after its ``Retry-After``, for up to :attr:`retry_for` seconds.
+        With ``stream``, the answer's body is left unread, to iterate over (close the response after).
         """
         params = kwargs.pop("params", None)
         if params is not None:
@@ -164,7 +166,9 @@ class Client:
         deadline = time.monotonic() + self.retry_for
         while True:
             try:
-                response = self._http.request(method, path, **kwargs)
+                response = self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
+                if response.is_error:
+                    response.read()
             except httpx.TransportError as exc:
                 raise Unreachable(f"cannot reach Trainyard at {self.url}: {exc or type(exc).__name__}") from exc
             left = deadline - time.monotonic()
@@ -291,6 +295,21 @@ class Client:
         """Every epoch of a run as CSV (a header row, then a row per epoch: the metrics, then ``weight_norm_<i>``
         and ``grad_norm_<i>`` per layer), or the run and every epoch as JSON (``{"run": ..., "epochs": [...]}``)."""
         return self._request("GET", f"/api/runs/{run_id}/export", params={"format": format}).content
+
+    def export_to(self, run_id: str, file: BinaryIO, format: Literal["csv", "json"] = "csv") -> int:
+        """Write :meth:`export`'s file into ``file`` as it arrives (in bounded memory, however long the run);
+        the bytes written."""
+        written = 0
+        response = self._request("GET", f"/api/runs/{run_id}/export", params={"format": format}, stream=True)
+        try:
+            for chunk in response.iter_bytes():
+                file.write(chunk)
+                written += len(chunk)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"the export from {self.url} broke off after {written:,} bytes: {exc}") from exc
+        finally:
+            response.close()
+        return written
 
     def follow(self, run_id: str, *, interval: float = 0.5,
                fields: Sequence[str] = FOLLOW_FIELDS) -> Iterator[tuple[JSON, list[JSON]]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, url_for
+from flask import Blueprint, Response, jsonify, stream_with_context, url_for
 
 from trainyard.service import operations
 from trainyard.service.api.declare import declare
@@ -152,6 +152,6 @@ def get_weights(run_id: str, query: WeightsQuery) -> Response:
          description="CSV: a header row, then one row per epoch: epoch, the metrics, then weight_norm_<i> and "
          "grad_norm_<i> per layer; an empty cell where a value is missing.")
 def export_run(run_id: str, query: ExportQuery) -> Response:
-    with transaction(read_only=True) as s:
-        body = operations.export(s, run_id, query.format)
-    return attachment(body, operations.EXPORT_TYPES[query.format], f"{run_id}-epochs.{query.format}")
+    chunks = operations.export(run_id, query.format)
+    return attachment(stream_with_context(chunks), operations.EXPORT_TYPES[query.format],
+                      f"{run_id}-epochs.{query.format}")

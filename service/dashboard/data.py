@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from trainyard.service import operations
 from trainyard.service.auth import requires
@@ -231,12 +231,12 @@ def boundary(run_id: str) -> Response:
 @requires("read", via="session")
 def export(run_id: str, format: str) -> Response:
     """A run's epochs as CSV or JSON (as ``GET /api/runs/<id>/export``), or its latest weights as ``.npz``."""
-    with transaction(read_only=True) as s:
-        if format == "npz":
+    if format == "npz":
+        with transaction(read_only=True) as s:
             epoch, data = operations.weights(s, run_id)
-            return attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
-        body = operations.export(s, run_id, format)  # type: ignore[arg-type]
-    return attachment(body, operations.EXPORT_TYPES[format], f"{run_id}-epochs.{format}")
+        return attachment(data, "application/octet-stream", f"{run_id}-epoch{epoch}.npz")
+    chunks = operations.export(run_id, format)  # type: ignore[arg-type]
+    return attachment(stream_with_context(chunks), operations.EXPORT_TYPES[format], f"{run_id}-epochs.{format}")
 
 
 @bp.get("/sweeps/<id:sweep_id>")

@@ -62,6 +62,19 @@ def test_epochs_follows_every_page(client, spec, server, monkeypatch):
     assert len(client.epochs(run_id, max_points=50)) == 50
 
 
+def test_export_to_a_file_streams_what_export_returns(client, spec, train, tmp_path):
+    run_id = client.submit(spec)["id"]
+    train(run_id)
+    for form in ("csv", "json"):
+        path = tmp_path / f"epochs.{form}"
+        with path.open("wb") as file:
+            written = client.export_to(run_id, file, form)
+        assert path.read_bytes() == client.export(run_id, form) and written == path.stat().st_size > 1000
+    with pytest.raises(ApiError) as missing, (tmp_path / "none.csv").open("wb") as file:
+        client.export_to("0" * 32, file)
+    assert missing.value.status == 404 and (tmp_path / "none.csv").stat().st_size == 0
+
+
 def test_epochs_weights_and_follow_of_a_trained_run(client, spec, train):
     run = client.submit(spec)
     train(run["id"])

@@ -225,6 +225,14 @@ def epoch_value(*, session: Session, run_id: str, epoch: int, field: str) -> flo
 _LAST = 2**31 - 1
 
 
+def epoch_layers(*, session: Session, run_id: str) -> int:
+    """The most layers any epoch of the run has norms for (the export's ``weight_norm_<i>`` columns); 0 if none."""
+    length = func.jsonb_array_length if session.get_bind().dialect.name == "postgresql" else func.json_array_length
+    lengths = [func.max(length(getattr(Epoch, name))) for name in EPOCH_LISTS]
+    return max((value or 0 for value in session.execute(select(*lengths).where(Epoch.run_id == run_id)).one()),
+               default=0)
+
+
 def get_epoch_page(
     *, session: Session, run_id: str, since: int = 0, fields: Sequence[str] | None = None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
