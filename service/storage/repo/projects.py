@@ -1,8 +1,9 @@
 """Projects: the names runs and sweeps are filed under, each with its runs counted by status.
 
-A project is no row of its own: it exists while a run or a sweep names it, so
-it is made by naming it and never needs deleting.  Everything here is counted
-in the database, a page of projects at a time; no run is read.
+A project is no row of its own: it is listed while a run names it, so it is
+made by naming it and goes once its runs are deleted (its sweeps, which keep
+no run then, do not hold it in the list).  Everything here is counted in the
+database, a page of projects at a time; no run is read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, func, literal, select, union
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import Session
 
 from trainyard.service.storage.models import MAX_NAME_LENGTH, RUN_STATUSES, Run, Sweep
@@ -41,8 +42,9 @@ class ProjectSummary(NamedTuple):
 def list_projects(
     *, session: Session, limit: int = DEFAULT_PROJECT_LIMIT, cursor: str | None = None
 ) -> tuple[list[ProjectSummary], str | None]:
-    """A page of projects by name (code point order, the same on every database), and the cursor of the next page
-    (None on the last).  Three aggregate queries: the page's names, then its runs and its sweeps counted.
+    """A page of the projects that have runs, by name (code point order, the same on every database), and the cursor
+    of the next page (None on the last).  Three aggregate queries: the page's names, then its runs and its sweeps
+    counted.
 
     Raises
     ------
@@ -50,11 +52,10 @@ def list_projects(
         For a cursor that is not the ``next`` of an earlier page.
     """
     limit = max(1, min(int(limit), MAX_PROJECT_LIMIT))
-    names = union(select(Run.project.label("name")), select(Sweep.project.label("name"))).subquery()
-    name = _ordered(session, names.c.name)
-    query = select(names.c.name).order_by(name).limit(limit + 1)
+    name = _ordered(session, Run.project)
+    query = select(name.label("project")).group_by(name).order_by(name).limit(limit + 1)
     if cursor is not None:
-        query = query.where(name > _ordered(session, literal(_decode(cursor), names.c.name.type)))
+        query = query.where(name > _ordered(session, literal(_decode(cursor), Run.project.type)))
     page = list(session.scalars(query))
     more = len(page) > limit
     page = page[:limit]
