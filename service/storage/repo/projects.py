@@ -64,6 +64,7 @@ def list_projects(
 
 
 def _summaries(session: Session, projects: Sequence[str]) -> dict[str, ProjectSummary]:
+    """Each of ``projects`` with its runs counted by status and its sweeps: two grouped queries."""
     counts: dict[str, dict[str, int]] = {project: dict.fromkeys(RUN_STATUSES, 0) for project in projects}
     latest: dict[str, list[dt.datetime]] = {project: [] for project in projects}
     sweeps: dict[str, int] = dict.fromkeys(projects, 0)
