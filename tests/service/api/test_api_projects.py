@@ -127,3 +127,11 @@ def test_the_projects_list_pages_and_reads_no_run(api, reader, spec, app, assert
 
 def test_listing_projects_needs_a_token(client):
     assert client.get("/api/projects").status_code == 401
+
+
+def test_a_comparison_does_not_count_the_project_as_a_parameter(api, reader, spec):
+    """Like name and tags, a project describes a run: two runs alike but for it have no parameter that differs."""
+    ids = [api.create_run(spec | {"project": project})["id"] for project in ("vision", "audio")]
+    compared = reader.get(f"/api/compare?runs={','.join(ids)}").get_json()
+    assert compared["params"]["differ"] == {}
+    assert not any(path == "project" or path.startswith("project.") for path in compared["params"]["same"])
