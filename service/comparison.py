@@ -17,7 +17,7 @@ from trainyard.trainer import TrainSpec
 MAX_RUNS = 100
 
 #: Top-level spec keys that describe a run rather than configure it: not compared.
-UNCOMPARED_KEYS = frozenset(("name", "tags", "notes"))
+UNCOMPARED_KEYS = frozenset(("name", "project", "tags", "notes"))
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -88,6 +88,12 @@ CLIENT_VARIABLES: tuple[SettingDoc, ...] = (
         "For the CLI's client commands: the API token to send. Same as `--token`. Unset: the token "
         "`trainyard up` stored in the data dir, if that file exists.",
     ),
+    SettingDoc(
+        "TRAINYARD_PROJECT",
+        "all projects (`default` for new runs)",
+        "For the CLI's `submit`, `sweep`, `runs` and `sweeps`: the project to file new runs and sweeps under (where "
+        "the spec or sweep file names none) and to list. Same as `--project`.",
+    ),
 )
 
 #: ``TRAINYARD_*`` variables that are not settings but may share an environment or ``.env`` file with them, so
@@ -113,8 +119,8 @@ class Settings(BaseSettings):
     """The service's configuration, typed and validated.
 
     Every field is read from ``TRAINYARD_<FIELD>`` by :meth:`from_env`, and its
-    description is the meaning in the README's table. ``TRAINYARD_URL`` and
-    ``TRAINYARD_TOKEN`` are the CLI's, read by the client commands, not here.
+    description is the meaning in the README's table. ``TRAINYARD_URL``,
+    ``TRAINYARD_TOKEN`` and ``TRAINYARD_PROJECT`` are the CLI's, read by the client commands, not here.
 
     Raises
     ------

@@ -46,6 +46,7 @@ class RunDocument(TypedDict):
 
     id: Id
     name: str
+    project: str
     status: Literal[RUN_STATUSES]  # type: ignore[valid-type]
     spec: TrainSpec
     tags: list[str]
@@ -159,6 +160,7 @@ def run_json(run: Run) -> RunDocument:
     return {
         "id": run.id,
         "name": run.name,
+        "project": run.project,
         "status": run.status,
         "spec": run.spec,
         "tags": run.tags,

@@ -34,7 +34,7 @@ from trainyard.service.errors import ApiError, invalid_field, not_found
 from trainyard.service.queue import QueueError
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import Dataset, Run, Sweep, is_id
-from trainyard.service.sweeps import METRICS, SweepPointError, SweepRequest, default_metric, expand
+from trainyard.service.sweeps import METRICS, SweepPointError, SweepRequest, default_metric, expand, sweep_project
 from trainyard.trainer import SpecError, TrainSpec, check
 from trainyard.trainer.datasets import Shape
 from trainyard.trainer.spec import UploadData
@@ -126,6 +126,7 @@ def run_fields(spec: TrainSpec) -> dict[str, Any]:
     return {
         "spec": spec.model_dump(mode="json"),
         "name": spec.name,
+        "project": spec.project,
         "seed": spec.seed,
         "tags": list(spec.tags),
         "notes": spec.notes,
@@ -240,7 +241,8 @@ def create_sweep(request: SweepRequest, *, idempotency_key: str | None = None) -
                     check_trainable(s, spec, field=f"points.{index}.")
             check_quota(s, len(specs))
             sweep = repo.create_sweep(session=s, name=request.name, method=request.method, base_spec=request.spec,
-                                      space=stored_space, idempotency_key=idempotency_key)
+                                      space=stored_space, project=sweep_project(request),
+                                      idempotency_key=idempotency_key)
             token_id = current_token_id()
             runs = [repo.create_run(session=s, sweep_id=sweep.id, sweep_index=index, token_id=token_id,
                                     **run_fields(spec))
@@ -256,7 +258,8 @@ def create_sweep(request: SweepRequest, *, idempotency_key: str | None = None) -
 def _same_sweep(earlier: tuple[Sweep, list[Run]], request: SweepRequest, space: dict[str, Any]) -> tuple[
         Sweep, list[Run]]:
     sweep = earlier[0]
-    if (sweep.name, sweep.method, sweep.base_spec, sweep.space) != (request.name, request.method, request.spec, space):
+    if ((sweep.name, sweep.project, sweep.method, sweep.base_spec, sweep.space)
+            != (request.name, sweep_project(request), request.method, request.spec, space)):
         raise _key_reused("sweep")
     return earlier
 

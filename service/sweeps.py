@@ -13,6 +13,11 @@ A sweep request names spec values by dotted paths (``optimizer.lr``,
 :func:`expand` validates every resulting spec with :class:`trainer.TrainSpec`
 before anything is stored, so a sweep is created whole or not at all; an
 invalid point is reported with its index and the path at fault.
+
+A sweep belongs to one project, and so do all its runs: the request's
+``project``, else its base spec's (``default`` if neither names one).  Each
+run's spec says the sweep's project; a request that names two different
+projects, or sweeps ``project`` itself, is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from trainyard.service.errors import validation_fields
 from trainyard.service.specpaths import set_path
 from trainyard.service.storage.models import RANKED_STATUSES, RUN_STATUSES, Run
 from trainyard.trainer import SpecError, TrainSpec, check
-from trainyard.trainer.spec import MAX_NAME_LENGTH, DataSpec, Name, UploadData
+from trainyard.trainer.spec import DEFAULT_PROJECT, MAX_NAME_LENGTH, DataSpec, Name, UploadData
 
 #: Most runs one sweep may create.
 MAX_SWEEP_RUNS = 200
@@ -121,6 +126,8 @@ class SweepRequest(_Strict):
     """The body of ``POST /api/sweeps``."""
 
     name: Name
+    project: Name | None = Field(None, description="The project of the sweep and of all its runs (default: the base "
+                                 "spec's `project`, else `default`).")
     spec: dict[str, Any] = Field(description="The base job spec, itself valid; each run overrides the space's paths.")
     method: Literal["grid", "random"]
     space: Annotated[dict[_Path, Any], Field(min_length=1, max_length=MAX_PATHS)] = Field(
@@ -128,6 +135,16 @@ class SweepRequest(_Strict):
     )
     n: Annotated[int, Field(ge=1, le=MAX_SWEEP_RUNS)] | None = Field(None, description="Points to draw (random).")
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(0, description="Seed of the draws (random).")
+
+    @model_validator(mode="after")
+    def _one_project(self) -> SweepRequest:
+        if "project" in self.space:
+            raise ValueError("space.project: every run of a sweep is in the sweep's project; set `project` instead")
+        named = self.spec.get("project")
+        if self.project is not None and named is not None and named != self.project:
+            raise ValueError(f"project: the sweep is in {self.project!r} but its spec says {named!r}; "
+                             "name one project, or the same in both")
+        return self
 
     @model_validator(mode="after")
     def _space_fits_method(self) -> SweepRequest:
@@ -215,6 +232,15 @@ def run_name(name: str, index: int, point: dict[str, Any]) -> str:
     return f"{name} #{index + 1:03d} {values}"[:MAX_NAME_LENGTH]
 
 
+def sweep_project(request: SweepRequest) -> str:
+    """The project of the sweep and its runs: the request's, else its base spec's, else ``default``.
+
+    A base spec's ``project`` that is no valid name is left to :func:`expand`, which refuses the spec naming it.
+    """
+    named = request.spec.get("project")
+    return request.project or (named if isinstance(named, str) else DEFAULT_PROJECT)
+
+
 def expand(request: SweepRequest) -> list[TrainSpec]:
     """The validated spec of every run of the sweep, in order.
 
@@ -238,9 +264,11 @@ def expand(request: SweepRequest) -> list[TrainSpec]:
                 _valid(_with(request.spec, {path: value}, f"space.{path}.choice.{index}"),
                        f"space.{path}.choice.{index}", f"{path}={value!r}")
     specs: list[TrainSpec] = []
+    project = sweep_project(request)
     for index, point in enumerate(points(request)):
         spec = _with(request.spec, point, f"points.{index}")
         spec["name"] = run_name(request.name, index, point)
+        spec["project"] = project
         shown = ", ".join(f"{path}={value!r}" for path, value in point.items())
         specs.append(_valid(spec, f"points.{index}", f"point {index}: {shown}"))
     return specs

@@ -89,6 +89,8 @@ def _not_blank(text: str) -> str:
 
 #: A run's name: 1 to 200 characters, not all spaces.
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_not_blank)]
+#: The project every run and sweep belongs to unless it names another.
+DEFAULT_PROJECT = "default"
 
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 LearningRate = Annotated[float, Field(gt=0.0, le=10.0)]
@@ -249,6 +251,8 @@ class TrainSpec(_Strict):
 
     version: Literal[1] = 1
     name: Name = "run"
+    project: Name = Field(DEFAULT_PROJECT, description="The project the run belongs to: like name and tags, a label "
+                          "that does not change training.")
     dataset: DataSpec
     model: ModelSpec = MLPModel()
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
@@ -289,11 +293,12 @@ class TrainSpec(_Strict):
         """The fields that decide the trajectory, as canonical JSON.
 
         Two specs with the same fingerprint train identically epoch by epoch;
-        ``name``, ``tags``, ``notes``, ``epochs`` and ``snapshot_every`` do not
+        ``name``, ``project``, ``tags``, ``notes``, ``epochs`` and ``snapshot_every`` do not
         count, so a checkpoint can be resumed with more epochs (unless a
         cosine schedule takes its period from ``epochs``).
         """
-        data = self.model_dump(mode="json", exclude={"name", "tags", "notes", "epochs", "snapshot_every"})
+        data = self.model_dump(mode="json", exclude={"name", "project", "tags", "notes", "epochs",
+                                                         "snapshot_every"})
         if isinstance(self.lr_schedule, CosineSchedule) and self.lr_schedule.t_max is None:
             data["lr_schedule"]["t_max"] = self.epochs  # then epochs shapes every epoch's lr
         return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -19,14 +19,19 @@ the address ``trainyard up`` writes in the data folder, else
 http://127.0.0.1:8000; ``--token``/``TRAINYARD_TOKEN``, default the token
 file ``trainyard up`` writes there):
 
-    trainyard submit SPEC.json [--watch]
-    trainyard runs [--status S] [--tag T] [--sweep NAME|ID] [--name TEXT] [--sort KEY] [--limit N]
+    trainyard submit SPEC.json [--watch] [--project P]
+    trainyard runs [--project P] [--status S] [--tag T] [--sweep NAME|ID] [--name TEXT] [--sort KEY] [--limit N]
     trainyard show ID [--json]
     trainyard cancel ID
     trainyard compare ID ID...
     trainyard export ID --format csv|json|npz [-o FILE]
-    trainyard sweep SWEEP.json [--watch] [--metric M]
-    trainyard sweeps [--limit N]
+    trainyard sweep SWEEP.json [--watch] [--metric M] [--project P]
+    trainyard sweeps [--project P] [--limit N]
+    trainyard projects
+
+``--project`` (or ``TRAINYARD_PROJECT``) files what ``submit`` and ``sweep``
+send under a project, where the file names none, and keeps ``runs`` and
+``sweeps`` to that project's.
 
 Every database command but ``db upgrade`` refuses a database whose schema
 is behind, naming the command that fixes it.  Training offline needs no
@@ -256,14 +261,31 @@ def client_command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]],
     return decorator
 
 
+def project_option(text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--project``, saying ``text``; from ``TRAINYARD_PROJECT`` when not given."""
+    return click.option("--project", envvar="TRAINYARD_PROJECT", default=None,
+                        help=f"{text} (env TRAINYARD_PROJECT).")
+
+
+def _filed(document: Any, project: str | None, *specs: Any) -> Any:
+    """``document`` with ``project`` set, unless no project is given or the document (or ``specs``, the documents
+    it holds) names one already: what a file says wins."""
+    if project is None or not isinstance(document, dict):
+        return document
+    if any(isinstance(named, dict) and "project" in named for named in (document, *specs)):
+        return document
+    return document | {"project": project}
+
+
 @client_command(help="Submit the job spec in SPEC (a JSON file, - for stdin); prints the run's id.")
 @click.argument("spec", type=click.File("r", encoding="utf-8"))
 @click.option("--watch", is_flag=True, help="Show a progress bar with the loss until the run ends; "
                                             "the exit status is 1 if it fails or is cancelled.")
-def submit(client: Client, spec: TextIO, watch: bool) -> None:
-    run = client.submit(_json_file(spec))
+@project_option("The run's project, if the spec names none (default: default)")
+def submit(client: Client, spec: TextIO, watch: bool, project: str | None) -> None:
+    run = client.submit(_filed(_json_file(spec), project))
     click.echo(run["id"])
-    click.echo(f"run {run['id']} ({run['name']}) queued", err=True)
+    click.echo(f"run {run['id']} ({run['name']}) queued in project {run['project']}", err=True)
     if run.get("defaults"):
         shown = ", ".join(f"{name} {json.dumps(value)}" for name, value in run["defaults"].items())
         click.echo(f"defaults taken for what the spec leaves out: {shown}", err=True)
@@ -302,10 +324,13 @@ def _watch(client: Client, submitted: dict[str, Any]) -> None:
                                             "ranked; the exit status is 1 if none succeeded.")
 @click.option("--metric", type=click.Choice(SWEEP_METRICS), help="What ranks the runs (default: val_loss with "
                                                                  "held-out data, else train_loss).")
-def sweep(client: Client, sweep: TextIO, watch: bool, metric: str | None) -> None:
-    created = client.create_sweep(_json_file(sweep))
+@project_option("The project of the sweep and its runs, if the file and its spec name none (default: default)")
+def sweep(client: Client, sweep: TextIO, watch: bool, metric: str | None, project: str | None) -> None:
+    body = _json_file(sweep)
+    created = client.create_sweep(_filed(body, project, body.get("spec") if isinstance(body, dict) else None))
     click.echo(created["id"])
-    click.echo(f"sweep {created['id']} ({created['name']}): {created['progress']['runs']} runs queued", err=True)
+    click.echo(f"sweep {created['id']} ({created['name']}): {created['progress']['runs']} runs queued in project "
+               f"{created['project']}", err=True)
     if watch:
         _watch_sweep(client, created, metric)
 
@@ -377,15 +402,16 @@ RUN_COLUMNS = {"final_train_loss": "train loss", "final_train_accuracy": "train 
 
 
 @client_command("runs", help="List runs, newest first.")
+@project_option("Only the runs of this project")
 @click.option("--status", type=click.Choice(RUN_STATUSES), help="Only runs with this status.")
 @click.option("--tag", help="Only runs with this tag.")
 @click.option("--sweep", help="Only the runs of this sweep (its id, or its name).")
 @click.option("--name", "q", help="Only runs whose name contains this text (ignoring case).")
 @click.option("--sort", help="created_at, name, status, epochs_done or a summary metric; '-' for descending.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(0), help="At most this many (0: all).")
-def list_runs(client: Client, status: str | None, tag: str | None, sweep: str | None, q: str | None,
-              sort: str | None, limit: int) -> None:
-    found = client.runs(status=status, tag=tag, sweep=sweep, q=q, sort=sort,
+def list_runs(client: Client, project: str | None, status: str | None, tag: str | None, sweep: str | None,
+              q: str | None, sort: str | None, limit: int) -> None:
+    found = client.runs(status=status, tag=tag, sweep=sweep, q=q, project=project, sort=sort,
                         page_size=min(limit, repo.MAX_LIST_LIMIT) or None)
     rows = [
         (run["id"], run["name"], run["status"], f"{run['epochs_done']}/{run['epochs_total']}",
@@ -396,16 +422,27 @@ def list_runs(client: Client, status: str | None, tag: str | None, sweep: str | 
 
 
 @client_command("sweeps", help="List sweeps, newest first: their runs by status and their best run.")
+@project_option("Only the sweeps of this project")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, MAX_SWEEP_LIST),
               help="At most this many.")
-def list_sweeps(client: Client, limit: int) -> None:
+def list_sweeps(client: Client, project: str | None, limit: int) -> None:
     rows = []
-    for found in client.sweeps(limit=limit):
+    for found in client.sweeps(limit=limit, project=project):
         progress, best = found["progress"], found["best"]
         counts = ", ".join(f"{n} {status}" for status, n in progress["counts"].items() if n) or "no runs"
         rows.append((found["id"], found["name"], found["method"], f"{progress['finished']}/{progress['runs']}",
                      counts, f"{best['metric']} {_cell(best['value'])}", _short_time(found["created_at"])))
     _table(("id", "name", "method", "finished", "runs", "best", "created"), rows)
+
+
+@client_command("projects", help="List projects by name: their runs by status, their sweeps, their last activity.")
+def list_projects(client: Client) -> None:
+    rows = []
+    for found in client.projects():
+        counts = ", ".join(f"{n} {status}" for status, n in found["counts"].items() if n) or "no runs"
+        rows.append((found["name"], str(found["runs"]), counts, str(found["sweeps"]),
+                     _short_time(found["last_activity"])))
+    _table(("project", "runs", "by status", "sweeps", "last activity"), rows)
 
 
 def _short_time(iso: str | None) -> str:
@@ -422,7 +459,7 @@ def show(client: Client, run_id: str, as_json: bool) -> None:
         click.echo(json.dumps(run, indent=2))
         return
     rows = [
-        ("id", run["id"]), ("name", run["name"]),
+        ("id", run["id"]), ("name", run["name"]), ("project", run["project"]),
         ("status", run["status"] + (" (cancel requested)" if run["cancel_requested"] and run["status"] in
                                     ("queued", "running") else "")),
         ("epochs", f"{run['epochs_done']}/{run['epochs_total']}"), ("tags", ", ".join(run["tags"]) or "-"),

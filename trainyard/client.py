@@ -218,6 +218,7 @@ class Client:
         tag: str | None = None,
         sweep: str | None = None,
         q: str | None = None,
+        project: str | None = None,
         sort: str | None = None,
         page_size: int | None = None,
     ) -> Iterator[JSON]:
@@ -229,14 +230,16 @@ class Client:
             Keep runs with this status, carrying this tag, of this sweep (its id, or its name).
         q : str, optional
             Keep runs whose name contains this text.
+        project : str, optional
+            Keep the runs of this project.
         sort : str, optional
             ``created_at`` (default ``-created_at``: newest first), ``name``, ``status``,
             ``epochs_done`` or a summary metric such as ``final_val_accuracy``; ``-`` for descending.
         page_size : int, optional
             Runs per request (the API's ``limit``).
         """
-        params: dict[str, Any] = {"status": status, "tag": tag, "sweep": sweep, "q": q, "sort": sort,
-                                  "limit": page_size}
+        params: dict[str, Any] = {"status": status, "tag": tag, "sweep": sweep, "q": q, "project": project,
+                                  "sort": sort, "limit": page_size}
         while True:
             page = self._json("GET", "/api/runs", params=params)
             yield from page["runs"]
@@ -334,7 +337,8 @@ class Client:
     # ------------------------------------------------------------------ sweeps
 
     def create_sweep(self, sweep: Mapping[str, Any], *, idempotency_key: str | None = None) -> JSON:
-        """Create a sweep (``{"name", "spec", "method", "space"[, "n", "seed"]}``) with all its runs queued.
+        """Create a sweep (``{"name", "spec", "method", "space"[, "n", "seed", "project"]}``) with all its runs
+        queued.
 
         The whole sweep is refused (an :class:`ApiError` naming ``points.<i>.<path>``) if any point is invalid.
         Like :meth:`submit`, it carries an ``Idempotency-Key``: repeating it never makes a second sweep.
@@ -346,9 +350,22 @@ class Client:
         """A sweep with its ``progress``, its ``runs`` and the ``best`` run by ``metric`` (e.g. ``val_loss``)."""
         return self._json("GET", f"/api/sweeps/{sweep_id}", params={"metric": metric})
 
-    def sweeps(self, *, limit: int | None = None) -> list[JSON]:
-        """The sweeps, newest first, with their progress (not their runs)."""
-        return self._json("GET", "/api/sweeps", params={"limit": limit})["sweeps"]
+    def sweeps(self, *, limit: int | None = None, project: str | None = None) -> list[JSON]:
+        """The sweeps (of ``project``, or all), newest first, with their progress (not their runs)."""
+        return self._json("GET", "/api/sweeps", params={"limit": limit, "project": project})["sweeps"]
+
+    # ------------------------------------------------------------------ projects
+
+    def projects(self) -> Iterator[JSON]:
+        """Every project by name, with its runs counted by status (``counts``), its sweeps and ``last_activity``,
+        fetched a page at a time as the iterator is consumed."""
+        params: dict[str, Any] = {}
+        while True:
+            page = self._json("GET", "/api/projects", params=params)
+            yield from page["projects"]
+            if page["next"] is None:
+                return
+            params["cursor"] = page["next"]
 
     def cancel_sweep(self, sweep_id: str) -> JSON:
         """Cancel a sweep's queued runs and ask its running ones to stop; the sweep as it now is."""

@@ -1,4 +1,5 @@
-"""The JSON API: runs (:mod:`.runs`), comparisons, datasets, sweeps, health probes, and its OpenAPI document.
+"""The JSON API: runs (:mod:`.runs`), comparisons, datasets, sweeps, projects, health probes, and its OpenAPI
+document.
 
 Each view declares its input and output once (:mod:`.declare`); the request
 models are in :mod:`.schemas`, and :mod:`.openapi` writes the document from
@@ -7,7 +8,7 @@ storage; nothing imports it but :mod:`trainyard.service.app`, which registers
 it.
 """
 
-from trainyard.service.api import compare, datasets, health, runs, sweeps
+from trainyard.service.api import compare, datasets, health, projects, runs, sweeps
 
 #: The API's blueprints (besides the document's own, :data:`.openapi.bp`).
-BLUEPRINTS = (health.bp, runs.bp, datasets.bp, compare.bp, sweeps.bp)
+BLUEPRINTS = (health.bp, runs.bp, datasets.bp, compare.bp, sweeps.bp, projects.bp)

@@ -61,8 +61,8 @@ def create_run(body: TrainSpec) -> tuple[Response, int, dict[str, str]]:
 @declare(query=RunListQuery, responses={200: RunPage}, tags=TAGS,
          summary="List runs: filtered, sorted, a page at a time")
 def list_runs(query: RunListQuery) -> Response:
-    arguments = {"status": query.status, "tag": query.tag, "sweep": query.sweep, "q": query.q, "sort": query.sort,
-                 "limit": query.limit, "cursor": query.cursor}
+    arguments = {"status": query.status, "tag": query.tag, "sweep": query.sweep, "q": query.q,
+                 "project": query.project, "sort": query.sort, "limit": query.limit, "cursor": query.cursor}
     with transaction(read_only=True) as s:
         try:
             runs, cursor = repo.list_runs(session=s, **{name: value for name, value in arguments.items() if value})

@@ -62,6 +62,7 @@ class RunListQuery(_Query):
         None, description="Only runs of this sweep: its id, or its name (the runs of every sweep so named).")
     q: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | None = Field(
         None, description="Only runs whose name contains this (case-insensitive).")
+    project: Name | None = Field(None, description="Only the runs of this project (its exact name).")
     sort: Literal[SORTS] | None = Field(  # type: ignore[valid-type]
         None, description="The order; '-' for descending (default -created_at: the newest first). Walking the pages "
         "is stable sorted by created_at or name; status, epochs_done and the summary metrics change while runs train, "
@@ -120,8 +121,18 @@ class CompareQuery(_Query):
 class SweepListQuery(_Query):
     """``GET /api/sweeps``."""
 
+    project: Name | None = Field(None, description="Only the sweeps of this project (its exact name).")
     limit: Annotated[QueryInt, Field(ge=1, le=MAX_SWEEP_LIST)] = Field(
         DEFAULT_SWEEP_LIST, description="Sweeps per page, the newest first.")
+    cursor: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
+        None, description="The `next` of the previous page.")
+
+
+class ProjectListQuery(_Query):
+    """``GET /api/projects``."""
+
+    limit: Annotated[QueryInt, Field(ge=1, le=repo.MAX_PROJECT_LIMIT)] = Field(
+        repo.DEFAULT_PROJECT_LIMIT, description="Projects per page, by name.")
     cursor: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
         None, description="The `next` of the previous page.")
 

@@ -53,6 +53,7 @@ class SweepDocument(TypedDict):
 
     id: Id
     name: str
+    project: str
     method: Literal[SWEEP_METHODS]  # type: ignore[valid-type]
     space: dict[str, Any]
     n: int | None
@@ -88,6 +89,7 @@ def _document(sweep: Sweep, shown_progress: Progress, best: Best) -> SweepDocume
     return {
         "id": sweep.id,
         "name": sweep.name,
+        "project": sweep.project,
         "method": sweep.method,
         "space": sweep.space.get("space"),
         "n": sweep.space.get("n"),
@@ -135,11 +137,12 @@ def get_sweep(sweep_id: str, query: SweepQuery) -> Response:
 @bp.get("/sweeps")
 @requires("read")
 @declare(query=SweepListQuery, responses={200: SweepList}, tags=TAGS,
-         summary="List sweeps, newest first, a page at a time, with their progress")
+         summary="List sweeps, newest first, a page at a time, with their progress (all, or a project's)")
 def list_sweeps(query: SweepListQuery) -> Response:
     with transaction(read_only=True) as s:
         try:
-            sweeps, cursor = repo.list_sweeps(session=s, limit=query.limit, cursor=query.cursor)
+            sweeps, cursor = repo.list_sweeps(session=s, project=query.project, limit=query.limit,
+                                              cursor=query.cursor)
         except ValueError as exc:
             raise invalid_parameter("cursor", str(exc)) from None
         body = sweep_summaries(s, sweeps)

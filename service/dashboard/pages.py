@@ -25,6 +25,7 @@ from flask import (
     request,
     url_for,
 )
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -54,8 +55,12 @@ bp = Blueprint(
 )
 
 PAGE_SIZE = 50
+#: Most projects the project picker lists (by name; the one shown is always among them).
+PICKER_PROJECTS = 200
 #: Sweeps a page of the sweeps list shows (their runs are counted in the database, never read).
 SWEEPS_PAGE_SIZE = 50
+#: Most projects the project picker lists (by name; the one shown is always among them).
+PICKER_PROJECTS = 200
 #: Runs the sweep page's "compare the top k" link starts with.
 TOP_K = 5
 #: Which 2-D datasets get a decision boundary.
@@ -155,6 +160,24 @@ def index() -> Response:
     return redirect(url_for(".runs"))
 
 
+def _project() -> str | None:
+    """``?project=``: the project a page shows (None: every project; a NUL character is 400)."""
+    project = request.args.get("project") or None
+    if project is not None and "\x00" in project:
+        abort(400, "the project holds a NUL character")
+    return project
+
+
+def _picker(s: Session, current: str | None) -> list[dict[str, Any]]:
+    """The project picker's choices: the first projects by name with their runs, and the one shown if it is not
+    among them (a project past the first page, or one with no runs left)."""
+    projects, _ = repo.list_projects(session=s, limit=PICKER_PROJECTS)
+    choices = [{"name": project.name, "runs": project.runs} for project in projects]
+    if current is not None and current not in {choice["name"] for choice in choices}:
+        choices.append({"name": current, "runs": None})
+    return choices
+
+
 def _filters() -> dict[str, Any]:
     """The runs table's filters from the query string (empty ones left out; a bad status is 400)."""
     status = request.args.get("status") or None
@@ -163,6 +186,7 @@ def _filters() -> dict[str, Any]:
     if any("\x00" in value for value in request.args.values()):
         abort(400, "a filter holds a NUL character")
     values = {
+        "project": _project(),
         "status": status,
         "tag": request.args.get("tag") or None,
         "sweep": request.args.get("sweep") or None,
@@ -185,6 +209,7 @@ def runs() -> str:
         except ValueError as exc:
             abort(400, str(exc))
         swept = repo.find_sweeps(session=s, id_or_name=filters["sweep"], limit=2) if "sweep" in filters else []
+        projects = _picker(s, filters.get("project"))
     rows = [
         {
             "run": run,
@@ -199,6 +224,8 @@ def runs() -> str:
     return render_template(
         "dashboard/runs.html",
         rows=rows,
+        project=filters.get("project"),
+        projects=projects,
         sort=sort,
         query=query,
         next_cursor=next_cursor,
@@ -346,15 +373,17 @@ def _sweep_metric(sweep: Sweep) -> str:
 @requires("read", via="session")
 def sweep_list() -> str:
     cursor = request.args.get("cursor") or None
+    project = _project()
     with transaction(read_only=True) as s:
         try:
-            shown, next_cursor = repo.list_sweeps(session=s, limit=SWEEPS_PAGE_SIZE, cursor=cursor)
+            shown, next_cursor = repo.list_sweeps(session=s, project=project, limit=SWEEPS_PAGE_SIZE, cursor=cursor)
         except ValueError as exc:
             abort(400, str(exc))
         summaries = operations.summarize_sweeps(s, shown)
+        projects = _picker(s, project)
     rows = [{"sweep": sweep, "summary": summaries[sweep.id]} for sweep in shown]
     return render_template("dashboard/sweeps.html", rows=rows, statuses=RUN_STATUSES, next_cursor=next_cursor,
-                           paged=cursor is not None)
+                           paged=cursor is not None, project=project, projects=projects)
 
 
 @bp.get("/sweeps/<sweep_id>")

@@ -41,6 +41,8 @@ from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
+from trainyard.trainer.spec import DEFAULT_PROJECT  # a run or sweep that names no project (and those made before)
+
 #: Constraint and index names (Alembic needs names to alter constraints, on SQLite above all).
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -160,10 +162,14 @@ class Sweep(Base):
     __table_args__ = (
         CheckConstraint(_in("method", SWEEP_METHODS), name="method"),
         Index("ix_sweeps_idempotency_key", "idempotency_key", unique=True),
+        Index("ix_sweeps_project_created_at", "project", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    #: The project the sweep and all its runs belong to.
+    project: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default=DEFAULT_PROJECT,
+                                         server_default=DEFAULT_PROJECT)
     method: Mapped[str] = mapped_column(String(16))
     base_spec: Mapped[dict[str, Any]]
     space: Mapped[dict[str, Any]]
@@ -192,10 +198,14 @@ class Run(Base):
         Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
         Index("ix_runs_idempotency_key", "idempotency_key", unique=True),
         Index("ix_runs_token_id_status", "token_id", "status"),
+        Index("ix_runs_project_created_at", "project", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    #: The project the run belongs to (its spec's ``project``; a sweep's run, the sweep's).
+    project: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default=DEFAULT_PROJECT,
+                                         server_default=DEFAULT_PROJECT)
     #: ``name.casefold()``, what ``q=`` searches: one case-insensitive match on every database (SQLite's LIKE and
     #: ``lower`` fold ASCII letters only, PostgreSQL's follow the database's locale).
     name_folded: Mapped[str] = mapped_column(default="")

@@ -220,6 +220,7 @@ def _at_every_limit() -> dict[str, Any]:
     return {
         "version": 1,
         "name": "n" * MAX_NAME_LENGTH,
+        "project": "p" * MAX_NAME_LENGTH,
         "dataset": {
             "name": "moons",
             "n_samples": MAX_SAMPLES,
@@ -255,7 +256,7 @@ def test_spec_at_every_upper_limit_validates():
     assert len(spec.model.hidden) == MAX_HIDDEN_LAYERS
     assert spec.model.hidden[0].units == MAX_UNITS
     assert spec.epochs == MAX_EPOCHS
-    assert len(spec.name) == MAX_NAME_LENGTH
+    assert len(spec.name) == MAX_NAME_LENGTH and len(spec.project) == MAX_NAME_LENGTH
     assert len(spec.tags) == MAX_TAGS and all(len(t) == MAX_TAG_LENGTH for t in spec.tags)
     assert len(spec.notes) == MAX_NOTES_LENGTH
     assert spec.seed == 2**32 - 1
@@ -281,6 +282,18 @@ def test_spec_at_every_lower_limit_validates():
         }
     )
     assert spec.epochs == 1 and spec.batch_size == 1 and spec.dataset.n_samples == 4
+
+
+def test_a_spec_is_in_the_default_project_unless_it_names_one():
+    assert TrainSpec.model_validate({"dataset": {"name": "xor"}}).project == "default"
+    assert TrainSpec.model_validate({"dataset": {"name": "xor"}, "project": "gates"}).project == "gates"
+
+
+@pytest.mark.parametrize("project", ["", "  ", "p" * (MAX_NAME_LENGTH + 1), 3, None, ["a"]])
+def test_a_project_is_named_like_a_run(project):
+    with pytest.raises(pydantic.ValidationError) as raised:
+        TrainSpec.model_validate({"dataset": {"name": "xor"}, "project": project})
+    assert [error["field"] for error in field_errors(raised.value)] == ["project"]
 
 
 # --------------------------------------------------------------- malformed specs
@@ -561,6 +574,7 @@ def test_fingerprint_ignores_bookkeeping_fields():
     assert json.loads(fp)["optimizer"]["lr"] == 0.5
     for field, value in [
         ("name", "renamed"),
+        ("project", "vision"),
         ("tags", ["a", "b"]),
         ("notes", "some notes"),
         ("epochs", 5000),

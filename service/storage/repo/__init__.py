@@ -19,8 +19,8 @@ UTC; the ``now`` parameters exist for tests and must be aware too.
 
 The functions live in one module per concern (:mod:`.runs`, :mod:`.listing`,
 :mod:`.leases`, :mod:`.epochs`, :mod:`.downsampling`, :mod:`.blobs`,
-:mod:`.tokens`, :mod:`.browser_sessions`, :mod:`.datasets`, :mod:`.sweeps`) and every public name is
-here: callers write ``repo.name``, never import a module, so a function can
+:mod:`.tokens`, :mod:`.browser_sessions`, :mod:`.datasets`, :mod:`.sweeps`,
+:mod:`.projects`) and every public name is here: callers write ``repo.name``, never import a module, so a function can
 move between modules without a caller noticing, and a test that replaces
 ``repo.name`` replaces it for every caller (calls between these modules do
 not go through the package).
@@ -66,6 +66,12 @@ from trainyard.service.storage.repo.leases import (
     renew_lease,
 )
 from trainyard.service.storage.repo.listing import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, SORT_FIELDS, list_runs
+from trainyard.service.storage.repo.projects import (
+    DEFAULT_PROJECT_LIMIT,
+    MAX_PROJECT_LIMIT,
+    ProjectSummary,
+    list_projects,
+)
 from trainyard.service.storage.repo.runs import (
     count_queued,
     create_run,
@@ -172,6 +178,11 @@ __all__ = [
     "sweep_best",
     "sweep_progress",
     "sweep_runs",
+    # projects
+    "DEFAULT_PROJECT_LIMIT",
+    "MAX_PROJECT_LIMIT",
+    "ProjectSummary",
+    "list_projects",
     # the clock every function here reads, so a caller can compare times with it
     "utcnow",
 ]

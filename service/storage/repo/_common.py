@@ -42,11 +42,11 @@ def _insert(session: Session, table: Table) -> Any:
         raise ValueError(f"storage supports {', '.join(_DIALECT_INSERTS)}, not {dialect}") from None
 
 
-def _name(name: str) -> str:
+def _name(name: str, field: str = "name") -> str:
     if not isinstance(name, str) or not name.strip():
-        raise ValueError("name must be a non-empty string")
+        raise ValueError(f"{field} must be a non-empty string")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"name is longer than {MAX_NAME_LENGTH} characters")
+        raise ValueError(f"{field} is longer than {MAX_NAME_LENGTH} characters")
     return name
 
 

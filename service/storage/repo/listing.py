@@ -39,6 +39,7 @@ def list_runs(
     tag: str | None = None,
     sweep: str | None = None,
     q: str | None = None,
+    project: str | None = None,
     sort: str = "-created_at",
     limit: int = DEFAULT_LIST_LIMIT,
     cursor: str | None = None,
@@ -53,6 +54,8 @@ def list_runs(
         Keep the runs of the sweep with this id, or of every sweep with this name.
     q : str, optional
         Keep runs whose name contains ``q``, ignoring case (Unicode case folding, the same on every database).
+    project : str, optional
+        Keep the runs of this project (its exact name).
     sort : str
         A key of :data:`SORT_FIELDS`, prefixed with ``-`` for descending.
         Ties are broken by id (in the same direction), and runs with no value
@@ -73,7 +76,8 @@ def list_runs(
     key, descending = _parse_sort(sort)
     limit = max(1, min(int(limit), MAX_LIST_LIMIT))
     column = _sort_column(session, key)
-    query = select(Run).where(*_run_filters(session, status=status, tag=tag, sweep=sweep, q=q))
+    query = select(Run).where(*_run_filters(session, status=status, tag=tag, sweep=sweep, q=q,
+                                                          project=project))
     if cursor is not None:
         value, last_id = _decode_cursor(cursor, sort, key)
         query = query.where(_after(key, column, descending, value, last_id))
@@ -103,9 +107,11 @@ def _parse_sort(sort: str) -> tuple[str, bool]:
 
 
 def _run_filters(
-    session: Session, *, status: str | None, tag: str | None, sweep: str | None, q: str | None
+    session: Session, *, status: str | None, tag: str | None, sweep: str | None, q: str | None, project: str | None
 ) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = []
+    if project is not None:
+        filters.append(Run.project == project)
     if status is not None:
         filters.append(Run.status == _choice(status, RUN_STATUSES, "status"))
     if tag is not None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from trainyard.service.storage.models import Run, new_id, utcnow
+from trainyard.service.storage.models import DEFAULT_PROJECT, Run, new_id, utcnow
 from trainyard.service.storage.repo._common import _name, _now
 
 
@@ -38,6 +38,7 @@ def create_run(
     tags: list[str],
     notes: str,
     epochs_total: int,
+    project: str = DEFAULT_PROJECT,
     sweep_id: str | None = None,
     sweep_index: int | None = None,
     idempotency_key: str | None = None,
@@ -51,6 +52,7 @@ def create_run(
     run = Run(
         id=new_id(),
         name=_name(name),
+        project=_name(project, "project"),
         status="queued",
         spec=spec,
         seed=seed,

@@ -13,6 +13,7 @@ from sqlalchemy import func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from trainyard.service.storage.models import (
+    DEFAULT_PROJECT,
     FINISHED_STATUSES,
     RANKED_STATUSES,
     RUN_STATUSES,
@@ -34,15 +35,17 @@ def create_sweep(
     method: str,
     base_spec: dict[str, Any],
     space: dict[str, Any],
+    project: str = DEFAULT_PROJECT,
     idempotency_key: str | None = None,
 ) -> Sweep:
-    """Store a sweep (its runs are created with ``create_run(..., sweep_id=sweep.id)``).
+    """Store a sweep (its runs are created with ``create_run(..., sweep_id=sweep.id, project=sweep.project)``).
 
     A second sweep with the same ``idempotency_key`` fails the flush with an ``IntegrityError``.
     """
     sweep = Sweep(
         id=new_id(),
         name=_name(name),
+        project=_name(project, "project"),
         method=_choice(method, SWEEP_METHODS, "method"),
         base_spec=base_spec,
         space=space,
@@ -71,8 +74,12 @@ def find_sweeps(*, session: Session, id_or_name: str, limit: int = 10) -> list[S
     return list(session.scalars(query))
 
 
-def list_sweeps(*, session: Session, limit: int = 100, cursor: str | None = None) -> tuple[list[Sweep], str | None]:
+def list_sweeps(
+    *, session: Session, project: str | None = None, limit: int = 100, cursor: str | None = None
+) -> tuple[list[Sweep], str | None]:
     """A page of sweeps, newest first, and the cursor of the next page (None on the last).
+
+    With ``project``, only the sweeps of that project (by its exact name).
 
     Raises
     ------
@@ -80,6 +87,8 @@ def list_sweeps(*, session: Session, limit: int = 100, cursor: str | None = None
         For a cursor that is not the ``next`` of an earlier page.
     """
     query = select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit + 1)
+    if project is not None:
+        query = query.where(Sweep.project == project)
     if cursor is not None:
         created_at, last_id = _decode(cursor)
         query = query.where(tuple_(Sweep.created_at, Sweep.id) < tuple_(_utc(created_at), literal(last_id)))

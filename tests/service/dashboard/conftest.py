@@ -95,7 +95,8 @@ def npz() -> Callable[[list[tuple[np.ndarray, np.ndarray]]], bytes]:
 
 @pytest.fixture
 def make_run(Session: sessionmaker[OrmSession]) -> Callable[..., str]:
-    """``make_run(name=..., epochs=k, status=..., spec_changes={...})``: a run with k epochs written; its id."""
+    """``make_run(name=..., epochs=k, status=..., spec_changes={...}, project=...)``: a run with k epochs written; its
+    id."""
 
     def make(
         name: str = "xor-tanh",
@@ -107,11 +108,12 @@ def make_run(Session: sessionmaker[OrmSession]) -> Callable[..., str]:
         tags: list[str] | None = None,
         error: str | None = None,
         weights: bool = False,
+        project: str = "default",
     ) -> str:
-        spec = copy.deepcopy(SPEC) | {"name": name} | (spec_changes or {})
+        spec = copy.deepcopy(SPEC) | {"name": name, "project": project} | (spec_changes or {})
         with Session() as s, s.begin():
             run = repo.create_run(session=s, spec=spec, name=name, seed=3, tags=tags or ["example"], notes="",
-                                  epochs_total=total)
+                                  epochs_total=total, project=project)
             if status != "queued":
                 repo.claim_run(session=s, run_id=run.id, worker="test", lease_seconds=600)
             write_epochs(s, run.id, 1, epochs)

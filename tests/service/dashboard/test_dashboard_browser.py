@@ -713,3 +713,56 @@ def test_the_run_page_colours_regions_as_their_points_and_gives_gradients_their_
         aspect = (box["height"] / rows) / (box["width"] / cols)
         assert 0.5 - 0.01 <= aspect <= 2 + 0.01, (k, box)
     p.screenshot(path=screenshots / "run-1280.png", full_page=True)
+
+
+def test_the_project_picker_keeps_the_project_in_the_address(laptop: Page, server: Server, token: str,
+                                                              screenshots: Path) -> None:
+    """At 1280 px: picking a project on the runs page shows its runs alone, the address keeps it (reload, filter,
+    the header's links to the sweeps page and back), and "all projects" shows every run again."""
+    with server.Session() as s, s.begin():
+        for name, project in (("picked one", "vision"), ("picked two", "vision"), ("not picked", "audio")):
+            repo.create_run(session=s, spec=SPEC | {"project": project}, name=name, seed=1, tags=["picker"],
+                            notes="", epochs_total=150, project=project)
+        sweep = repo.create_sweep(session=s, name="picked sweep", method="grid", base_spec=SPEC,
+                                  space={"space": {"seed": [1]}}, project="vision")
+        repo.create_run(session=s, spec=SPEC | {"project": "vision"}, name="picked sweep #001 seed=1", seed=1,
+                        tags=[], notes="", epochs_total=150, project="vision", sweep_id=sweep.id, sweep_index=0)
+        repo.create_sweep(session=s, name="other sweep", method="grid", base_spec=SPEC,
+                          space={"space": {"seed": [1]}}, project="audio")
+    laptop.log_in(token)
+    p = laptop.page
+    rows = p.locator("#runs-table tbody tr[data-run] td.name")
+    picker = p.locator("select[data-project-picker]")
+    assert picker.locator("option").all_text_contents()[:1] == ["all projects"]
+    assert "vision (3 runs)" in [text.strip() for text in picker.locator("option").all_text_contents()]
+    everything = rows.count()
+    picker.select_option("vision")
+    p.wait_for_url("**/runs?*project=vision*")
+    assert sorted(rows.all_text_contents()) == ["picked one", "picked sweep #001 seed=1", "picked two"]
+    assert picker.input_value() == "vision" and "in vision" in p.locator("h1").inner_text()
+    box = picker.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 1280
+    assert p.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    p.screenshot(path=screenshots / "runs-project-1280.png", full_page=True)
+    p.reload()
+    assert picker.input_value() == "vision" and rows.count() == 3
+    p.fill('input[name="q"]', "two")
+    p.click('button:has-text("Filter")')
+    p.wait_for_url("**/runs?*q=two*")
+    assert "project=vision" in p.url and rows.all_text_contents() == ["picked two"]
+
+    p.click('header nav a:has-text("Sweeps")')
+    p.wait_for_url("**/sweeps?project=vision")
+    assert picker.input_value() == "vision"
+    assert p.locator("#sweeps-table tbody tr[data-sweep] td.name").all_text_contents() == ["picked sweep"]
+    assert p.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    picker.select_option("audio")
+    p.wait_for_url("**/sweeps?project=audio")
+    assert p.locator("#sweeps-table tbody tr[data-sweep] td.name").all_text_contents() == ["other sweep"]
+    p.click('header nav a:has-text("Runs")')
+    p.wait_for_url("**/runs?project=audio")
+    assert rows.all_text_contents() == ["not picked"]
+    picker.select_option("")
+    p.wait_for_url(lambda url: url.endswith("/runs?sort=-created_at") or url.endswith("/runs"))
+    assert "project" not in p.url and rows.count() == everything
+    p.wait_for_load_state("networkidle")  # leaving while plotly.min.js is prefetched would leave werkzeug's file open

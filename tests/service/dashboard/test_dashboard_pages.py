@@ -212,6 +212,35 @@ def test_runs_table_filters_sorts_and_pages(client, logged_in, make_run, monkeyp
     assert len(ids) == 5
 
 
+def test_the_runs_table_shows_the_project_picked_and_keeps_it_in_its_links(client, logged_in, make_run,
+                                                                         monkeypatch) -> None:
+    logged_in("read")
+    for i in range(3):
+        make_run(f"vision-{i}", project="vision")
+    make_run("audio-0", project="audio")
+    make_run("plain")
+
+    def names(html: str) -> list[str]:
+        return re.findall(r'<td class="name"><a href="/runs/[0-9a-f]+">([^<]*)</a>', html)
+
+    html = client.get("/runs?project=vision&sort=name").get_data(as_text=True)
+    assert names(html) == ["vision-0", "vision-1", "vision-2"]
+    assert re.search(r'<option value="vision" selected>vision \(3 runs\)</option>', html)
+    assert '<option value="audio">audio (1 run)</option>' in html and '<option value="default">' in html
+    assert '<input type="hidden" name="project" value="vision">' in html  # the filters keep it
+    assert 'href="/runs?sort=-name&amp;project=vision"' in html  # and so do the sort links
+    assert 'href="/sweeps?project=vision"' in html  # and the header's link to the sweeps
+    assert names(client.get("/runs?project=").get_data(as_text=True)) == [
+        "plain", "audio-0", "vision-2", "vision-1", "vision-0"]
+    unknown = client.get("/runs?project=nothing").get_data(as_text=True)
+    assert names(unknown) == [] and '<option value="nothing" selected>nothing</option>' in unknown
+    monkeypatch.setattr("trainyard.service.dashboard.pages.PAGE_SIZE", 2)
+    first = client.get("/runs?project=vision&sort=name").get_data(as_text=True)
+    following = re.search(r'rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    assert "project=vision" in following and names(client.get(following).get_data(as_text=True)) == ["vision-2"]
+    assert client.get("/runs?project=a%00b").status_code == 400
+
+
 # --------------------------------------------------------------------------- run page
 
 

@@ -97,6 +97,23 @@ def test_the_sweeps_list_pages(client: FlaskClient, Session, logged_in, monkeypa
     assert client.get("/sweeps?cursor=nope").status_code == 400
 
 
+def test_the_sweeps_list_shows_the_project_picked(client: FlaskClient, Session, logged_in) -> None:
+    with Session() as s, s.begin():
+        for name, project in (("in vision", "vision"), ("in audio", "audio")):
+            sweep = repo.create_sweep(session=s, name=name, method="grid", base_spec=SPEC, space={}, project=project)
+            repo.create_run(session=s, spec=SPEC, name=name, seed=3, tags=[], notes="", epochs_total=10,
+                            sweep_id=sweep.id, project=project)
+    logged_in("read")
+    html = client.get("/sweeps?project=vision").get_data(as_text=True)
+    assert re.findall(r'<td class="name"><a href="/sweeps/[0-9a-f]+">([^<]*)</a>', html) == ["in vision"]
+    assert '<option value="vision" selected>vision (1 run)</option>' in html
+    assert 'href="/runs?project=vision"' in html  # the header's link to the runs keeps the project
+    everything = client.get("/sweeps").get_data(as_text=True)
+    assert sorted(re.findall(r'<td class="name"><a href="/sweeps/[0-9a-f]+">([^<]*)</a>', everything)) == [
+        "in audio", "in vision"]
+    assert client.get("/sweeps?project=a%00b").status_code == 400
+
+
 def test_sweep_page_ranks_runs_by_the_metric_with_swept_values(client: FlaskClient, Session, logged_in) -> None:
     sweep_id, ids = make_sweep(Session)
     logged_in("read")
