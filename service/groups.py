@@ -85,27 +85,30 @@ def stride_for(epochs_done: Sequence[int], bound: int) -> int:
     return max(1, -(-total // bound))
 
 
-def _stats(axis: np.ndarray, epochs: Sequence[np.ndarray], values: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-    """One field's statistics at each epoch of ``axis`` (ascending) over the runs (``epochs`` and ``values``: one
-    array per run, NaN for no value) that have a value there."""
-    table = np.full((len(epochs), len(axis)), np.nan)
-    for row, (at, value) in enumerate(zip(epochs, values)):
-        table[row, np.searchsorted(axis, at)] = value
-    present = ~np.isnan(table)
-    count = present.sum(axis=0)
+def _stats(size: int, slot: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """One field's statistics at each of ``size`` epochs, over the values (NaN for none) whose epoch is at ``slot``.
+
+    Memory and time are those of the values (bincounts and one sort), never
+    runs x epochs: one long run beside many short ones costs no more than it
+    reads.  The squared deviations are summed around the mean (two passes),
+    not as a difference of sums of squares, which loses the digits of a
+    small spread.
+    """
+    present = ~np.isnan(values)
+    slot, values = slot[present], values[present]
+    count = np.bincount(slot, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(present, table, 0.0).sum(axis=0) / count
-        squares = np.where(present, (table - mean) ** 2, 0.0).sum(axis=0)
+        mean = np.bincount(slot, weights=values, minlength=size) / count
+        squares = np.bincount(slot, weights=(values - mean[slot]) ** 2, minlength=size)
         std = np.where(count > 1, np.sqrt(squares / (count - 1)), np.nan)
-    return {"mean": mean, "std": std, "min": _reduce(np.fmin, table), "max": _reduce(np.fmax, table),
-            "count": count.astype(np.int64)}
-
-
-def _reduce(ufunc: np.ufunc, table: np.ndarray) -> np.ndarray:
-    """``ufunc`` (``fmin`` or ``fmax``) down the columns of ``table``: NaN only where a column is all NaN."""
-    if not len(table):
-        return np.full(table.shape[1], np.nan)
-    return ufunc.reduce(table, axis=0)
+    low, high = np.full(size, np.nan), np.full(size, np.nan)
+    if len(values):
+        order = np.lexsort((values, slot))  # by epoch, then by value
+        ranked, sorted_values = slot[order], values[order]
+        first = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+        last = np.r_[first[1:], len(ranked)] - 1
+        low[ranked[first]], high[ranked[first]] = sorted_values[first], sorted_values[last]
+    return {"mean": mean, "std": std, "min": low, "max": high, "count": count.astype(np.int64)}
 
 
 def group_curves(
@@ -118,9 +121,12 @@ def group_curves(
     epoch over the runs with a value there, then downsampled to
     ``max_points`` epochs over each field's mean, min and max.
     """
-    epochs = [curve["epoch"] for curve in curves]
-    axis = np.unique(np.concatenate(epochs)) if epochs else np.empty(0, dtype=np.int64)
-    stats = {field: _stats(axis, epochs, [curve[field] for curve in curves]) for field in fields}
+    if curves:
+        axis, slot = np.unique(np.concatenate([curve["epoch"] for curve in curves]), return_inverse=True)
+    else:
+        axis, slot = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    stats = {field: _stats(len(axis), slot.reshape(-1), np.concatenate([curve[field] for curve in curves])
+                           if curves else np.empty(0)) for field in fields}
     if max_points is not None and len(axis) > max_points:
         series = [stat[name] for stat in stats.values() for name in ("mean", "min", "max")]
         kept = downsample(series, len(axis), max_points)
