@@ -85,29 +85,43 @@ def stride_for(epochs_done: Sequence[int], bound: int) -> int:
     return max(1, -(-total // bound))
 
 
-def _stats(size: int, slot: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
-    """One field's statistics at each of ``size`` epochs, over the values (NaN for none) whose epoch is at ``slot``.
+def _stats(size: int, row: np.ndarray, slot: np.ndarray, values: np.ndarray, dense: bool) -> dict[str, np.ndarray]:
+    """One field's statistics at each of ``size`` epochs, over the values (NaN for none) of run ``row`` whose epoch
+    is at ``slot``.
 
-    Memory and time are those of the values (bincounts and one sort), never
-    runs x epochs: one long run beside many short ones costs no more than it
-    reads.  The squared deviations are summed around the mean (two passes),
-    not as a difference of sums of squares, which loses the digits of a
-    small spread.
+    ``dense``: through a runs x epochs table, fastest when the runs share
+    most epochs (the usual case); else from bincounts and one sort, whose
+    memory and time are those of the values, so one long run beside many
+    short ones costs no more than it reads.  Either way the squared
+    deviations are summed around the mean (two passes), not as a difference
+    of sums of squares, which loses the digits of a small spread.
     """
-    present = ~np.isnan(values)
-    slot, values = slot[present], values[present]
-    count = np.bincount(slot, minlength=size)
+    if dense:
+        table = np.full((int(row.max(initial=-1)) + 1, size), np.nan)
+        table[row, slot] = values
+        present = ~np.isnan(table)
+        count = present.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(present, table, 0.0).sum(axis=0) / count
+            squares = np.where(present, (table - mean) ** 2, 0.0).sum(axis=0)
+        low = np.fmin.reduce(table, axis=0) if len(table) else np.full(size, np.nan)
+        high = np.fmax.reduce(table, axis=0) if len(table) else np.full(size, np.nan)
+    else:
+        present = ~np.isnan(values)
+        slot, values = slot[present], values[present]
+        count = np.bincount(slot, minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(slot, weights=values, minlength=size) / count
+            squares = np.bincount(slot, weights=(values - mean[slot]) ** 2, minlength=size)
+        low, high = np.full(size, np.nan), np.full(size, np.nan)
+        if len(values):
+            order = np.lexsort((values, slot))  # by epoch, then by value
+            ranked, ordered = slot[order], values[order]
+            first = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+            last = np.r_[first[1:], len(ranked)] - 1
+            low[ranked[first]], high[ranked[first]] = ordered[first], ordered[last]
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(slot, weights=values, minlength=size) / count
-        squares = np.bincount(slot, weights=(values - mean[slot]) ** 2, minlength=size)
         std = np.where(count > 1, np.sqrt(squares / (count - 1)), np.nan)
-    low, high = np.full(size, np.nan), np.full(size, np.nan)
-    if len(values):
-        order = np.lexsort((values, slot))  # by epoch, then by value
-        ranked, sorted_values = slot[order], values[order]
-        first = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-        last = np.r_[first[1:], len(ranked)] - 1
-        low[ranked[first]], high[ranked[first]] = sorted_values[first], sorted_values[last]
     return {"mean": mean, "std": std, "min": low, "max": high, "count": count.astype(np.int64)}
 
 
@@ -121,12 +135,16 @@ def group_curves(
     epoch over the runs with a value there, then downsampled to
     ``max_points`` epochs over each field's mean, min and max.
     """
+    lengths = [len(curve["epoch"]) for curve in curves]
+    row = np.repeat(np.arange(len(curves)), lengths)
     if curves:
         axis, slot = np.unique(np.concatenate([curve["epoch"] for curve in curves]), return_inverse=True)
+        slot = slot.reshape(-1)
     else:
         axis, slot = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    stats = {field: _stats(len(axis), slot.reshape(-1), np.concatenate([curve[field] for curve in curves])
-                           if curves else np.empty(0)) for field in fields}
+    dense = len(axis) * len(curves) <= 2 * len(slot) + 1000  # the table is at most about twice the values
+    stats = {field: _stats(len(axis), row, slot, np.concatenate([curve[field] for curve in curves])
+                           if curves else np.empty(0), dense) for field in fields}
     if max_points is not None and len(axis) > max_points:
         series = [stat[name] for stat in stats.values() for name in ("mean", "min", "max")]
         kept = downsample(series, len(axis), max_points)
@@ -153,27 +171,46 @@ def read_groups(
     fields: Sequence[str],
     differ: Mapping[str, Sequence[Any]],
     max_points: int | None = None,
-) -> list[Group]:
-    """``runs`` grouped over the top-level spec key ``by`` (one of :data:`GROUPINGS`), with each group's curves of
-    ``fields`` and its summary; ``differ`` is :func:`~trainyard.service.comparison.compare_params`'s ``differ`` of
-    the same runs (the group's ``params`` are its values there).  One read of the runs' epochs, at most
-    :data:`MAX_GROUP_ROWS` of them."""
+) -> tuple[dict[str, dict[str, np.ndarray]], list[Group]]:
+    """``runs`` grouped over the top-level spec key ``by`` (one of :data:`GROUPINGS`), and each run's own curves.
+
+    Returns each run's curves of ``fields`` downsampled to ``max_points``
+    (as :func:`~trainyard.service.storage.repo.get_curves` gives them) and
+    the groups, each with its curves and summary; ``differ`` is
+    :func:`~trainyard.service.comparison.compare_params`'s ``differ`` of the
+    same runs (a group's ``params`` are its values there).  One read of the
+    runs' epochs serves both, at most :data:`MAX_GROUP_ROWS` of them; when
+    that bound needs a stride, the runs' own curves take a second read (they
+    are never strided).
+    """
     if by not in GROUPINGS:
         raise ValueError(f"runs group over {', '.join(GROUPINGS)}, not {by!r}")
+    ids = [run.id for run in runs]
     stride = stride_for([run.epochs_done for run in runs], MAX_GROUP_ROWS)
-    curves = repo.get_curves(session=session, run_ids=[run.id for run in runs], fields=fields, stride=stride)
+    full = repo.get_curves(session=session, run_ids=ids, fields=fields, stride=stride)
+    if stride == 1:
+        curves = {run_id: _downsampled(curve, fields, max_points) for run_id, curve in full.items()}
+    else:
+        curves = repo.get_curves(session=session, run_ids=ids, fields=fields, max_points=max_points)
     groups: list[Group] = []
     for members in group_runs([run.spec for run in runs], by=by):
         first = members[0]
         shown = [runs[index] for index in members]
-        group_curve = group_curves([curves[run.id] for run in shown], fields, max_points)
         groups.append({
             "runs": [run.id for run in shown],
             "size": len(shown),
             "params": {path: values[first] for path, values in differ.items() if path != by},
             "values": [run.spec.get(by) for run in shown],
-            "curves": group_curve,
+            "curves": group_curves([full[run.id] for run in shown], fields, max_points),
             "stride": stride,
             "summary": {field: spread([getattr(run, field) for run in shown]) for field in SUMMARY_FIELDS},
         })
-    return groups
+    return curves, groups
+
+
+def _downsampled(curve: dict[str, np.ndarray], fields: Sequence[str], max_points: int | None) -> dict[str, np.ndarray]:
+    """One run's curve downsampled to ``max_points`` as ``repo.get_curves`` does it (the same epochs kept)."""
+    if max_points is None or len(curve["epoch"]) <= max_points:
+        return curve
+    kept = repo.downsample([curve[name] for name in fields], len(curve["epoch"]), max_points)
+    return {name: column[kept] for name, column in curve.items()}

@@ -72,11 +72,11 @@ def compare(query: CompareQuery) -> Response:
     fields = query.fields or list(DEFAULT_COMPARE_FIELDS)
     with transaction(read_only=True) as s:
         runs = operations.get_runs(s, query.runs)
-        curves = repo.get_curves(session=s, run_ids=query.runs, fields=fields, max_points=query.max_points)
         shown = [run_json(run) for run in runs]
         params = compare_params([run["spec"] for run in shown])
         if query.group is None:
+            curves = repo.get_curves(session=s, run_ids=query.runs, fields=fields, max_points=query.max_points)
             return jsonify(runs=shown, params=params, curves=curves)
-        groups = read_groups(s, runs, by=query.group, fields=fields, differ=params["differ"],
-                             max_points=query.max_points)
+        curves, groups = read_groups(s, runs, by=query.group, fields=fields, differ=params["differ"],
+                                     max_points=query.max_points)
     return jsonify(runs=shown, params=params, curves=curves, groups=groups)

@@ -143,12 +143,14 @@ def compare() -> Response:
     body: dict[str, Any] = {}
     with transaction(read_only=True) as s:
         runs = operations.get_runs(s, ids)
-        curves = repo.get_curves(session=s, run_ids=ids, fields=COMPARE_FIELDS, max_points=max_points)
+        if group is None:
+            curves = repo.get_curves(session=s, run_ids=ids, fields=COMPARE_FIELDS, max_points=max_points)
+        else:
+            differ = compare_params([run.spec for run in runs])["differ"]
+            curves, body["groups"] = read_groups(s, runs, by=group, fields=COMPARE_FIELDS, differ=differ,
+                                                 max_points=max_points)
         if with_elapsed:
             _with_elapsed(s, curves)
-        if group is not None:
-            differ = compare_params([run.spec for run in runs])["differ"]
-            body["groups"] = read_groups(s, runs, by=group, fields=COMPARE_FIELDS, differ=differ, max_points=max_points)
     for curve in curves.values():
         for name in (*COMPARE_FIELDS, "elapsed"):
             if name in curve:

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from trainyard.service import groups
 from trainyard.service.groups import group_curves, spread, stride_for
 
 
@@ -22,8 +23,12 @@ def _runs(rng: np.random.Generator, n: int, last: int) -> list[dict[str, np.ndar
     return runs
 
 
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "sparse"])
 @pytest.mark.parametrize("seed", range(5))
-def test_statistics_are_numpys_over_the_runs_with_each_epoch(seed):
+def test_statistics_are_numpys_over_the_runs_with_each_epoch(seed, dense, monkeypatch):
+    """Both ways of computing them: a runs x epochs table, or bincounts and a sort."""
+    stats = groups._stats
+    monkeypatch.setattr(groups, "_stats", lambda size, row, slot, values, _dense: stats(size, row, slot, values, dense))
     rng = np.random.default_rng(seed)
     runs = _runs(rng, int(rng.integers(1, 7)), 30)
     curves = group_curves(runs, ["a", "b"])
@@ -49,6 +54,16 @@ def test_statistics_are_numpys_over_the_runs_with_each_epoch(seed):
 def test_a_small_spread_around_a_large_mean_keeps_its_digits():
     runs = [{"epoch": np.array([1]), "a": np.array([1e9 + d])} for d in (0.1, 0.2, 0.3)]
     assert group_curves(runs, ["a"])["a"]["std"][0] == pytest.approx(0.1, rel=1e-6)
+
+
+def test_one_long_run_beside_many_short_ones():
+    """The sparse way (no runs x epochs table): the long run's tail is a group of one."""
+    runs = [{"epoch": np.arange(1, 100_001), "a": np.full(100_000, 2.0)}]
+    runs += [{"epoch": np.array([1, 2]), "a": np.array([0.0, 1.0])} for _ in range(200)]
+    curves = group_curves(runs, ["a"])
+    assert curves["a"]["count"][:3].tolist() == [201, 201, 1]
+    assert curves["a"]["mean"][0] == pytest.approx(2 / 201) and curves["a"]["min"][0] == 0.0
+    assert curves["a"]["max"][1] == 2.0 and np.isnan(curves["a"]["std"][2]) and curves["a"]["mean"][-1] == 2.0
 
 
 def test_no_runs_and_runs_without_epochs_give_empty_curves():
