@@ -715,15 +715,17 @@ def test_the_run_page_colours_regions_as_their_points_and_gives_gradients_their_
     p.screenshot(path=screenshots / "run-1280.png", full_page=True)
 
 
-def _seeded_run(server: Server, lr: float, seed: int, losses: np.ndarray, final: float) -> str:
-    """A succeeded run of ``SPEC`` at ``lr`` and ``seed`` whose train loss at epoch k+1 is ``losses[k]``."""
+def _seeded_run(server: Server, lr: float, seed: int, losses: np.ndarray, final: float,
+                sweep_id: str | None = None) -> str:
+    """A succeeded run of ``SPEC`` at ``lr`` and ``seed`` (in that sweep) whose train loss at epoch k+1 is
+    ``losses[k]``."""
     spec = copy.deepcopy(SPEC) | {"name": f"lr {lr} seed {seed}", "seed": seed, "epochs": len(losses),
                                   "tags": ["seeds"]}
     spec["optimizer"]["lr"] = lr
     rows = [{"epoch": k + 1, "train_loss": float(loss), "val_loss": float(loss) + 0.1} for k, loss in enumerate(losses)]
     with server.Session() as s, s.begin():
         run = repo.create_run(session=s, spec=spec, name=spec["name"], seed=seed, tags=["seeds"], notes="",
-                              epochs_total=len(losses))
+                              epochs_total=len(losses), sweep_id=sweep_id)
         repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
         repo.write_epochs(session=s, run_id=run.id, rows=rows)
         repo.finish_run(session=s, run_id=run.id, status="succeeded",
@@ -797,3 +799,24 @@ def test_compare_groups_runs_over_seeds_with_a_band(laptop: Page, server: Server
     p.uncheck("#group-seeds")
     p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 5")
     assert p.locator("#metrics-table").is_visible() and "group=" not in p.url
+
+
+def test_a_sweep_over_seeds_opens_its_runs_grouped(laptop: Page, server: Server, token: str) -> None:
+    with server.Session() as s, s.begin():
+        sweep = repo.create_sweep(session=s, name="lr by seed", method="grid", base_spec=SPEC,
+                                  space={"space": {"optimizer.lr": [0.5, 0.1], "seed": [1, 2, 3]}, "n": None,
+                                         "seed": 0})
+    losses = 1.0 / np.arange(1, 11)
+    for lr in (0.5, 0.1):
+        for seed in (1, 2, 3):
+            _seeded_run(server, lr, seed, losses * (1 + seed / 10), 0.1 * seed, sweep_id=sweep.id)
+    laptop.log_in(token)
+    p = laptop.page
+    p.goto(f"/sweeps/{sweep.id}")
+    p.click("#compare-seeds")
+    p.wait_for_url("**/compare?*group=seed*")
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 6")
+    legend = sorted(p.locator("#chart-train_loss .legendtext").all_text_contents())
+    assert legend == ["optimizer.lr=0.1 (n=3)", "optimizer.lr=0.5 (n=3)"]
+    assert p.locator("#group-seeds").is_checked() and p.locator("#group-table tbody tr").count() == 2
+
