@@ -74,7 +74,7 @@ class Group(TypedDict):
     size: int
     params: dict[str, Any]
     values: list[Any]
-    curves: dict[str, Any]
+    curves: dict[str, Band | list[int]]
     stride: int
     summary: dict[str, Spread]
 
@@ -212,5 +212,5 @@ def _downsampled(curve: dict[str, np.ndarray], fields: Sequence[str], max_points
     """One run's curve downsampled to ``max_points`` as ``repo.get_curves`` does it (the same epochs kept)."""
     if max_points is None or len(curve["epoch"]) <= max_points:
         return curve
-    kept = repo.downsample([curve[name] for name in fields], len(curve["epoch"]), max_points)
+    kept = downsample([curve[name] for name in fields], len(curve["epoch"]), max_points)
     return {name: column[kept] for name, column in curve.items()}
