@@ -1,4 +1,5 @@
-"""Comparing runs' parameters: the spec paths whose values differ between runs and those all share.
+"""Comparing runs' parameters: the spec paths whose values differ between runs and those all share, and which runs
+differ in nothing but their seed.
 
 Used by the JSON API (``GET /api/compare``) and the dashboard's compare page.
 """
@@ -57,6 +58,30 @@ def compare_params(specs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, An
         if len(present) < len(values):
             absent[path] = [index for index, value in enumerate(values) if value is _ABSENT]
     return {"differ": differ, "same": same, "absent": absent}
+
+
+def group_runs(specs: Sequence[Mapping[str, Any]], by: str = "seed") -> list[list[int]]:
+    """The specs' positions, grouped: specs whose dotted paths (not :data:`UNCOMPARED_KEYS`, nor the top-level key
+    ``by``) all hold equal values are one group.
+
+    Equality is :func:`compare_params`'s: ``True`` is not ``1``, and a path
+    null in one spec and absent from another is no difference.  Groups come
+    in the order of their first spec, each in the order of ``specs``; a spec
+    alike to no other is a group of one.
+    """
+    leaves = [{path: value for path, value in flatten({key: item for key, item in schema_order(spec).items()
+                                                       if key not in UNCOMPARED_KEYS and key != by})
+               if value is not None} for spec in specs]
+    groups: list[list[int]] = []
+    for index, mine in enumerate(leaves):
+        for group in groups:
+            theirs = leaves[group[0]]
+            if theirs.keys() == mine.keys() and all(_equal(theirs[path], mine[path]) for path in mine):
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    return groups
 
 
 def schema_order(spec: Mapping[str, Any]) -> Mapping[str, Any]:

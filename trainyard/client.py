@@ -374,12 +374,15 @@ class Client:
     # ------------------------------------------------------------------ compare and datasets
 
     def compare(self, run_ids: Sequence[str], *, fields: Sequence[str] | None = None,
-                max_points: int | None = None) -> JSON:
+                max_points: int | None = None, group: str | None = None) -> JSON:
         """Compare runs: ``{"runs": [...], "params": {"differ": {...}, "same": {...}}, "curves": {id: ...}}``.
 
         ``params.differ`` maps each spec path whose values differ to one value per run, in the order asked.
+        With ``group="seed"`` the answer also has ``groups``: the runs equal but for their seed, each with its
+        curves as per-epoch ``mean``, ``std``, ``min``, ``max`` and ``count`` and its summary as mean and std.
         """
-        params = {"runs": ",".join(run_ids), "fields": ",".join(fields) if fields else None, "max_points": max_points}
+        params = {"runs": ",".join(run_ids), "fields": ",".join(fields) if fields else None, "max_points": max_points,
+                  "group": group}
         return self._json("GET", "/api/compare", params=params)
 
     def datasets(self) -> JSON:

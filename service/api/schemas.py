@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from trainyard.service.api.declare import MAX_INT_PARAMETER, Header, QueryInt, comma_list
 from trainyard.service.comparison import MAX_RUNS
 from trainyard.service.errors import invalid_parameter
+from trainyard.service.groups import GROUPINGS
 from trainyard.service.operations import IDEMPOTENCY_HEADER
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import ID_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH, MAX_NAME_LENGTH, RUN_STATUSES
@@ -108,6 +109,10 @@ class CompareQuery(_Query):
     fields: comma_list(Literal[repo.EPOCH_METRICS], max_length=len(repo.EPOCH_METRICS)) | None = Field(  # type: ignore
         None, description=f"The curves, comma-separated (default {', '.join(DEFAULT_COMPARE_FIELDS)}).")
     max_points: Points = Field(DEFAULT_MAX_POINTS, description="Points per curve.")
+    group: Literal[GROUPINGS] | None = Field(  # type: ignore[valid-type]
+        None, description="Also group the runs whose parameters are equal but for this one (`seed`): each group's "
+        "curves as the mean, standard deviation, min and max at each epoch over its runs, and its summary as mean "
+        "and standard deviation.")
 
     @field_validator("runs")
     @classmethod

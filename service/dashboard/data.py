@@ -2,9 +2,10 @@
 
 - ``GET /ui/data/runs/<id>/series``: a run's curves (every metric and the
   per-layer norms), downsampled to ``max_points``, with wall-clock seconds.
-- ``GET /ui/data/compare?runs=a,b[&elapsed=1]``: several runs' curves,
-  downsampled per run (``repo.get_curves``: one query), with wall-clock
-  seconds when asked.
+- ``GET /ui/data/compare?runs=a,b[&elapsed=1][&group=seed]``: several runs'
+  curves, downsampled per run (``repo.get_curves``: one query), with
+  wall-clock seconds when asked, and the runs grouped over their seeds
+  (:mod:`trainyard.service.groups`) when asked.
 - ``GET /ui/data/poll?runs=a,b[&since=3,0&fields=...]``: the runs' statuses,
   and with ``since`` their epochs after those numbers: what the pages ask
   every second while a shown run is queued or running.
@@ -27,12 +28,13 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from trainyard.service import operations
 from trainyard.service.auth import requires
-from trainyard.service.comparison import MAX_RUNS
+from trainyard.service.comparison import MAX_RUNS, compare_params
 from trainyard.service.context import transaction
 from trainyard.service.dashboard import sweeps
 from trainyard.service.dashboard.views import columns, elapsed_at, status_json
 from trainyard.service.documents import attachment, weight_arrays
 from trainyard.service.errors import ApiError, invalid_parameter
+from trainyard.service.groups import GROUPINGS, read_groups
 from trainyard.service.storage import repo
 from trainyard.service.sweeps import METRICS
 from trainyard.trainer import TrainSpec
@@ -126,7 +128,8 @@ def series(run_id: str) -> Response:
 @bp.get("/compare")
 @requires("read", via="session")
 def compare() -> Response:
-    """The runs' curves; ``elapsed=1`` adds the wall-clock seconds (a second read of every epoch: on request only).
+    """The runs' curves; ``elapsed=1`` adds the wall-clock seconds (a second read of every epoch: on request only),
+    ``group=seed`` the runs' groups (as ``GET /api/compare?group=seed``).
 
     Values go out as float32: about half the bytes of float64, and more than
     a chart can show.
@@ -134,16 +137,29 @@ def compare() -> Response:
     ids = _ids()
     max_points = _max_points()
     with_elapsed = request.args.get("elapsed") == "1"
+    group = request.args.get("group") or None
+    if group is not None and group not in GROUPINGS:
+        raise invalid_parameter("group", f"must be {' or '.join(GROUPINGS)}")
+    body: dict[str, Any] = {}
     with transaction(read_only=True) as s:
         runs = operations.get_runs(s, ids)
-        curves = repo.get_curves(session=s, run_ids=ids, fields=COMPARE_FIELDS, max_points=max_points)
+        if group is None:
+            curves = repo.get_curves(session=s, run_ids=ids, fields=COMPARE_FIELDS, max_points=max_points)
+        else:
+            differ = compare_params([run.spec for run in runs])["differ"]
+            curves, body["groups"] = read_groups(s, runs, by=group, fields=COMPARE_FIELDS, differ=differ,
+                                                 max_points=max_points)
         if with_elapsed:
             _with_elapsed(s, curves)
     for curve in curves.values():
         for name in (*COMPARE_FIELDS, "elapsed"):
             if name in curve:
                 curve[name] = curve[name].astype(np.float32)
-    return jsonify(runs=[status_json(run) | {"name": run.name} for run in runs], curves=curves)
+    for shown in body.get("groups", ()):
+        for name in COMPARE_FIELDS:
+            shown["curves"][name] = {key: column.astype(np.float32) if key != "count" else column
+                                     for key, column in shown["curves"][name].items()}
+    return jsonify(runs=[status_json(run) | {"name": run.name} for run in runs], curves=curves, **body)
 
 
 @bp.get("/poll")

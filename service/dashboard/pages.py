@@ -42,6 +42,7 @@ from trainyard.service.dashboard.views import (
     key_params,
 )
 from trainyard.service.errors import ApiError
+from trainyard.service.groups import GROUPINGS
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import RUN_STATUSES, SUMMARY_FIELDS, Run, Sweep
 from trainyard.service.sweeps import METRICS
@@ -59,8 +60,8 @@ PAGE_SIZE = 50
 PICKER_PROJECTS = 200
 #: Sweeps a page of the sweeps list shows (their runs are counted in the database, never read).
 SWEEPS_PAGE_SIZE = 50
-#: Most projects the project picker lists (by name; the one shown is always among them).
-PICKER_PROJECTS = 200
+#: The bands the compare page draws around a group's mean curve: the first is the default.
+BANDS = {"minmax": "min–max", "std": "mean ± std"}
 #: Runs the sweep page's "compare the top k" link starts with.
 TOP_K = 5
 #: Which 2-D datasets get a decision boundary.
@@ -298,6 +299,12 @@ def compare() -> Any:
     ids = _compare_ids()
     if "run" in request.args:  # the table's form: to the shareable address
         return redirect(url_for(".compare", runs=",".join(ids)))
+    group = request.args.get("group") or None
+    if group is not None and group not in GROUPINGS:
+        abort(400, f"group must be {' or '.join(GROUPINGS)}")
+    band = request.args.get("band") or next(iter(BANDS))
+    if band not in BANDS:
+        abort(400, f"band must be {' or '.join(BANDS)}")
     with transaction(read_only=True) as s:
         shown = operations.get_runs(s, ids)
     params = compare_params([run.spec for run in shown])
@@ -309,7 +316,11 @@ def compare() -> Any:
         best=best,
         summary_fields=SUMMARY_FIELDS,
         durations=[format_duration(duration_seconds(run)) for run in shown],
-        curves_url=url_for("dashboard_data.compare", runs=",".join(ids), max_points=compare_points(len(ids))),
+        group=group,
+        band=band,
+        bands=BANDS,
+        curves_url=url_for("dashboard_data.compare", runs=",".join(ids), max_points=compare_points(len(ids)),
+                           group=group),
     )
 
 
@@ -408,6 +419,8 @@ def sweep(sweep_id: str) -> str:
         top_k=min(TOP_K, MAX_RUNS),
         max_k=max(1, min(MAX_RUNS, len(view["runs"]))),
         top_ids=[row["id"] for row in view["runs"][:TOP_K]],
+        seed_ids=[row["id"] for row in view["runs"][:MAX_RUNS]] if "seed" in view["paths"] else None,
+        max_runs=MAX_RUNS,
         statuses=RUN_STATUSES,
         data_url=url_for("dashboard_data.sweep", sweep_id=sweep_id, metric=metric),
     )

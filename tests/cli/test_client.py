@@ -125,6 +125,20 @@ def test_compare(client, spec, train):
     assert missing.value.status == 404 and missing.value.fields[0]["field"] == "runs"
 
 
+def test_compare_grouped_over_seeds(client, spec, train):
+    a, b = client.submit(spec | {"seed": 1}), client.submit(spec | {"seed": 2})
+    c = client.submit(spec | {"seed": 1, "optimizer": {"name": "adam", "lr": 0.05}})
+    for run in (a, b):
+        train(run["id"])
+    groups = client.compare([a["id"], b["id"], c["id"]], fields=["train_loss"], group="seed")["groups"]
+    assert [group["runs"] for group in groups] == [[a["id"], b["id"]], [c["id"]]]
+    assert groups[0]["curves"]["train_loss"]["count"][0] == 2 and groups[1]["curves"]["epoch"] == []
+    assert "groups" not in client.compare([a["id"]])
+    with pytest.raises(ApiError) as bad:
+        client.compare([a["id"]], group="lr")
+    assert bad.value.status == 400 and bad.value.fields[0]["field"] == "group"
+
+
 def test_datasets_upload_and_list(client, tmp_path):
     path = tmp_path / "points.csv"
     path.write_text("x1,x2,label\n0,0,a\n0,1,b\n1,0,b\n1,1,a\n")

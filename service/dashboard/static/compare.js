@@ -1,4 +1,5 @@
-// The compare page: every selected run's curves overlaid per metric, live; differences-only; parameters vs metric.
+// The compare page: every selected run's curves overlaid per metric, live; differences-only; parameters vs metric;
+// or the runs grouped over their seeds: each group's mean curve with a band, and its metrics as mean ± std.
 "use strict";
 (function () {
   const page = document.getElementById("compare-page");
@@ -7,11 +8,18 @@
   const TITLES = {train_loss: "Train loss", val_loss: "Validation loss", train_accuracy: "Train accuracy",
                   val_accuracy: "Validation accuracy"};
   const LEGEND_RUNS = 12;
+  const GROUP_REFRESH_MS = 5000;  // while runs train, a grouped view re-reads its groups at most this often
   let runs = [];
   let curves = {};
+  let groups = null;  // the runs grouped over seeds, once asked for
+  let groupsAt = 0;
   let options;
+  const groupBox = document.getElementById("group-seeds");
+  const bandSelect = document.getElementById("band");
+  const xAxis = document.getElementById("x-axis");
 
   function draw() {
+    if (groupBox.checked && groups) { drawGroups(); return; }
     for (const metric of METRICS) {
       const traces = runs.map((run, i) => {
         const c = curves[run.id];
@@ -25,6 +33,121 @@
       if (!div.hidden) Plotly.react(div, traces, layout, TY.PLOT_CONFIG);
     }
   }
+
+  // ------------------------------------------------------------------ groups over seeds
+  // A colour with transparency, for a band: `hex` as "#rrggbb" or "hsl(h, s%, l%)" (TY.color's two forms).
+  function translucent(color, alpha) {
+    if (color.startsWith("#")) {
+      const c = (k) => parseInt(color.substr(k, 2), 16);
+      return "rgba(" + c(1) + "," + c(3) + "," + c(5) + "," + alpha + ")";
+    }
+    return color.replace("hsl(", "hsla(").replace(")", ", " + alpha + ")");
+  }
+
+  function paramText(value) {
+    if (typeof value === "number") return TY.num(value);
+    if (typeof value === "string") return value;
+    return JSON.stringify(value);
+  }
+
+  // A group's name: its values of the parameters that differ between the compared runs (else its first run's name),
+  // and its size.
+  function groupName(group) {
+    const params = Object.entries(group.params).map(([path, value]) => path + "=" + paramText(value)).join(" · ");
+    const first = runs.find((run) => run.id === group.runs[0]);
+    return (params || (first ? first.name : group.runs[0])) + " (n=" + group.size + ")";
+  }
+
+  function drawGroups() {
+    const std = bandSelect.value === "std";
+    for (const metric of METRICS) {
+      const traces = [];
+      groups.forEach((group, i) => {
+        const c = group.curves, stats = c[metric];
+        const color = TY.color(i, groups.length), name = TY.plotText(groupName(group));
+        const off = (sign) => stats.mean.map((m, k) => (m === null || stats.std[k] === null ? null
+                                                                                           : m + sign * stats.std[k]));
+        const lower = std ? off(-1) : stats.min, upper = std ? off(1) : stats.max;
+        const common = {type: "scatter", mode: "lines", x: c.epoch, legendgroup: "group-" + i};
+        traces.push(Object.assign({}, common, {y: TY.smooth(lower, options.smoothing), line: {width: 0, color},
+                                               showlegend: false, hoverinfo: "skip", name: name + " band"}));
+        traces.push(Object.assign({}, common, {y: TY.smooth(upper, options.smoothing), line: {width: 0, color},
+                                               fill: "tonexty", fillcolor: translucent(color, 0.2),
+                                               showlegend: false, hoverinfo: "skip", name: name + " band"}));
+        traces.push(Object.assign({}, common, {y: TY.smooth(stats.mean, options.smoothing), name,
+                                               line: {color, width: 2}}));
+      });
+      const div = document.getElementById("chart-" + metric);
+      div.hidden = !groups.some((g) => g.curves[metric].mean.some((v) => v !== null && Number.isFinite(v)));
+      const layout = TY.layout(TITLES[metric], Object.assign({}, options, {x: "epoch"}), metric.endsWith("loss"));
+      layout.showlegend = groups.length <= LEGEND_RUNS;
+      if (!div.hidden) Plotly.react(div, traces, layout, TY.PLOT_CONFIG);
+    }
+  }
+
+  // The metrics table of the groups: each summary metric as mean ± std over the group's runs that have it.
+  function groupTable() {
+    const table = document.getElementById("group-table");
+    const names = Object.keys(groups.length ? groups[0].summary : {});
+    const rows = groups.map((group, i) => {
+      const tr = document.createElement("tr");
+      tr.dataset.group = String(i);
+      const name = document.createElement("td");
+      name.className = "name";
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = TY.color(i, groups.length);
+      name.append(swatch, groupName(group));
+      name.title = group.runs.map((id) => (runs.find((run) => run.id === id) || {name: id}).name).join("\n");
+      tr.appendChild(name);
+      const size = document.createElement("td");
+      size.className = "num";
+      size.dataset.field = "size";
+      size.textContent = String(group.size);
+      tr.appendChild(size);
+      for (const field of names) {
+        const spread = group.summary[field];
+        const td = document.createElement("td");
+        td.className = "num";
+        td.dataset.field = field;
+        td.textContent = spread.std === null ? TY.num(spread.mean) : TY.num(spread.mean) + " ± " + TY.num(spread.std);
+        td.title = "over " + spread.count + " of " + group.size + " runs";
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    table.tBodies[0].replaceChildren(...rows);
+  }
+
+  async function loadGroups() {
+    const data = await TY.getJSON(page.dataset.curves + "&group=seed");
+    groupsAt = Date.now();
+    groups = data.groups;  // the runs' own curves and statuses: the poll keeps those current
+  }
+
+  // The switch and the band: the page's address remembers both (?group=seed&band=std), to be shared.
+  function showGrouping() {
+    const grouped = groupBox.checked;
+    bandSelect.disabled = !grouped;
+    xAxis.disabled = grouped;  // a group's runs share epochs, not wall time
+    document.getElementById("group-hint").hidden = !grouped;
+    document.getElementById("group-table-box").hidden = !grouped;
+    document.getElementById("metrics-table-box").hidden = grouped;
+    const url = new URL(window.location.href);
+    if (grouped) url.searchParams.set("group", "seed"); else url.searchParams.delete("group");
+    if (grouped && bandSelect.value !== bandSelect.options[0].value) url.searchParams.set("band", bandSelect.value);
+    else url.searchParams.delete("band");
+    window.history.replaceState(null, "", url);
+    if (grouped && groups) groupTable();
+  }
+
+  async function regroup() {
+    if (groupBox.checked && !groups) await loadGroups();
+    showGrouping();
+    draw();
+  }
+  groupBox.addEventListener("change", () => regroup().catch(TY.report));
+  bandSelect.addEventListener("change", () => { showGrouping(); draw(); });
 
   document.querySelectorAll(".swatch").forEach((el) => {
     el.style.background = TY.color(Number(el.dataset.index), ids.length);
@@ -90,9 +213,12 @@
 
   // ------------------------------------------------------------------ live
   async function start() {
-    const data = await TY.getJSON(page.dataset.curves);  // preloaded by the page's <link rel="preload">
+    const grouped = page.dataset.group === "seed";
+    // preloaded by the page's <link rel="preload">
+    const data = await TY.getJSON(page.dataset.curves + (grouped ? "&group=seed" : ""));
     runs = data.runs;
     curves = data.curves;
+    if (grouped) { groups = data.groups; groupsAt = Date.now(); }
     options = TY.chartControls(async (state) => {
       if (state.x === "elapsed" && runs.some((run) => !curves[run.id].elapsed)) {  // wall time: fetched when first asked
         const timed = await TY.getJSON(page.dataset.curves + "&elapsed=1");
@@ -102,6 +228,7 @@
       draw();
     });
     options = options();
+    showGrouping();
     draw();
     paramsVersusMetric();
     const table = document.getElementById("metrics-table");
@@ -124,6 +251,10 @@
           TY.append(curves[status.id], more, METRICS);
           grew = true;
         }
+      }
+      if (grew && groups && Date.now() - groupsAt > GROUP_REFRESH_MS) {
+        await loadGroups();
+        if (groupBox.checked) groupTable();
       }
       if (grew) draw();
       markBest(table);

@@ -158,6 +158,14 @@
   }
   topK.addEventListener("input", updateTopK);
 
+  // A sweep that swept `seed`: its runs (the best ones, as many as a comparison takes) grouped over their seeds.
+  const compareSeeds = document.getElementById("compare-seeds");
+  function updateSeeds() {
+    if (!compareSeeds) return;
+    const ids = data.runs.slice(0, Number(page.dataset.maxRuns)).map((run) => run.id);
+    compareSeeds.href = ids.length ? page.dataset.compare + "?runs=" + ids.join(",") + "&group=seed" : "#";
+  }
+
   document.getElementById("metric").addEventListener("change", () => document.getElementById("metric-form").submit());
 
   function showProgress() {
@@ -191,6 +199,7 @@
       drawTable();
       drawChart();
       updateTopK();
+      updateSeeds();
       return data.active;
     });
   }

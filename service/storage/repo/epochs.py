@@ -252,7 +252,7 @@ def get_epoch_page(
 
 
 def get_curves(
-    *, session: Session, run_ids: Sequence[str], fields: Sequence[str], max_points: int | None = None
+    *, session: Session, run_ids: Sequence[str], fields: Sequence[str], max_points: int | None = None, stride: int = 1
 ) -> dict[str, dict[str, np.ndarray]]:
     """The numeric fields of several runs' epochs as columns: ``{run_id: {"epoch": ints, field: floats}}``.
 
@@ -261,11 +261,14 @@ def get_curves(
     :data:`EPOCH_METRICS`; float64, NaN for null), downsampled per run to
     ``max_points`` as :func:`get_epochs` describes.  On PostgreSQL one query
     serves all runs.  A run without epochs (or no such run) has empty arrays.
+    With a ``stride`` above 1 only the epochs numbered a multiple of it are
+    read (in SQL, before any downsampling): a bounded read of long runs whose
+    epoch numbers still line up from run to run.
 
     Raises
     ------
     ValueError
-        For a field that is not a numeric epoch field, or a ``max_points`` below 2.
+        For a field that is not a numeric epoch field, a ``max_points`` below 2 or a ``stride`` below 1.
     """
     metrics = _epoch_fields(fields)
     lists = [name for name in metrics if name not in EPOCH_METRICS]
@@ -273,8 +276,10 @@ def get_curves(
         raise ValueError(f"curves hold numeric fields only, not {', '.join(lists)}")
     if max_points is not None and max_points < 2:
         raise ValueError("max_points must be at least 2")
+    if stride < 1:
+        raise ValueError("stride must be at least 1")
     curves: dict[str, dict[str, np.ndarray]] = {}
-    for run_id, (epochs, columns) in _metric_columns(session, run_ids, 0, metrics).items():
+    for run_id, (epochs, columns) in _metric_columns(session, run_ids, 0, metrics, stride=stride).items():
         if max_points is not None and len(epochs) > max_points:
             kept = downsample([columns[name] for name in metrics], len(epochs), max_points)
             epochs, columns = epochs[kept], {name: values[kept] for name, values in columns.items()}
@@ -294,9 +299,11 @@ def _epoch_fields(fields: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _metric_columns(
-    session: Session, run_ids: Sequence[str], since: int, metrics: Sequence[str], until: int | None = None
+    session: Session, run_ids: Sequence[str], since: int, metrics: Sequence[str], until: int | None = None,
+    stride: int = 1,
 ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Per run: the epoch numbers (int64) and the numeric fields (float64, NaN for null), by epoch.
+    """Per run: the epoch numbers (int64) and the numeric fields (float64, NaN for null), by epoch (with a
+    ``stride`` above 1, only the epochs numbered a multiple of it).
 
     A run without epochs maps to empty arrays.  The query runs on the DBAPI
     cursor of the session's connection (inside its transaction): SQLAlchemy's
@@ -311,13 +318,14 @@ def _metric_columns(
     """
     connection = session.connection()
     postgres = connection.dialect.name == "postgresql"
-    sql, positions = _metric_query(connection.dialect, tuple(metrics))
+    sql, positions = _metric_query(connection.dialect, tuple(metrics), stride > 1)
     empty = np.empty(0, dtype=np.int64), {name: np.empty(0) for name in metrics}
     found: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    bounds = {"since": since, "until": _LAST if until is None else until, "stride": stride}
     cursor = connection.connection.cursor(binary=True) if postgres else connection.connection.cursor()
     with contextlib.closing(cursor):
         if postgres:
-            cursor.execute(sql, {"run_ids": list(run_ids), "since": since, "until": _LAST if until is None else until})
+            cursor.execute(sql, {"run_ids": list(run_ids), **bounds})
             record = np.dtype([("epoch", ">i4"), *((name, ">f8") for name in metrics)])
             for run_id, packed in cursor.fetchall():
                 array = np.frombuffer(packed or b"", dtype=record)
@@ -326,7 +334,7 @@ def _metric_columns(
                 found[run_id] = array["epoch"].astype(np.int64), values
         else:
             for run_id in run_ids:
-                params = {"run_id": run_id, "since": since, "until": _LAST if until is None else until}
+                params = {"run_id": run_id, **bounds}
                 cursor.execute(sql, [params[name] for name in positions])
                 columns = list(zip(*cursor.fetchall()))
                 if columns:
@@ -337,15 +345,21 @@ def _metric_columns(
 
 
 @functools.lru_cache(maxsize=128)
-def _metric_query(dialect: Dialect, metrics: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
+def _metric_query(
+    dialect: Dialect, metrics: tuple[str, ...], strided: bool = False
+) -> tuple[str, tuple[str, ...] | None]:
     """The SQL of :func:`_metric_columns` for one dialect and field list, compiled once.
 
     Returns the SQL and, for a positional paramstyle (SQLite's), the names of
     its parameters in order.  PostgreSQL's takes ``run_ids`` (a list),
-    ``since`` and ``until``; SQLite's one ``run_id``, ``since`` and ``until``.
+    ``since`` and ``until``; SQLite's one ``run_id``, ``since`` and
+    ``until``; when ``strided``, both also take ``stride`` (only epochs
+    numbered a multiple of it).
     """
     table = Epoch.__table__
     since = and_(table.c.epoch > bindparam("since", type_=Integer), table.c.epoch <= bindparam("until", type_=Integer))
+    if strided:
+        since = since & ((table.c.epoch % bindparam("stride", type_=Integer)) == literal_column("0"))
     if dialect.name == "postgresql":
         packed = func.int4send(table.c.epoch)
         for name in metrics:

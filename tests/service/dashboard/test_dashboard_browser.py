@@ -766,3 +766,110 @@ def test_the_project_picker_keeps_the_project_in_the_address(laptop: Page, serve
     p.wait_for_url(lambda url: url.endswith("/runs?sort=-created_at") or url.endswith("/runs"))
     assert "project" not in p.url and rows.count() == everything
     p.wait_for_load_state("networkidle")  # leaving while plotly.min.js is prefetched would leave werkzeug's file open
+
+
+def _seeded_run(server: Server, lr: float, seed: int, losses: np.ndarray, final: float,
+                sweep_id: str | None = None) -> str:
+    """A succeeded run of ``SPEC`` at ``lr`` and ``seed`` (in that sweep) whose train loss at epoch k+1 is
+    ``losses[k]``."""
+    spec = copy.deepcopy(SPEC) | {"name": f"lr {lr} seed {seed}", "seed": seed, "epochs": len(losses),
+                                  "tags": ["seeds"]}
+    spec["optimizer"]["lr"] = lr
+    rows = [{"epoch": k + 1, "train_loss": float(loss), "val_loss": float(loss) + 0.1} for k, loss in enumerate(losses)]
+    with server.Session() as s, s.begin():
+        run = repo.create_run(session=s, spec=spec, name=spec["name"], seed=seed, tags=["seeds"], notes="",
+                              epochs_total=len(losses), sweep_id=sweep_id)
+        repo.claim_run(session=s, run_id=run.id, worker="browser-test", lease_seconds=600)
+        repo.write_epochs(session=s, run_id=run.id, rows=rows)
+        repo.finish_run(session=s, run_id=run.id, status="succeeded",
+                        summary={"final_train_loss": final, "final_val_loss": float(losses[-1]) + 0.1})
+        return run.id
+
+
+def test_compare_groups_runs_over_seeds_with_a_band(laptop: Page, server: Server, token: str,
+                                                     screenshots: Path) -> None:
+    """Three seeds at lr 0.5 and two at lr 0.1: the switch draws two mean curves with their bands (min–max, then
+    mean ± std, checked against numpy), the legend gives each group's size and the table mean ± std."""
+    rng = np.random.default_rng(11)
+    epochs = 40
+    made: dict[float, list[tuple[str, np.ndarray, float]]] = {0.5: [], 0.1: []}
+    for lr, seeds in ((0.5, (1, 2, 3)), (0.1, (1, 2))):
+        for seed in seeds:
+            losses = 1.0 / np.arange(1, epochs + 1) + rng.uniform(0, 0.2, epochs) + (0.3 if lr == 0.1 else 0.0)
+            final = float(rng.uniform(0.05, 0.5))
+            made[lr].append((_seeded_run(server, lr, seed, losses, final), losses, final))
+    ids = [run_id for lr in (0.5, 0.1) for run_id, _, _ in made[lr]]
+    laptop.log_in(token)
+    p = laptop.page
+    p.goto(f"/compare?runs={','.join(ids)}")
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 5")
+    assert p.locator("#group-table-box").is_hidden() and p.locator("#band").is_disabled()
+
+    p.check("#group-seeds")
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 6")
+    assert "group=seed" in p.url
+    data = p.evaluate("() => document.getElementById('chart-train_loss').data.map(t => [t.name, t.fill || null,"
+                      " t.showlegend !== false, t.x, t.y])")
+    legend = p.locator("#chart-train_loss .legendtext").all_text_contents()
+    assert legend == ["optimizer.lr=0.5 (n=3)", "optimizer.lr=0.1 (n=2)"]
+    assert p.locator("#chart-train_loss .scatterlayer .trace .fills path").count() == 2  # the bands, drawn
+    for g, lr in enumerate((0.5, 0.1)):
+        losses = np.array([run[1] for run in made[lr]])
+        lower, upper, mean = data[3 * g: 3 * g + 3]
+        assert upper[1] == "tonexty" and not lower[2] and not upper[2] and mean[2]
+        assert mean[0] == legend[g] and mean[3] == list(range(1, epochs + 1))
+        assert np.allclose(mean[4], losses.mean(axis=0), rtol=1e-6)
+        assert np.allclose(lower[4], losses.min(axis=0), rtol=1e-6)
+        assert np.allclose(upper[4], losses.max(axis=0), rtol=1e-6)
+
+    p.select_option("#band", "std")
+    p.wait_for_function("() => new URL(location.href).searchParams.get('band') === 'std'")
+    data = p.evaluate("() => document.getElementById('chart-train_loss').data.map(t => t.y)")
+    for g, lr in enumerate((0.5, 0.1)):
+        losses = np.array([run[1] for run in made[lr]])
+        mean, std = losses.mean(axis=0), losses.std(axis=0, ddof=1)
+        assert np.allclose(data[3 * g], mean - std, rtol=1e-5) and np.allclose(data[3 * g + 1], mean + std, rtol=1e-5)
+
+    table = p.locator("#group-table")
+    assert table.is_visible() and p.locator("#metrics-table").is_hidden()
+    rows = table.locator("tbody tr")
+    assert rows.count() == 2
+    for g, lr in enumerate((0.5, 0.1)):
+        finals = np.array([run[2] for run in made[lr]])
+        row = rows.nth(g)
+        assert row.locator("td.name").text_content() == legend[g]
+        assert row.locator('[data-field="size"]').text_content() == str(len(finals))
+        shown = row.locator('[data-field="final_train_loss"]').text_content()
+        mean_text, std_text = shown.split(" ± ")
+        assert float(mean_text) == pytest.approx(finals.mean(), rel=1e-3)
+        assert float(std_text) == pytest.approx(finals.std(ddof=1), rel=1e-3)
+    assert p.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    p.screenshot(path=screenshots / "compare-groups-1280.png", full_page=True)
+
+    p.reload()  # the address keeps the grouping and the band
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 6")
+    assert p.locator("#group-seeds").is_checked() and p.locator("#band").input_value() == "std"
+    p.uncheck("#group-seeds")
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 5")
+    assert p.locator("#metrics-table").is_visible() and "group=" not in p.url
+
+
+def test_a_sweep_over_seeds_opens_its_runs_grouped(laptop: Page, server: Server, token: str) -> None:
+    with server.Session() as s, s.begin():
+        sweep = repo.create_sweep(session=s, name="lr by seed", method="grid", base_spec=SPEC,
+                                  space={"space": {"optimizer.lr": [0.5, 0.1], "seed": [1, 2, 3]}, "n": None,
+                                         "seed": 0})
+    losses = 1.0 / np.arange(1, 11)
+    for lr in (0.5, 0.1):
+        for seed in (1, 2, 3):
+            _seeded_run(server, lr, seed, losses * (1 + seed / 10), 0.1 * seed, sweep_id=sweep.id)
+    laptop.log_in(token)
+    p = laptop.page
+    p.goto(f"/sweeps/{sweep.id}")
+    p.click("#compare-seeds")
+    p.wait_for_url("**/compare?*group=seed*")
+    p.wait_for_function("() => document.querySelectorAll('#chart-train_loss .scatterlayer .trace').length === 6")
+    legend = sorted(p.locator("#chart-train_loss .legendtext").all_text_contents())
+    assert legend == ["optimizer.lr=0.1 (n=3)", "optimizer.lr=0.5 (n=3)"]
+    assert p.locator("#group-seeds").is_checked() and p.locator("#group-table tbody tr").count() == 2
+

@@ -292,6 +292,23 @@ def test_get_curves_reads_many_runs_as_columns(Session, make_run):
     assert 50.0 in curves[spiky.id]["train_loss"]
 
 
+def test_get_curves_at_a_stride_reads_the_multiples_only(Session, make_run):
+    long, short = make_run(), make_run()
+    _write(Session, long.id, [_row(n, val_loss=2.0 / n) for n in range(1, 101)])
+    _write(Session, short.id, [_row(n) for n in (1, 2, 3, 4, 6, 7)])
+    with Session() as s:
+        curves = repo.get_curves(session=s, run_ids=[long.id, short.id], fields=["val_loss"], stride=3)
+        downsampled = repo.get_curves(session=s, run_ids=[long.id], fields=["val_loss"], stride=3, max_points=5)
+        with pytest.raises(ValueError, match="stride"):
+            repo.get_curves(session=s, run_ids=[long.id], fields=["val_loss"], stride=0)
+
+    assert curves[long.id]["epoch"].tolist() == list(range(3, 101, 3))
+    assert curves[long.id]["val_loss"].tolist() == [2.0 / n for n in range(3, 101, 3)]
+    assert curves[short.id]["epoch"].tolist() == [3, 6]
+    kept = downsampled[long.id]["epoch"].tolist()
+    assert len(kept) == 5 and kept[0] == 3 and kept[-1] == 99 and all(n % 3 == 0 for n in kept)
+
+
 def test_get_curves_refuses_list_fields(Session, make_run):
     with Session() as s, pytest.raises(ValueError, match="numeric fields only"):
         repo.get_curves(session=s, run_ids=[make_run().id], fields=["train_loss", "grad_norms"])
