@@ -17,6 +17,8 @@
 - ``form`` and ``files``: a multipart body's text fields (a model, given to
   the view as ``form=``) and the names of its file parts, up to
   ``upload_limit`` bytes (413 beyond it); the view reads ``request.files``.
+- ``raw_body``: the media type of a binary body (``application/octet-stream``) the view reads itself, for the
+  document.
 - ``headers``: request headers the view reads itself, for the document.
 - path parameters: ``<id:run_id>`` (:class:`IdConverter`) matches ids only; anything else is a 404.
 - ``responses``: ``{status: type}``, the type a pydantic model, a TypedDict
@@ -104,6 +106,7 @@ class Declaration:
     form: type[BaseModel] | None = None
     files: tuple[str, ...] = ()
     upload_limit: int | None = None
+    raw_body: str | None = None
     headers: tuple[Header, ...] = ()
     responses: Mapping[int, Any] = field(default_factory=dict)
     summary: str = ""
@@ -122,11 +125,12 @@ def declare(
     form: type[BaseModel] | None = None,
     files: Sequence[str] = (),
     upload_limit: int | None = None,
+    raw_body: str | None = None,
     headers: Sequence[Header] = (),
 ) -> Callable[[V], V]:
     """Declare a view's input and output; the view is called with ``query=``, ``body=``, ``form=`` as declared."""
-    declaration = Declaration(query, body, form, tuple(files), upload_limit, tuple(headers), dict(responses),
-                              summary, description, tuple(tags))
+    declaration = Declaration(query, body, form, tuple(files), upload_limit, raw_body, tuple(headers),
+                              dict(responses), summary, description, tuple(tags))
 
     def decorator(view: V) -> V:
         @functools.wraps(view)
