@@ -13,7 +13,8 @@
 - ``body``: the JSON body's model, parsed from the raw bytes with pydantic's
   JSON mode (so a strict model stays strict): 415 unless the body is JSON,
   400 when it does not parse, 422 naming the JSON paths at fault.  The view
-  gets it as ``body=``.
+  gets it as ``body=``.  ``upload_limit`` raises its size limit (the app's
+  ``MAX_CONTENT_LENGTH``, 1 MiB) for this view alone.
 - ``form`` and ``files``: a multipart body's text fields (a model, given to
   the view as ``form=``) and the names of its file parts, up to
   ``upload_limit`` bytes (413 beyond it); the view reads ``request.files``.
@@ -139,6 +140,8 @@ def declare(
             if query is not None:
                 kwargs["query"] = parsed
             if body is not None:
+                if upload_limit is not None:
+                    request.max_content_length = upload_limit
                 kwargs["body"] = parse_body(body)
             if form is not None:
                 kwargs["form"] = parse_form(form, declaration.files, upload_limit)

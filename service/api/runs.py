@@ -9,6 +9,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from trainyard.service import operations
 from trainyard.service.api.declare import declare
 from trainyard.service.api.schemas import (
+    MAX_EPOCHS_BODY,
     QUOTA,
     EpochsQuery,
     ExportQuery,
@@ -203,13 +204,13 @@ def track_run(body: TrackRequest) -> tuple[Response, int, dict[str, str]]:
 
 @bp.post("/runs/<id:run_id>/epochs")
 @requires("write")
-@declare(body=TrackedEpochs, responses={200: Written, 409: NOT_TRACKING}, tags=TAGS,
+@declare(body=TrackedEpochs, upload_limit=MAX_EPOCHS_BODY, responses={200: Written, 409: NOT_TRACKING}, tags=TAGS,
          summary="Log a tracked run's epochs, with built-in and custom metrics",
          description="Each epoch: `epoch` (1 to 1,000,000) and any of the built-in metrics and custom ones by name "
          f"(matching `{repo.METRIC_NAME_PATTERN}`, at most {repo.MAX_CUSTOM_METRICS} names per run), finite numbers "
-         "or null. Idempotent per epoch: an epoch sent again keeps one row, the fields sent again take the new "
-         "values, the others keep theirs. The run's `epochs_done` becomes its highest epoch and its summary is "
-         "brought up to date.")
+         "or null; the body up to 16 MiB. Idempotent per epoch: an epoch sent again keeps one row, the fields sent "
+         "again take the new values, the others keep theirs. The run's `epochs_done` becomes its highest epoch and "
+         "its summary is brought up to date.")
 def log_epochs(run_id: str, body: TrackedEpochs) -> Response:
     written, done = operations.log_epochs(run_id, [epoch.model_dump(exclude_unset=True) for epoch in body.root])
     answer: Written = {"written": written, "epochs_done": done}

@@ -228,6 +228,8 @@ class RunPatch(BaseModel):
 MAX_PARAMS_BYTES = 64 * 1024
 #: Most epochs one ``POST /api/runs/<id>/epochs`` takes.
 MAX_EPOCH_BATCH = 10_000
+#: Largest body of ``POST /api/runs/<id>/epochs``: 10,000 epochs of every built-in metric and 32 custom ones fit.
+MAX_EPOCHS_BODY = 16 * 2**20
 
 #: A metric's value: a finite float, or null.
 MetricValue = Annotated[float, Field(allow_inf_nan=False)] | None

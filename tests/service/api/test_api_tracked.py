@@ -301,3 +301,13 @@ def test_weights_sent_again_replace_the_first(api, reader, tracked):
         assert response.status_code == 201
     got = reader.get(f"/api/runs/{tracked}/weights?epoch=3").get_json()
     assert np.allclose(got["layers"][0]["W"], _layers(np.random.default_rng(2))["W1"])
+
+
+def test_ten_thousand_epochs_of_many_metrics_fit_in_one_request(api, reader, tracked):
+    """Over the 1 MiB other JSON bodies may take: the epochs route takes up to 16 MiB."""
+    epochs = [{"epoch": e, "train_loss": 1 / e, "val_loss": 2 / e, "lr": 0.001, "seconds": 0.012345,
+               **{f"metric_{k}": e / 7 for k in range(8)}} for e in range(1, 10_001)]
+    response = _log(api, tracked, epochs)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"written": 10_000, "epochs_done": 10_000}
+    assert _log(api, tracked, epochs + [{"epoch": 1}]).status_code == 422  # 10,001 epochs: refused
