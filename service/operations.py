@@ -286,13 +286,19 @@ def _enqueue(runs: Sequence[Run]) -> None:
 
 
 def cancel_run(session: Session, run_id: str) -> Run:
-    """Cancel a queued run at once, or ask a running one to stop at its worker's next flush; the run.
+    """Cancel a queued run at once, or ask a running one to stop at its worker's next flush; the run.  A tracked run
+    is cancelled at once: its client's next call is refused (409).
 
     Raises :class:`AlreadyFinished` for a finished run (one that finishes
     meanwhile is returned unchanged).
     """
-    if get_run(session, run_id).finished:
+    run = get_run(session, run_id)
+    if run.finished:
         raise AlreadyFinished(run_id)
+    if run.kind == "tracked":
+        cancelled = repo.finish_run(session=session, run_id=run_id, status="cancelled",
+                                    stop_reason=f"cancelled at epoch {run.epochs_done}")
+        return cancelled or get_run(session, run_id)
     return repo.request_cancel(session=session, run_id=run_id)
 
 

@@ -311,3 +311,14 @@ def test_ten_thousand_epochs_of_many_metrics_fit_in_one_request(api, reader, tra
     assert response.status_code == 200, response.get_json()
     assert response.get_json() == {"written": 10_000, "epochs_done": 10_000}
     assert _log(api, tracked, epochs + [{"epoch": 1}]).status_code == 422  # 10,001 epochs: refused
+
+
+def test_cancelling_a_tracked_run_ends_it_at_once(api, tracked, assert_error, sent):
+    _log(api, tracked, [{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}])
+    response = api.post(f"/api/runs/{tracked}/cancel")
+    assert response.status_code == 200
+    run = response.get_json()
+    assert (run["status"], run["stop_reason"], run["finished_at"] is not None) == (
+        "cancelled", "cancelled at epoch 2", True)
+    assert_error(_log(api, tracked, [{"epoch": 3, "train_loss": 0.1}]), 409, "not_tracking")
+    assert sent() == []
