@@ -14,6 +14,7 @@ these functions store it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from trainyard.service.storage.models import DEFAULT_PROJECT, Epoch, Metric, Run, new_id
 from trainyard.service.storage.repo._common import _finite, _insert, _name, _now
-from trainyard.service.storage.repo.epochs import EPOCH_METRICS
+from trainyard.service.storage.repo.epochs import EPOCH_LISTS, EPOCH_METRICS
 from trainyard.service.storage.repo.runs import _tags
 
 #: A seed a tracked run's ``params`` may give (the ``runs.seed`` column is a BIGINT).
@@ -119,11 +120,20 @@ def write_tracked_epochs(
             if key not in keys:
                 keys.append(key)
             metrics.append({"run_id": run_id, "key": key, "epoch": epoch, "value": _finite(value)})
+    postgres = session.get_bind().dialect.name == "postgresql"
     for builtins, values in by_shape.items():  # one statement per set of fields sent: the others are kept
+        if postgres:
+            _upsert_unnest(session, "epochs", ("run_id", "epoch"), {"epoch": "integer", "recorded_at": "timestamptz",
+                                                                    **dict.fromkeys(builtins, "double precision")},
+                           values, fixed={name: "'[]'::jsonb" for name in EPOCH_LISTS})
+            continue
         insert = _insert(session, Epoch.__table__)
         changed = {name: insert.excluded[name] for name in ("recorded_at", *builtins)}
         session.execute(insert.on_conflict_do_update(index_elements=["run_id", "epoch"], set_=changed), values)
-    if metrics:
+    if metrics and postgres:
+        _upsert_unnest(session, "metrics", ("run_id", "key", "epoch"),
+                       {"key": "text", "epoch": "integer", "value": "double precision"}, metrics)
+    elif metrics:
         insert = _insert(session, Metric.__table__)
         session.execute(insert.on_conflict_do_update(index_elements=["run_id", "key", "epoch"],
                                                      set_={"value": insert.excluded.value}), metrics)
@@ -135,6 +145,27 @@ def write_tracked_epochs(
         .execution_options(synchronize_session=False)
     )
     return highest
+
+
+def _upsert_unnest(
+    session: Session, table: str, key: tuple[str, ...], columns: Mapping[str, str], rows: Sequence[Mapping[str, Any]],
+    fixed: Mapping[str, str] | None = None,
+) -> None:
+    """``INSERT ... SELECT FROM unnest(...) ON CONFLICT (key) DO UPDATE`` of ``rows`` (one ``run_id``) on
+    PostgreSQL: one array per column (``columns``: name → SQL type) sent in binary on the DBAPI cursor of the
+    session's connection, a constant statement text whatever the batch's size (as the worker's ``write_epochs``).
+    The columns outside ``key`` take the new values; those of ``fixed`` (name → SQL value) are set on insert only."""
+    names = list(columns)
+    fixed = fixed or {}
+    arrays = ", ".join(f"%({name})b::{sql_type}[]" for name, sql_type in columns.items())
+    changed = ", ".join(f"{name} = excluded.{name}" for name in names if name not in key)
+    sql = (f"INSERT INTO {table} (run_id, {', '.join([*names, *fixed])}) "
+           f"SELECT %(run_id)s, *{''.join(', ' + value for value in fixed.values())} FROM unnest({arrays}) "
+           f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {changed}")
+    params: dict[str, Any] = {"run_id": rows[0]["run_id"]}
+    params.update({name: [row[name] for row in rows] for name in names})
+    with contextlib.closing(session.connection().connection.cursor(binary=True)) as cursor:
+        cursor.execute(sql, params)
 
 
 def tracked_summary(*, session: Session, run_id: str) -> dict[str, float | int | None]:
