@@ -322,3 +322,16 @@ def test_cancelling_a_tracked_run_ends_it_at_once(api, tracked, assert_error, se
         "cancelled", "cancelled at epoch 2", True)
     assert_error(_log(api, tracked, [{"epoch": 3, "train_loss": 0.1}]), 409, "not_tracking")
     assert sent() == []
+
+
+def test_tracked_runs_group_over_seeds_with_their_custom_metrics(api, reader):
+    ids = []
+    for seed, scale in ((1, 1.0), (2, 3.0)):
+        run_id = _track(api, params={"lr": 0.1, "seed": seed})["id"]
+        _log(api, run_id, [{"epoch": e, "train_loss": scale / e, "bleu": scale * e} for e in (1, 2)])
+        ids.append(run_id)
+    body = reader.get(f"/api/compare?runs={','.join(ids)}&group=seed&fields=train_loss,bleu").get_json()
+    (group,) = body["groups"]
+    assert group["runs"] == ids and group["values"] == [1, 2]
+    assert group["curves"]["bleu"]["mean"] == [2.0, 4.0]
+    assert group["curves"]["train_loss"]["max"] == [3.0, 1.5]
