@@ -36,6 +36,7 @@ def test_a_tracked_runs_page_and_its_custom_curves(reader, tracked) -> None:
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert 'id="custom-charts"' in html and "data-boundary" not in html and "my own" in html
+    assert "epoch 5 of" not in html and "epoch 5" in html
     body = reader.get(f"/ui/data/runs/{tracked}/series").get_json()
     assert body["custom"] == ["bleu", "val/f1"]
     assert body["curves"]["bleu"] == [1.0, 2.0, 3.0, 4.0, 5.0]
