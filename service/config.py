@@ -200,6 +200,11 @@ class Settings(BaseSettings):
         "Most runs one API token may have queued at once (with auth off: all of them together); a submit or "
         "sweep past it is refused with `429`, saying how many are queued.",
     )
+    track_timeout_seconds: float = _setting(
+        600.0,
+        "A tracked run (logged by a client over the API) that sends nothing for this long is failed by the "
+        "workers' reconciler with `lost contact with the client`.",
+    )
     max_datasets_gb: float = _setting(
         10.0,
         "Most space, in GiB, all uploaded datasets may take together; an upload past it is refused with `413`.",
@@ -331,7 +336,8 @@ class Settings(BaseSettings):
     def _positive_whole(cls, value: Any) -> int:
         return int(_positive(value, whole=True))
 
-    @field_validator("lease_seconds", "flush_seconds", "weights_budget_mb", "max_datasets_gb", mode="before")
+    @field_validator("lease_seconds", "flush_seconds", "weights_budget_mb", "max_datasets_gb",
+                     "track_timeout_seconds", mode="before")
     @classmethod
     def _positive_number(cls, value: Any) -> float:
         return _positive(value, whole=False)

@@ -12,7 +12,7 @@ from flask import Response
 from pydantic import Field
 from typing_extensions import NotRequired, TypedDict  # pydantic reads TypedDicts from here before Python 3.12
 
-from trainyard.service.storage.models import DATASET_TASKS, ID_PATTERN, RUN_STATUSES, Dataset, Run
+from trainyard.service.storage.models import DATASET_TASKS, ID_PATTERN, RUN_KINDS, RUN_STATUSES, Dataset, Run
 from trainyard.trainer import TrainSpec
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
@@ -34,6 +34,10 @@ class Summary(TypedDict):
 class RunDocument(TypedDict):
     """A run: its spec, where it is (``epochs_done`` of ``epochs_total``), its summary and error.
 
+    ``kind`` is ``trained`` for a run a worker trains from its spec, ``tracked`` for one a client logs from its own
+    code (``POST /api/runs/track``): its ``spec`` is the client's ``params``, any JSON object, its
+    ``epochs_total`` 0 (not known in advance), its ``attempts`` 0.
+
     ``attempts`` is the attempt the run is on: 0 until a worker first takes it, 1 once one does, and one more
     each time the worker training it is lost (killed, or out of touch past its lease) and another takes over. A
     worker stopped gracefully (SIGTERM) hands the run on within the same attempt. A run is failed rather than
@@ -48,7 +52,8 @@ class RunDocument(TypedDict):
     name: str
     project: str
     status: Literal[RUN_STATUSES]  # type: ignore[valid-type]
-    spec: TrainSpec
+    kind: Literal[RUN_KINDS]  # type: ignore[valid-type]
+    spec: TrainSpec | dict[str, Any]
     tags: list[str]
     notes: str
     sweep_id: Id | None
@@ -90,7 +95,8 @@ class RunPage(TypedDict):
 
 
 class Epoch(TypedDict):
-    """One epoch's metrics (those asked for), null where an epoch has no value; the norms one per layer."""
+    """One epoch's metrics (those asked for), null where an epoch has no value; the norms one per layer.  A tracked
+    run's epochs also carry its custom metrics by name (``"bleu": 21.3``)."""
 
     epoch: int
     train_loss: NotRequired[float | None]
@@ -162,6 +168,7 @@ def run_json(run: Run) -> RunDocument:
         "name": run.name,
         "project": run.project,
         "status": run.status,
+        "kind": run.kind,
         "spec": run.spec,
         "tags": run.tags,
         "notes": run.notes,

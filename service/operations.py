@@ -19,10 +19,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -284,13 +286,19 @@ def _enqueue(runs: Sequence[Run]) -> None:
 
 
 def cancel_run(session: Session, run_id: str) -> Run:
-    """Cancel a queued run at once, or ask a running one to stop at its worker's next flush; the run.
+    """Cancel a queued run at once, or ask a running one to stop at its worker's next flush; the run.  A tracked run
+    is cancelled at once: its client's next call is refused (409).
 
     Raises :class:`AlreadyFinished` for a finished run (one that finishes
     meanwhile is returned unchanged).
     """
-    if get_run(session, run_id).finished:
+    run = get_run(session, run_id)
+    if run.finished:
         raise AlreadyFinished(run_id)
+    if run.kind == "tracked":
+        cancelled = repo.finish_run(session=session, run_id=run_id, status="cancelled",
+                                    stop_reason=f"cancelled at epoch {run.epochs_done}")
+        return cancelled or get_run(session, run_id)
     return repo.request_cancel(session=session, run_id=run_id)
 
 
@@ -333,7 +341,8 @@ def export(run_id: str, format: Literal["csv", "json"]) -> Iterator[bytes]:
 
     The CSV has a header row and one row per epoch: ``epoch``, the metrics
     (``repo.EPOCH_METRICS``), then the per-layer norms as columns of their
-    own, ``weight_norm_1`` ... and ``grad_norm_1`` ...; an empty cell where a
+    own, ``weight_norm_1`` ... and ``grad_norm_1`` ..., then a tracked run's
+    custom metrics by name, in the order first logged; an empty cell where a
     value is missing, floats written so they read back exactly.
 
     Raises
@@ -345,26 +354,29 @@ def export(run_id: str, format: Literal["csv", "json"]) -> Iterator[bytes]:
         run = get_run(s, run_id)
         head = dumps({"run": run_json(run), "epochs": []})[:-2] if format == "json" else None
         layers = repo.epoch_layers(session=s, run_id=run_id)
-    return _export_chunks(run_id, format, head, layers)
+        custom = list(run.metric_keys or [])
+    return _export_chunks(run_id, format, head, layers, custom)
 
 
-def _export_chunks(run_id: str, format: str, head: bytes | None, layers: int) -> Iterator[bytes]:
+def _export_chunks(run_id: str, format: str, head: bytes | None, layers: int, custom: list[str]) -> Iterator[bytes]:
+    fields = [*repo.EPOCH_FIELDS, *custom]  # those the export started with, on every page
     if format == "json":
         yield head or b""
     else:
         norms = [f"{name[:-1]}_{layer}" for name in repo.EPOCH_LISTS for layer in range(1, layers + 1)]
-        yield _csv([("epoch", *repo.EPOCH_METRICS, *norms)])
+        yield _csv([("epoch", *repo.EPOCH_METRICS, *norms, *custom)])
     after: int | None = 0
     first = True
     while after is not None:
         with transaction(read_only=True) as s:
-            rows, after = repo.get_epoch_page(session=s, run_id=run_id, since=after, limit=EXPORT_PAGE)
+            rows, after = repo.get_epoch_page(session=s, run_id=run_id, since=after, fields=fields,
+                                              limit=EXPORT_PAGE)
         if format == "json":
             if rows:
                 yield (b"" if first else b",") + dumps(rows)[1:-1]
                 first = False
         else:
-            yield _csv([_csv_row(row, layers) for row in rows])
+            yield _csv([_csv_row(row, layers, custom) for row in rows])
     if format == "json":
         yield b"]}"
 
@@ -375,9 +387,10 @@ def _csv(rows: Iterable[Sequence[Any]]) -> bytes:
     return out.getvalue().encode()
 
 
-def _csv_row(row: dict[str, Any], layers: int) -> list[Any]:
+def _csv_row(row: dict[str, Any], layers: int, custom: list[str]) -> list[Any]:
     lists = [_padded(row[name], layers) for name in repo.EPOCH_LISTS]
-    return [row["epoch"], *(_cell(row[name]) for name in repo.EPOCH_METRICS), *sum(lists, [])]
+    return [row["epoch"], *(_cell(row[name]) for name in repo.EPOCH_METRICS), *sum(lists, []),
+            *(_cell(row[name]) for name in custom)]
 
 
 def _padded(values: list[float | None], length: int) -> list[str]:
@@ -386,3 +399,156 @@ def _padded(values: list[float | None], length: int) -> list[str]:
 
 def _cell(value: float | None) -> str:
     return "" if value is None else repr(value)
+
+
+# --------------------------------------------------------------------------- tracked runs
+
+
+class NotTracked(ApiError):
+    """A tracked run's calls made on a run a worker trains, or on a tracked run that has finished (409)."""
+
+    def __init__(self, message: str):
+        super().__init__(409, "not_tracking", message)
+
+
+#: Largest ``.npz`` of weights a client may send for one epoch.
+MAX_WEIGHTS_UPLOAD = 64 * 2**20
+
+
+def track_run(
+    *, name: str, project: str, params: dict[str, Any], tags: list[str], notes: str,
+    idempotency_key: str | None = None,
+) -> Run:
+    """Store a tracked run, ``running`` with ``params`` as its spec; never sent to a worker.
+
+    An ``idempotency_key`` works as for :func:`create_run` (the key used for another run is a 422).
+    """
+    request = {"name": name, "project": project, "params": params, "tags": list(dict.fromkeys(tags)), "notes": notes}
+
+    def made() -> Run | None:
+        with transaction() as s:
+            return repo.get_run_by_idempotency_key(session=s, key=idempotency_key)
+
+    if idempotency_key is not None and (earlier := made()) is not None:
+        return _same_tracked_run(earlier, request)
+    try:
+        with transaction() as s:
+            return repo.create_tracked_run(session=s, **request, idempotency_key=idempotency_key,
+                                           token_id=current_token_id())
+    except IntegrityError:
+        if idempotency_key is None or (earlier := made()) is None:
+            raise
+        return _same_tracked_run(earlier, request)
+
+
+def _same_tracked_run(run: Run, request: dict[str, Any]) -> Run:
+    if run.kind != "tracked" or any(getattr(run, "spec" if key == "params" else key) != value
+                                    for key, value in request.items()):
+        raise _key_reused("run")
+    return run
+
+
+def tracking(session: Session, run_id: str) -> Run:
+    """The tracked run ``run_id``, still running, its row locked for the rest of the transaction: 404 for no run,
+    409 for a run a worker trains or one that has finished."""
+    run = repo.lock_run(session=session, run_id=run_id) if is_id(run_id) else None
+    if run is None:
+        raise not_found(f"no run {run_id}")
+    if run.kind != "tracked":
+        raise NotTracked(f"run {run_id} is trained by a worker: only a tracked run (POST /api/runs/track) takes "
+                         "epochs, weights and its finish from a client")
+    if run.finished:
+        raise NotTracked(f"run {run_id} has already finished ({run.status}): it takes nothing more")
+    return run
+
+
+def log_epochs(run_id: str, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """Store a tracked run's epochs (see ``repo.write_tracked_epochs``); ``(written, epochs_done)``: how many
+    distinct epochs the request held, and the highest epoch the run has.
+
+    422 naming the field (``3.bleu``: the fourth epoch's ``bleu``) for a custom metric whose name is reserved or
+    malformed, or that takes the run past ``repo.MAX_CUSTOM_METRICS`` names; nothing is written then.  Each row
+    holds the fields the client sent (checked by the API's schema): those not sent keep their stored values.
+    """
+    with transaction() as s:
+        run = tracking(s, run_id)
+        known = list(run.metric_keys or [])
+        for index, row in enumerate(rows):
+            for key in [key for key in row if key != "epoch" and key not in repo.EPOCH_METRICS]:  # in order sent
+                if not repo.is_metric_name(key):
+                    reserved = key in repo.RESERVED_METRIC_NAMES
+                    raise invalid_field(f"{index}.{key}", "is a built-in field, no custom metric" if reserved else
+                                        f"a custom metric's name must match {repo.METRIC_NAME_PATTERN}")
+                if key not in known:
+                    known.append(key)
+                    if len(known) > repo.MAX_CUSTOM_METRICS:
+                        raise invalid_field(f"{index}.{key}", f"a run has at most {repo.MAX_CUSTOM_METRICS} custom "
+                                            f"metrics, and this one would be number {len(known)} (it has "
+                                            f"{', '.join(known[:-1])})")
+        done = repo.write_tracked_epochs(session=s, run_id=run_id, rows=rows)
+    return len({row["epoch"] for row in rows}), done
+
+
+def check_weights(data: bytes) -> None:
+    """422 (field ``body``) unless ``data`` is an ``.npz`` of float arrays ``W1, b1, ..., Wk, bk``: each ``W`` of
+    shape (fan_in, fan_out), its ``b`` of shape (fan_out,), each layer's fan_in the fan_out of the one before."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            names = set(arrays.files)
+            layers = len(names) // 2
+            expected = {f"{kind}{i}" for i in range(1, layers + 1) for kind in "Wb"}
+            if not layers or names != expected:
+                raise ValueError(f"needs arrays W1, b1, ..., Wk, bk and nothing else, not {', '.join(sorted(names))}")
+            fan_in = None
+            for i in range(1, layers + 1):
+                W, b = arrays[f"W{i}"], arrays[f"b{i}"]
+                if W.dtype.kind != "f" or b.dtype.kind != "f":
+                    raise ValueError(f"layer {i}: W{i} and b{i} must be float arrays, not {W.dtype} and {b.dtype}")
+                if W.ndim != 2 or b.shape != (W.shape[1],):
+                    raise ValueError(f"layer {i}: W{i} must be (fan_in, fan_out) and b{i} (fan_out,), not "
+                                     f"{W.shape} and {b.shape}")
+                if fan_in is not None and W.shape[0] != fan_in:
+                    raise ValueError(f"layer {i}: W{i} takes {W.shape[0]} inputs where layer {i - 1} gives {fan_in}")
+                fan_in = W.shape[1]
+    except ValueError as exc:
+        raise invalid_field("body", str(exc)) from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError):
+        raise invalid_field("body", "is no .npz file (numpy.savez of W1, b1, W2, b2, ...)") from None
+
+
+def log_weights(run_id: str, epoch: int, data: bytes) -> None:
+    """Store a tracked run's weights at ``epoch`` (checked by :func:`check_weights`), replacing any sent before."""
+    check_weights(data)
+    with transaction() as s:
+        tracking(s, run_id)
+        repo.delete_weights(session=s, run_id=run_id, epochs=[epoch])
+        repo.write_weights_many(session=s, run_id=run_id, snapshots=[(epoch, data)])
+        repo.touch_run(session=s, run_id=run_id)
+
+
+#: ``stop_reason`` of a tracked run its client finished.
+FINISHED_BY_CLIENT = "finished by the client"
+
+
+def finish_tracked(run_id: str, status: Literal["succeeded", "failed"], error: str | None) -> Run:
+    """End a tracked run as its client says; the run.  A finish repeated as it was (the same status and error:
+    a client retrying a request whose answer it lost) returns the run unchanged; any other call on a finished run
+    is a 409.  422 (``error``) for a succeeded run given an error."""
+    stop_reason = _tracked_stop_reason(status, error)
+    if status == "succeeded" and error is not None:
+        raise invalid_field("error", "a succeeded run has no error: send null, or status failed")
+    with transaction() as s:
+        run = repo.lock_run(session=s, run_id=run_id) if is_id(run_id) else None
+        if (run is not None and run.kind == "tracked" and run.finished
+                and (run.status, run.error, run.stop_reason) == (status, error, stop_reason)):
+            return run
+        tracking(s, run_id)
+        finished = repo.finish_run(session=s, run_id=run_id, status=status, error=error, stop_reason=stop_reason)
+    assert finished is not None  # the row is locked: it is still running
+    return finished
+
+
+def _tracked_stop_reason(status: str, error: str | None) -> str:
+    if status == "succeeded":
+        return FINISHED_BY_CLIENT
+    return f"failed: {error}" if error else "failed by the client"

@@ -3,7 +3,8 @@
 Every ``interval`` seconds (the lease length) it calls
 :func:`trainyard.service.storage.repo.reconcile` in one transaction and sends the runs
 it returns to the queue: runs whose worker died (lease expired) and queued
-runs whose message may have been lost.  It works the same on every
+runs whose message may have been lost; it fails the tracked runs whose client
+fell silent (never sent to the queue).  It works the same on every
 transport, since it only reads the database and sends messages; several
 workers reconciling at once send at most a harmless duplicate.
 
@@ -42,15 +43,18 @@ class Reconciler(threading.Thread):
         Seconds between passes (the first pass runs at once).
     queued_for : float
         Seconds a queued run waits untouched before it is sent again.
+    tracked_for : float, optional
+        Seconds a tracked run's client may stay silent before its run is failed (None: never).
     housekeeping : callable, optional
         Called after each pass (see :func:`broker_housekeeping`).
     """
 
     def __init__(self, Session: sessionmaker[Session], send: Callable[[str], None], *, interval: float,
-                 queued_for: float, housekeeping: Callable[[], object] | None = None):
+                 queued_for: float, tracked_for: float | None = None,
+                 housekeeping: Callable[[], object] | None = None):
         super().__init__(name="trainyard-reconciler", daemon=True)
         self.Session, self.send = Session, send
-        self.interval, self.queued_for = interval, queued_for
+        self.interval, self.queued_for, self.tracked_for = interval, queued_for, tracked_for
         self.housekeeping = housekeeping
         self._stopped = threading.Event()
 
@@ -68,11 +72,12 @@ class Reconciler(threading.Thread):
     def reconcile_once(self) -> repo.Reconciled:
         """One pass: fix the database, then send the runs to resume; returns what was done."""
         with self.Session() as s, s.begin():
-            done = repo.reconcile(session=s, queued_for=self.queued_for)
+            done = repo.reconcile(session=s, queued_for=self.queued_for, tracked_for=self.tracked_for)
         for run_id in done.requeue:
             self.send(run_id)
-        if done.requeue or done.cancelled:
-            logger.info("reconciler: re-sent %s, cancelled %s", done.requeue, done.cancelled)
+        if done.requeue or done.cancelled or done.lost:
+            logger.info("reconciler: re-sent %s, cancelled %s, failed for lost contact %s", done.requeue,
+                        done.cancelled, done.lost)
         return done
 
     def stop(self) -> None:

@@ -89,6 +89,7 @@ def run(settings: Settings, *, concurrency: int = 1, loglevel: str = "info") -> 
         send=lambda run_id: app.send_task(TRAIN_TASK, args=[run_id]),
         interval=settings.lease_seconds,
         queued_for=QUEUED_RESEND_LEASES * settings.lease_seconds,
+        tracked_for=settings.track_timeout_seconds,
         housekeeping=housekeeping,
     )
     threads = blas_threads(concurrency)

@@ -8,6 +8,10 @@ downsampled on the server so a spike stays visible::
      "params": {"differ": {"optimizer.lr": [0.1, 0.5]}, "same": {"dataset.name": "xor"}},
      "curves": {"<run id>": {"epoch": [1, 2, ...], "train_loss": [...], ...}}}
 
+``fields`` may name the custom metrics of tracked runs too (``bleu``): a run
+without one has null there.  Tracked and trained runs compare alike: a
+tracked run's ``params`` are its spec.
+
 Curves are columns, as charting libraries take them (and several times
 smaller and faster to write than one object per epoch); ``null`` where an
 epoch has no value.
@@ -38,6 +42,7 @@ from trainyard.service.auth import requires
 from trainyard.service.comparison import compare_params
 from trainyard.service.context import transaction
 from trainyard.service.documents import RunDocument, run_json
+from trainyard.service.errors import invalid_parameter
 from trainyard.service.groups import Group, read_groups
 from trainyard.service.storage import repo
 
@@ -72,6 +77,10 @@ def compare(query: CompareQuery) -> Response:
     fields = query.fields or list(DEFAULT_COMPARE_FIELDS)
     with transaction(read_only=True) as s:
         runs = operations.get_runs(s, query.runs)
+        known = {*repo.EPOCH_METRICS, *(key for run in runs for key in run.metric_keys or ())}
+        unknown = [name for name in fields if name not in known]
+        if unknown:
+            raise invalid_parameter("fields", f"no run here has the metric {', '.join(map(repr, unknown))}")
         shown = [run_json(run) for run in runs]
         params = compare_params([run["spec"] for run in shown])
         if query.group is None:

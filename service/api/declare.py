@@ -13,10 +13,13 @@
 - ``body``: the JSON body's model, parsed from the raw bytes with pydantic's
   JSON mode (so a strict model stays strict): 415 unless the body is JSON,
   400 when it does not parse, 422 naming the JSON paths at fault.  The view
-  gets it as ``body=``.
+  gets it as ``body=``.  ``upload_limit`` raises its size limit (the app's
+  ``MAX_CONTENT_LENGTH``, 1 MiB) for this view alone.
 - ``form`` and ``files``: a multipart body's text fields (a model, given to
   the view as ``form=``) and the names of its file parts, up to
   ``upload_limit`` bytes (413 beyond it); the view reads ``request.files``.
+- ``raw_body``: the media type of a binary body (``application/octet-stream``) the view reads itself, for the
+  document.
 - ``headers``: request headers the view reads itself, for the document.
 - path parameters: ``<id:run_id>`` (:class:`IdConverter`) matches ids only; anything else is a 404.
 - ``responses``: ``{status: type}``, the type a pydantic model, a TypedDict
@@ -104,6 +107,7 @@ class Declaration:
     form: type[BaseModel] | None = None
     files: tuple[str, ...] = ()
     upload_limit: int | None = None
+    raw_body: str | None = None
     headers: tuple[Header, ...] = ()
     responses: Mapping[int, Any] = field(default_factory=dict)
     summary: str = ""
@@ -122,11 +126,12 @@ def declare(
     form: type[BaseModel] | None = None,
     files: Sequence[str] = (),
     upload_limit: int | None = None,
+    raw_body: str | None = None,
     headers: Sequence[Header] = (),
 ) -> Callable[[V], V]:
     """Declare a view's input and output; the view is called with ``query=``, ``body=``, ``form=`` as declared."""
-    declaration = Declaration(query, body, form, tuple(files), upload_limit, tuple(headers), dict(responses),
-                              summary, description, tuple(tags))
+    declaration = Declaration(query, body, form, tuple(files), upload_limit, raw_body, tuple(headers),
+                              dict(responses), summary, description, tuple(tags))
 
     def decorator(view: V) -> V:
         @functools.wraps(view)
@@ -135,6 +140,8 @@ def declare(
             if query is not None:
                 kwargs["query"] = parsed
             if body is not None:
+                if upload_limit is not None:
+                    request.max_content_length = upload_limit
                 kwargs["body"] = parse_body(body)
             if form is not None:
                 kwargs["form"] = parse_form(form, declaration.files, upload_limit)

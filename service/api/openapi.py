@@ -120,6 +120,9 @@ def build_document(app: Flask) -> dict[str, Any]:
             body = schema(declaration.body, "validation")
             operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
             implied |= {413, 415, 422}
+        if declaration.raw_body is not None:
+            operation["requestBody"] = {"required": True, "content": {declaration.raw_body: {"schema": BINARY}}}
+            implied |= {413, 415, 422}
         if declaration.form is not None:
             operation["requestBody"] = {"required": True, "content": {
                 "multipart/form-data": {"schema": _form_schema(resolved(schema(declaration.form, "validation")),

@@ -7,11 +7,12 @@ request with it and documents it; the job spec itself is
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from trainyard.service.api.declare import MAX_INT_PARAMETER, Header, QueryInt, comma_list
 from trainyard.service.comparison import MAX_RUNS
@@ -21,7 +22,7 @@ from trainyard.service.operations import IDEMPOTENCY_HEADER
 from trainyard.service.storage import repo
 from trainyard.service.storage.models import ID_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH, MAX_NAME_LENGTH, RUN_STATUSES
 from trainyard.service.sweeps import METRICS
-from trainyard.trainer.spec import MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, Name
+from trainyard.trainer.spec import DEFAULT_PROJECT, MAX_EPOCHS, MAX_NOTES_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, Name
 
 #: Largest ``max_points`` of a curve.
 MAX_POINTS = 100_000
@@ -45,6 +46,28 @@ Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENG
 Notes = Annotated[str, Field(max_length=MAX_NOTES_LENGTH)]
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 Points = Annotated[QueryInt, Field(ge=2, le=MAX_POINTS)]
+
+
+def _numeric_field(name: str) -> str:
+    if name in repo.EPOCH_LISTS or name in ("epoch", "recorded_at"):
+        raise ValueError(f"{name!r} is no numeric metric: use {', '.join(repo.EPOCH_METRICS)} or a custom metric's "
+                         "name")
+    return name
+
+
+def _epoch_field(name: str) -> str:
+    if name in ("epoch", "recorded_at"):
+        raise ValueError(f"{name!r} is no field to ask for: use {', '.join(repo.EPOCH_FIELDS)} or a custom "
+                         "metric's name")
+    return name
+
+
+#: A built-in epoch field, or a custom metric's name (a name no run has is refused by the view).
+EpochField = Annotated[str, Field(pattern=repo.METRIC_NAME_PATTERN), AfterValidator(_epoch_field)]
+#: A numeric epoch field: a built-in metric, or a custom metric's name.
+MetricField = Annotated[str, Field(pattern=repo.METRIC_NAME_PATTERN), AfterValidator(_numeric_field)]
+#: Most custom metric names one query may ask for besides the built-in fields.
+MAX_QUERY_FIELDS = len(repo.EPOCH_FIELDS) + repo.MAX_CUSTOM_METRICS
 
 
 class _Query(BaseModel):
@@ -78,8 +101,9 @@ class EpochsQuery(_Query):
     """``GET /api/runs/<id>/epochs``."""
 
     since: Annotated[QueryInt, Field(ge=0, le=MAX_INT_PARAMETER)] = Field(0, description="Only epochs after this.")
-    fields: comma_list(Literal[repo.EPOCH_FIELDS], max_length=len(repo.EPOCH_FIELDS)) | None = Field(  # type: ignore
-        None, description="The fields to return, comma-separated (default: all).")
+    fields: comma_list(EpochField, max_length=MAX_QUERY_FIELDS) | None = Field(  # type: ignore
+        None, description=f"The fields to return, comma-separated: {', '.join(repo.EPOCH_FIELDS)} and the run's "
+        "custom metrics by name (default: all).")
     max_points: Points | None = Field(
         None, description="At most this many epochs: each bucket keeps its minimum and maximum, so spikes stay.")
     limit: Annotated[QueryInt, Field(ge=1, le=MAX_EPOCH_PAGE)] = Field(
@@ -106,8 +130,9 @@ class CompareQuery(_Query):
 
     runs: comma_list(Annotated[str, Field(min_length=1, max_length=64)], max_length=MAX_RUNS) = Field(  # type: ignore
         description=f"The runs, comma-separated (1 to {MAX_RUNS}, each once).")
-    fields: comma_list(Literal[repo.EPOCH_METRICS], max_length=len(repo.EPOCH_METRICS)) | None = Field(  # type: ignore
-        None, description=f"The curves, comma-separated (default {', '.join(DEFAULT_COMPARE_FIELDS)}).")
+    fields: comma_list(MetricField, max_length=MAX_QUERY_FIELDS) | None = Field(  # type: ignore
+        None, description=f"The curves, comma-separated: {', '.join(repo.EPOCH_METRICS)} and custom metrics by name "
+        f"(default {', '.join(DEFAULT_COMPARE_FIELDS)}).")
     max_points: Points = Field(DEFAULT_MAX_POINTS, description="Points per curve.")
     group: Literal[GROUPINGS] | None = Field(  # type: ignore[valid-type]
         None, description="Also group the runs whose parameters are equal but for this one (`seed`): each group's "
@@ -195,3 +220,76 @@ class RunPatch(BaseModel):
         if value is None:
             raise ValueError("must not be null (leave the field out to keep it)")
         return value
+
+
+# --------------------------------------------------------------------------- tracked runs
+
+#: Largest ``params`` of a tracked run, as compact JSON.
+MAX_PARAMS_BYTES = 64 * 1024
+#: Most epochs one ``POST /api/runs/<id>/epochs`` takes.
+MAX_EPOCH_BATCH = 10_000
+#: Largest body of ``POST /api/runs/<id>/epochs``: 10,000 epochs of every built-in metric and 32 custom ones fit.
+MAX_EPOCHS_BODY = 16 * 2**20
+
+#: A metric's value: a finite float, or null.
+MetricValue = Annotated[float, Field(allow_inf_nan=False)] | None
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        size = len(json.dumps(params, separators=(",", ":"), allow_nan=False).encode())
+    except ValueError:
+        raise ValueError("must hold JSON values only: no NaN or infinities") from None
+    if size > MAX_PARAMS_BYTES:
+        raise ValueError(f"is {size:,} bytes as JSON; at most {MAX_PARAMS_BYTES:,}")
+    return params
+
+
+class TrackRequest(BaseModel):
+    """The body of ``POST /api/runs/track``: a run a client logs from its own code."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Name = Field(description="The run's name.")
+    project: Name = Field(DEFAULT_PROJECT, description="The project to file the run under.")
+    params: Annotated[dict[str, Any], AfterValidator(_json_params)] = Field(
+        default_factory=dict, description="The run's parameters: any JSON object (nested allowed), at most 64 KiB "
+        "as JSON. The run's `spec`, compared with other runs' by dotted path.")
+    tags: Tags = Field(default_factory=list)
+    notes: Notes = ""
+
+
+class TrackedEpoch(BaseModel):
+    """One epoch a client logged: ``epoch`` and any of the built-in metrics and custom ones by name
+    (``{"epoch": 3, "train_loss": 0.4, "bleu": 21.3}``); values finite floats or null."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    epoch: Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+    train_loss: MetricValue = None
+    val_loss: MetricValue = None
+    train_accuracy: MetricValue = None
+    val_accuracy: MetricValue = None
+    lr: MetricValue = None
+    seconds: MetricValue = None
+    __pydantic_extra__: dict[str, MetricValue] = Field(init=False)  # type: ignore[assignment]
+
+
+class TrackedEpochs(RootModel[Annotated[list[TrackedEpoch], Field(min_length=1, max_length=MAX_EPOCH_BATCH)]]):
+    """The body of ``POST /api/runs/<id>/epochs``: 1 to 10,000 epochs."""
+
+
+class WeightsUploadQuery(_Query):
+    """``POST /api/runs/<id>/weights``."""
+
+    epoch: Annotated[QueryInt, Field(ge=1, le=MAX_EPOCHS)] = Field(description="The epoch the weights are of.")
+
+
+class FinishRequest(BaseModel):
+    """The body of ``POST /api/runs/<id>/finish``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    status: Literal["succeeded", "failed"] = Field(description="How the run ended.")
+    error: Annotated[str, Field(max_length=MAX_NOTES_LENGTH)] | None = Field(
+        None, description="What went wrong, for a failed run (null for a succeeded one).")

@@ -1,9 +1,11 @@
 """The JSON the dashboard's scripts fetch, with the browser's session (not a bearer token).
 
-- ``GET /ui/data/runs/<id>/series``: a run's curves (every metric and the
-  per-layer norms), downsampled to ``max_points``, with wall-clock seconds.
+- ``GET /ui/data/runs/<id>/series``: a run's curves (every metric, the
+  per-layer norms and a tracked run's custom metrics, named in ``custom``),
+  downsampled to ``max_points``, with wall-clock seconds.
 - ``GET /ui/data/compare?runs=a,b[&elapsed=1][&group=seed]``: several runs'
-  curves, downsampled per run (``repo.get_curves``: one query), with
+  curves (and the custom metrics of tracked runs among them, named in
+  ``custom``), downsampled per run (``repo.get_curves``: one query), with
   wall-clock seconds when asked, and the runs grouped over their seeds
   (:mod:`trainyard.service.groups`) when asked.
 - ``GET /ui/data/poll?runs=a,b[&since=3,0&fields=...]``: the runs' statuses,
@@ -91,7 +93,7 @@ def _fields(default: tuple[str, ...]) -> list[str]:
     if not value:
         return list(default)
     fields = list(dict.fromkeys(value.split(",")))
-    unknown = [field for field in fields if field not in repo.EPOCH_FIELDS]
+    unknown = [field for field in fields if field not in repo.EPOCH_FIELDS and not repo.is_metric_name(field)]
     if unknown:
         raise invalid_parameter("fields", f"unknown field(s) {', '.join(unknown)}")
     return fields
@@ -118,11 +120,12 @@ def series(run_id: str) -> Response:
     max_points = _max_points()
     with transaction(read_only=True) as s:
         run = operations.get_run(s, run_id)
+        custom = list(run.metric_keys or [])
         rows = repo.get_epochs(session=s, run_id=run_id, max_points=max_points)
-        curve = columns(rows, repo.EPOCH_FIELDS)
+        curve = columns(rows, [*repo.EPOCH_FIELDS, *custom])
         seconds = repo.get_curves(session=s, run_ids=[run_id], fields=["seconds"])[run_id]
     curve["elapsed"] = elapsed_at(np.asarray(curve["epoch"], dtype=np.int64), seconds["epoch"], seconds["seconds"])
-    return jsonify(run=status_json(run), curves=curve)
+    return jsonify(run=status_json(run), curves=curve, custom=custom)
 
 
 @bp.get("/compare")
@@ -143,23 +146,25 @@ def compare() -> Response:
     body: dict[str, Any] = {}
     with transaction(read_only=True) as s:
         runs = operations.get_runs(s, ids)
+        custom = list(dict.fromkeys(key for run in runs for key in run.metric_keys or ()))
+        fields = [*COMPARE_FIELDS, *custom]
         if group is None:
-            curves = repo.get_curves(session=s, run_ids=ids, fields=COMPARE_FIELDS, max_points=max_points)
+            curves = repo.get_curves(session=s, run_ids=ids, fields=fields, max_points=max_points)
         else:
             differ = compare_params([run.spec for run in runs])["differ"]
-            curves, body["groups"] = read_groups(s, runs, by=group, fields=COMPARE_FIELDS, differ=differ,
+            curves, body["groups"] = read_groups(s, runs, by=group, fields=fields, differ=differ,
                                                  max_points=max_points)
         if with_elapsed:
             _with_elapsed(s, curves)
     for curve in curves.values():
-        for name in (*COMPARE_FIELDS, "elapsed"):
+        for name in (*fields, "elapsed"):
             if name in curve:
                 curve[name] = curve[name].astype(np.float32)
     for shown in body.get("groups", ()):
-        for name in COMPARE_FIELDS:
+        for name in fields:
             shown["curves"][name] = {key: column.astype(np.float32) if key != "count" else column
                                      for key, column in shown["curves"][name].items()}
-    return jsonify(runs=[status_json(run) | {"name": run.name} for run in runs], curves=curves, **body)
+    return jsonify(runs=[status_json(run) | {"name": run.name} for run in runs], curves=curves, custom=custom, **body)
 
 
 @bp.get("/poll")
@@ -172,6 +177,10 @@ def poll() -> Response:
     epochs: dict[str, dict[str, list[Any]]] = {}
     with transaction(read_only=True) as s:
         runs = operations.get_runs(s, ids)
+        custom = {key for run in runs for key in run.metric_keys or ()}
+        unknown = [field for field in fields if field not in repo.EPOCH_FIELDS and field not in custom]
+        if unknown:
+            raise invalid_parameter("fields", f"unknown field(s) {', '.join(unknown)}")
         if since is not None:
             for run, after in zip(runs, since):
                 if run.epochs_done > after:
@@ -211,6 +220,8 @@ def boundary(run_id: str) -> Response:
     with transaction(read_only=True) as s:
         run = operations.get_run(s, run_id)
         at, data = operations.weights(s, run_id, None if epoch is None else epoch[0])
+    if run.kind != "trained":
+        raise ApiError(409, "not_2d", "a tracked run has no dataset here to draw a decision boundary on")
     spec = TrainSpec.model_validate(run.spec)
     dataset = load_data(spec)
     if dataset.n_features != 2 or dataset.task != "classification":

@@ -242,7 +242,8 @@ def runs() -> str:
 def run(run_id: str) -> str:
     with transaction(read_only=True) as s:
         shown = operations.get_run(s, run_id)
-    dataset = (shown.spec.get("dataset") or {}).get("name")
+    dataset = shown.spec.get("dataset")
+    dataset = dataset.get("name") if shown.kind == "trained" and isinstance(dataset, dict) else None
     return render_template(
         "dashboard/run.html",
         run=shown,

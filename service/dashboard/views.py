@@ -79,11 +79,14 @@ class Param(NamedTuple):
 
 
 def key_params(spec: Mapping[str, Any]) -> list[Param]:
-    """The few parameters the runs table shows: dataset, model, optimizer, lr (4 significant digits), batch size."""
-    dataset = spec.get("dataset") or {}
-    model = spec.get("model") or {}
-    optimizer = spec.get("optimizer") or {}
+    """The few parameters the runs table shows: dataset, model, optimizer, lr (4 significant digits), batch size.
+
+    A tracked run's params are any JSON: what is not shaped as a spec's shows as ``?``.
+    """
+    dataset, model, optimizer = (_mapping(spec.get(key)) for key in ("dataset", "model", "optimizer"))
     lr = optimizer.get("lr")
+    if not isinstance(lr, int | float) or isinstance(lr, bool):
+        lr = None
     return [
         Param("data", str(dataset.get("name") or dataset.get("upload") or "?")),
         Param("model", model_text(model)),
@@ -93,11 +96,17 @@ def key_params(spec: Mapping[str, Any]) -> list[Param]:
     ]
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def model_text(model: Mapping[str, Any]) -> str:
     """``"31 sigmoid · 16 relu"``: each hidden layer's units and activation; ``"linear"`` without hidden layers."""
     if model.get("type") == "perceptron":
         return "perceptron"
-    layers = [f"{layer.get('units')} {layer.get('activation') or ''}".strip() for layer in model.get("hidden") or []]
+    hidden = model.get("hidden")
+    layers = [f"{layer.get('units')} {layer.get('activation') or ''}".strip()
+              for layer in (hidden if isinstance(hidden, list) else []) if isinstance(layer, Mapping)]
     return " · ".join(layers) or "linear"
 
 

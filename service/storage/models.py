@@ -53,6 +53,8 @@ NAMING_CONVENTION = {
 }
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: ``trained``: a worker trains the run from its spec; ``tracked``: a client logs it from its own code over the API.
+RUN_KINDS = ("trained", "tracked")
 #: Statuses a run never leaves.
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 #: The statuses of runs that finished training, what a sweep's best is chosen from: a cancelled or failed run
@@ -192,6 +194,7 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        CheckConstraint(_in("kind", RUN_KINDS), name="kind"),
         Index("ix_runs_created_at", "created_at", "id"),
         Index("ix_runs_status_created_at", "status", "created_at", "id"),
         Index("ix_runs_sweep_id_sweep_index", "sweep_id", "sweep_index"),
@@ -210,6 +213,8 @@ class Run(Base):
     #: ``lower`` fold ASCII letters only, PostgreSQL's follow the database's locale).
     name_folded: Mapped[str] = mapped_column(default="")
     status: Mapped[str] = mapped_column(String(16), default="queued")
+    #: ``trained`` (by a worker, from ``spec``) or ``tracked`` (logged by a client; ``spec`` holds its ``params``).
+    kind: Mapped[str] = mapped_column(String(16), default="trained", server_default="trained")
     spec: Mapped[dict[str, Any]]
     seed: Mapped[int] = mapped_column(BigInteger)  # a spec's seed goes up to 2**32 - 1
     sweep_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("sweeps.id", ondelete="SET NULL"))
@@ -241,6 +246,8 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(MAX_IDEMPOTENCY_KEY_LENGTH))
     #: The API token that created the run (None with auth off): its queued runs count against its quota.
     token_id: Mapped[str | None] = mapped_column(String(32))
+    #: A tracked run's custom metric names, in the order first logged (None: none); their values are in ``metrics``.
+    metric_keys: Mapped[list[str] | None]
 
     @property
     def summary(self) -> dict[str, float | int | None]:
@@ -277,6 +284,18 @@ class Epoch(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     weight_norms: Mapped[list[float]] = mapped_column(default=list)
     grad_norms: Mapped[list[float]] = mapped_column(default=list)
+
+
+class Metric(Base):
+    """One value of a tracked run's custom metric (``bleu``, ``val/f1``) at one epoch; one row per
+    ``(run_id, key, epoch)``, null where the client sent null."""
+
+    __tablename__ = "metrics"
+
+    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    value: Mapped[float | None]
 
 
 class Weights(Base):

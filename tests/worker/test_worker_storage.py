@@ -16,6 +16,7 @@ from trainyard.service.storage import repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker, unreachable
 from trainyard.service.storage.migrate import upgrade
 from trainyard.service.storage.models import Run
+from trainyard.worker.reconciler import Reconciler
 
 
 @pytest.fixture
@@ -139,3 +140,33 @@ def test_a_connection_lost_on_the_dbapi_cursor_is_an_error_the_worker_retries(po
             assert repo.get_run(session=s, run_id=run_id).id == run_id
     finally:
         engine.dispose()
+
+
+def test_reconciler_fails_a_silent_tracked_run_and_never_sends_it(Session):
+    """A tracked run still running and silent past ``tracked_for`` is failed, never queued nor sent; one that wrote
+    lately, and a finished one, are left alone; lease logic never touches tracked runs (they have none)."""
+    now = repo.utcnow()
+    long_ago = now - dt.timedelta(seconds=700)
+    with Session() as s, s.begin():
+        silent = repo.create_tracked_run(session=s, name="silent", params={}, tags=[], notes="", now=long_ago).id
+        talking = repo.create_tracked_run(session=s, name="talking", params={}, tags=[], notes="", now=long_ago).id
+        done = repo.create_tracked_run(session=s, name="done", params={}, tags=[], notes="", now=long_ago).id
+        repo.finish_run(session=s, run_id=done, status="succeeded", now=long_ago)
+    with Session() as s, s.begin():
+        repo.write_tracked_epochs(session=s, run_id=talking, rows=[{"epoch": 1, "train_loss": 1.0}],
+                                  now=now - dt.timedelta(seconds=10))
+    with Session() as s, s.begin():  # without a timeout nothing happens to them, and nothing is sent
+        assert repo.reconcile(session=s, queued_for=0, now=now) == repo.Reconciled(requeue=[], cancelled=[], lost=[])
+    sent: list[str] = []
+    reconciler = Reconciler(Session, sent.append, interval=1, queued_for=0, tracked_for=600)
+    result = reconciler.reconcile_once()
+    assert (result.lost, result.requeue, sent) == ([silent], [], [])
+    with Session() as s:
+        run = s.get(Run, silent)
+        assert (run.status, run.error, run.finished_at is not None) == ("failed", repo.LOST_CONTACT, True)
+        assert run.stop_reason == "failed: lost contact with the client for 600 seconds"
+        assert (s.get(Run, talking).status, s.get(Run, done).status) == ("running", "succeeded")
+    with Session() as s, s.begin():  # still silent much later: it stays failed, and is never sent
+        later = now + dt.timedelta(days=1)
+        assert repo.reconcile(session=s, queued_for=0, tracked_for=600, now=later).lost == [talking]
+    assert sent == []

@@ -74,7 +74,8 @@
       status.className = "status status-" + run.status;
     }
     const progress = field("progress");
-    if (progress) progress.textContent = "epoch " + run.epochs_done + " of " + run.epochs_total;
+    // A tracked run has no total (epochs_total 0): its epochs so far alone.
+    if (progress) progress.textContent = "epoch " + run.epochs_done + (run.epochs_total ? " of " + run.epochs_total : "");
     const duration = field("duration");
     if (duration) duration.textContent = run.duration;
     for (const name of SUMMARY) {

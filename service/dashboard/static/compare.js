@@ -1,10 +1,11 @@
 // The compare page: every selected run's curves overlaid per metric, live; differences-only; parameters vs metric;
-// or the runs grouped over their seeds: each group's mean curve with a band, and its metrics as mean ± std.
+// or the runs grouped over their seeds: each group's mean curve with a band, and its metrics as mean ± std. Tracked
+// runs' custom metrics get a chart each.
 "use strict";
 (function () {
   const page = document.getElementById("compare-page");
   const ids = page.dataset.runs.split(",");
-  const METRICS = ["train_loss", "val_loss", "train_accuracy", "val_accuracy"];
+  let METRICS = ["train_loss", "val_loss", "train_accuracy", "val_accuracy"];
   const TITLES = {train_loss: "Train loss", val_loss: "Validation loss", train_accuracy: "Train accuracy",
                   val_accuracy: "Validation accuracy"};
   const LEGEND_RUNS = 12;
@@ -211,6 +212,20 @@
     }
   }
 
+  // A chart per custom metric, after the built-in ones.
+  function addCustomCharts(names) {
+    const grid = document.querySelector(".chart-grid");
+    for (const name of names) {
+      const div = document.createElement("div");
+      div.className = "chart";
+      div.id = "chart-" + name;
+      div.dataset.metric = name;
+      grid.appendChild(div);
+      TITLES[name] = TY.plotText(name);
+    }
+    METRICS = METRICS.concat(names);
+  }
+
   // ------------------------------------------------------------------ live
   async function start() {
     const grouped = page.dataset.group === "seed";
@@ -218,6 +233,7 @@
     const data = await TY.getJSON(page.dataset.curves + (grouped ? "&group=seed" : ""));
     runs = data.runs;
     curves = data.curves;
+    addCustomCharts(data.custom || []);
     if (grouped) { groups = data.groups; groupsAt = Date.now(); }
     options = TY.chartControls(async (state) => {
       if (state.x === "elapsed" && runs.some((run) => !curves[run.id].elapsed)) {  // wall time: fetched when first asked
@@ -237,8 +253,9 @@
     TY.poll(async () => {
       const now = active();
       const since = now.map((run) => TY.lastEpoch(curves[run.id]));
+      const fields = METRICS.concat(["seconds"]).map(encodeURIComponent).join(",");
       const update = await TY.getJSON(page.dataset.poll + "?runs=" + now.map((r) => r.id).join(",") +
-                                      "&since=" + since.join(",") + "&fields=" + METRICS.concat(["seconds"]).join(","));
+                                      "&since=" + since.join(",") + "&fields=" + fields);
       let grew = false;
       for (const status of update.runs) {
         const run = runs.find((r) => r.id === status.id);

@@ -1,4 +1,5 @@
-// The run page: live curves (loss, accuracy, norms), weights heatmaps with an epoch slider, decision boundary.
+// The run page: live curves (loss, accuracy, norms, a chart per custom metric of a tracked run), weights heatmaps
+// with an epoch slider, decision boundary.
 "use strict";
 (function () {
   const page = document.getElementById("run-page");
@@ -6,6 +7,7 @@
   const METRICS = ["train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds",
                    "weight_norms", "grad_norms"];
   let curve = {epoch: []};
+  let custom = [];  // a tracked run's custom metrics, a chart each
   let options;
 
   function xs(c) { return options.x === "elapsed" ? c.elapsed : c.epoch; }
@@ -42,6 +44,19 @@
     layout.yaxis2 = {title: {text: "gradient norm"}, type: layout.yaxis.type, overlaying: "y", side: "right",
                      tickmode: "auto", showgrid: false, zeroline: false, automargin: true};
     Plotly.react("chart-norms", norms, layout, TY.PLOT_CONFIG);
+    const box = document.getElementById("custom-charts");
+    custom.forEach((name, k) => {
+      let div = document.getElementById("chart-custom-" + k);
+      if (!div) {
+        div = document.createElement("div");
+        div.id = "chart-custom-" + k;
+        div.className = "chart";
+        div.dataset.metric = name;
+        box.appendChild(div);
+      }
+      Plotly.react(div, [line(name, curve[name], TY.COLORS[k % 10])], TY.layout(TY.plotText(name), options),
+                   TY.PLOT_CONFIG);
+    });
   }
 
   // ------------------------------------------------------------------ weights and decision boundary
@@ -183,6 +198,7 @@
   async function start() {
     const data = await TY.getJSON(page.dataset.series);
     curve = data.curves;
+    custom = data.custom || [];
     options = TY.chartControls((state) => { options = state; draw(); });
     options = options();
     draw();
@@ -191,12 +207,13 @@
     if (!TY.ACTIVE.includes(data.run.status)) return;
     let lastWeights = 0;
     TY.poll(async () => {
-      const url = page.dataset.poll + "?runs=" + runId + "&since=" + TY.lastEpoch(curve) + "&fields=" + METRICS.join(",");
+      const fields = METRICS.concat(custom).map(encodeURIComponent).join(",");
+      const url = page.dataset.poll + "?runs=" + runId + "&since=" + TY.lastEpoch(curve) + "&fields=" + fields;
       const update = await TY.getJSON(url);
       const more = update.epochs[runId];
       if (more && more.epoch.length) {
         TY.extendElapsed(curve, more);
-        TY.append(curve, more, METRICS);
+        TY.append(curve, more, METRICS.concat(custom));
         draw();
       }
       const run = update.runs[0];

@@ -20,8 +20,8 @@ UTC; the ``now`` parameters exist for tests and must be aware too.
 The functions live in one module per concern (:mod:`.runs`, :mod:`.listing`,
 :mod:`.leases`, :mod:`.epochs`, :mod:`.downsampling`, :mod:`.blobs`,
 :mod:`.tokens`, :mod:`.browser_sessions`, :mod:`.datasets`, :mod:`.sweeps`,
-:mod:`.projects`) and every public name is here: callers write ``repo.name``, never import a module, so a function can
-move between modules without a caller noticing, and a test that replaces
+:mod:`.projects`, :mod:`.tracked`) and every public name is here: callers write ``repo.name``,
+never import a module, so a function can move between modules without a caller noticing, and a test that replaces
 ``repo.name`` replaces it for every caller (calls between these modules do
 not go through the package).
 """
@@ -49,14 +49,20 @@ from trainyard.service.storage.repo.epochs import (
     EPOCH_FIELDS,
     EPOCH_LISTS,
     EPOCH_METRICS,
+    MAX_CUSTOM_METRICS,
+    METRIC_NAME_PATTERN,
+    RESERVED_METRIC_NAMES,
     epoch_layers,
     epoch_value,
     get_curves,
     get_epoch_page,
     get_epochs,
+    is_metric_name,
+    metric_keys,
     write_epochs,
 )
 from trainyard.service.storage.repo.leases import (
+    LOST_CONTACT,
     Lease,
     Reconciled,
     claim_run,
@@ -104,6 +110,13 @@ from trainyard.service.storage.repo.tokens import (
     use_to_record,
     verify_token,
 )
+from trainyard.service.storage.repo.tracked import (
+    create_tracked_run,
+    lock_run,
+    touch_run,
+    tracked_summary,
+    write_tracked_epochs,
+)
 
 __all__ = [
     # runs
@@ -121,6 +134,7 @@ __all__ = [
     "SORT_FIELDS",
     "list_runs",
     # leases
+    "LOST_CONTACT",
     "Lease",
     "Reconciled",
     "claim_run",
@@ -139,6 +153,21 @@ __all__ = [
     "get_epoch_page",
     "get_curves",
     "downsample",
+    "MAX_CUSTOM_METRICS",
+    "METRIC_NAME_PATTERN",
+    "RESERVED_METRIC_NAMES",
+    "is_metric_name",
+    "metric_keys",
+    # tracked runs
+    "MAX_CUSTOM_METRICS",
+    "METRIC_NAME_PATTERN",
+    "RESERVED_METRIC_NAMES",
+    "create_tracked_run",
+    "is_metric_name",
+    "lock_run",
+    "touch_run",
+    "tracked_summary",
+    "write_tracked_epochs",
     # blobs
     "write_weights_many",
     "delete_weights",

@@ -1,5 +1,10 @@
 """Per-epoch metrics: the worker's batched insert, and the reads behind the API's epochs and the charts.
 
+Besides the built-in metrics (columns of ``epochs``), a tracked run has custom
+metrics by name (rows of ``metrics``, their names in ``runs.metric_keys``):
+every read here takes their names wherever it takes a numeric field's, and
+returns them aligned on the run's epochs (null where an epoch has none).
+
 These are hot paths: on PostgreSQL the insert and the numeric reads go through the DBAPI cursor of the
 session's connection (inside its transaction) with binary parameters or results, as each function says.
 """
@@ -10,6 +15,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -33,7 +39,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from trainyard.service.storage.models import Epoch, Run, utcnow
+from trainyard.service.storage.models import Epoch, Metric, Run, utcnow
 from trainyard.service.storage.repo._common import _finite, _insert
 from trainyard.service.storage.repo.downsampling import downsample
 
@@ -41,8 +47,26 @@ from trainyard.service.storage.repo.downsampling import downsample
 EPOCH_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds")
 #: Per-epoch lists (one value per layer).
 EPOCH_LISTS = ("weight_norms", "grad_norms")
-#: Every field ``get_epochs`` can return besides ``epoch``.
+#: Every built-in field ``get_epochs`` can return besides ``epoch``.
 EPOCH_FIELDS = EPOCH_METRICS + EPOCH_LISTS
+
+#: What a custom metric's name looks like (``bleu``, ``val/f1``, ``eval.top-5``): a regular expression.
+METRIC_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,63}$"
+_METRIC_NAME = re.compile(METRIC_NAME_PATTERN)
+#: Names no custom metric may take: the epoch's own fields.
+RESERVED_METRIC_NAMES = frozenset(("epoch", "recorded_at", *EPOCH_FIELDS))
+#: Most custom metric names one run may have.
+MAX_CUSTOM_METRICS = 32
+
+
+def is_metric_name(name: object) -> bool:
+    """Whether ``name`` may name a custom metric: it fits :data:`METRIC_NAME_PATTERN` and is not reserved."""
+    return isinstance(name, str) and _METRIC_NAME.fullmatch(name) is not None and name not in RESERVED_METRIC_NAMES
+
+
+def metric_keys(*, session: Session, run_id: str) -> list[str]:
+    """A run's custom metric names, in the order first logged (none for a trained run, or no such run)."""
+    return list(session.scalar(select(Run.metric_keys).where(Run.id == run_id)) or [])
 
 
 def write_epochs(*, session: Session, run_id: str, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -153,7 +177,8 @@ def get_epochs(
     until : int, optional
         Only epochs numbered up to this (a page of :func:`get_epoch_page`).
     fields : sequence of str, optional
-        The fields to return, in this order, from :data:`EPOCH_FIELDS` (default: all).
+        The fields to return, in this order: from :data:`EPOCH_FIELDS`, or
+        custom metric names (default: all, the run's custom metrics last).
     max_points : int, optional
         ``min(n, max_points)`` of the ``n`` epochs (``max_points`` at least
         2), chosen so the curves keep their shape:
@@ -192,10 +217,11 @@ def get_epochs(
     and Python objects are made only for the epochs returned.  List fields,
     when asked for, take a second query for the returned epochs only.
     """
-    names = _epoch_fields(fields)
+    names = _epoch_fields(fields) if fields is not None else (
+        *EPOCH_FIELDS, *metric_keys(session=session, run_id=run_id))
     if max_points is not None and max_points < 2:
         raise ValueError("max_points must be at least 2")
-    metrics = [name for name in names if name in EPOCH_METRICS]
+    metrics = [name for name in names if name not in EPOCH_LISTS]
     epochs, columns = _metric_columns(session, [run_id], since, metrics, until)[run_id]
     downsampled = max_points is not None and len(epochs) > max_points
     if downsampled:
@@ -258,7 +284,7 @@ def get_curves(
 
     What a chart draws, for many runs at once: in the order of ``run_ids``,
     each run's epoch numbers (int64) and each field of ``fields`` (from
-    :data:`EPOCH_METRICS`; float64, NaN for null), downsampled per run to
+    :data:`EPOCH_METRICS`, or custom metric names; float64, NaN for null), downsampled per run to
     ``max_points`` as :func:`get_epochs` describes.  On PostgreSQL one query
     serves all runs.  A run without epochs (or no such run) has empty arrays.
     With a ``stride`` above 1 only the epochs numbered a multiple of it are
@@ -271,7 +297,7 @@ def get_curves(
         For a field that is not a numeric epoch field, a ``max_points`` below 2 or a ``stride`` below 1.
     """
     metrics = _epoch_fields(fields)
-    lists = [name for name in metrics if name not in EPOCH_METRICS]
+    lists = [name for name in metrics if name in EPOCH_LISTS]
     if lists:
         raise ValueError(f"curves hold numeric fields only, not {', '.join(lists)}")
     if max_points is not None and max_points < 2:
@@ -292,9 +318,10 @@ def _epoch_fields(fields: Sequence[str] | None) -> tuple[str, ...]:
         return EPOCH_FIELDS
     if isinstance(fields, str):
         raise ValueError("fields must be a list of field names")
-    unknown = [name for name in fields if name not in EPOCH_FIELDS]
+    unknown = [name for name in fields if name not in EPOCH_FIELDS and not is_metric_name(name)]
     if unknown:
-        raise ValueError(f"unknown epoch field(s) {', '.join(map(repr, unknown))}: use {', '.join(EPOCH_FIELDS)}")
+        raise ValueError(f"unknown epoch field(s) {', '.join(map(repr, unknown))}: use {', '.join(EPOCH_FIELDS)} "
+                         "or custom metric names")
     return tuple(dict.fromkeys(fields))
 
 
@@ -302,8 +329,54 @@ def _metric_columns(
     session: Session, run_ids: Sequence[str], since: int, metrics: Sequence[str], until: int | None = None,
     stride: int = 1,
 ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Per run: the epoch numbers (int64) and the numeric fields (float64, NaN for null), by epoch (with a
-    ``stride`` above 1, only the epochs numbered a multiple of it).
+    """Per run: the epoch numbers (int64) and the numeric fields, built-in or custom (float64, NaN for null), by
+    epoch (with a ``stride`` above 1, only the epochs numbered a multiple of it).
+
+    The built-in fields come from :func:`_builtin_columns`; custom metrics
+    from one more query of ``metrics``, placed on the run's epochs.
+    """
+    builtins = [name for name in metrics if name in EPOCH_METRICS]
+    custom = [name for name in metrics if name not in EPOCH_METRICS]
+    found = _builtin_columns(session, run_ids, since, builtins, until, stride)
+    if custom:
+        _add_custom_columns(session, found, since, custom, until, stride)
+    return {run_id: (epochs, {name: columns[name] for name in metrics}) for run_id, (epochs, columns) in found.items()}
+
+
+def _add_custom_columns(
+    session: Session, found: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]], since: int, names: Sequence[str],
+    until: int | None, stride: int,
+) -> None:
+    """Put the custom metrics ``names`` into each run's columns of ``found``, aligned on its epochs (NaN where an
+    epoch has no value)."""
+    table = Metric.__table__
+    where = [table.c.run_id.in_(list(found)), table.c.key.in_(list(names)), table.c.epoch > since,
+             table.c.epoch <= (_LAST if until is None else until)]
+    if stride > 1:
+        where.append(table.c.epoch % stride == 0)
+    rows = session.execute(select(table.c.run_id, table.c.key, table.c.epoch, table.c.value).where(*where)).all()
+    values: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for run_id, key, epoch, value in rows:
+        values.setdefault((run_id, key), []).append((epoch, np.nan if value is None else value))
+    for run_id, (epochs, shared) in list(found.items()):
+        columns = dict(shared)  # runs without epochs share one dict of columns: never filled in place
+        found[run_id] = epochs, columns
+        for name in names:
+            column = np.full(len(epochs), np.nan)
+            pairs = values.get((run_id, name))
+            if pairs and len(epochs):
+                at, numbers = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs], dtype=np.float64)
+                index = np.minimum(np.searchsorted(epochs, at), len(epochs) - 1)
+                hit = epochs[index] == at
+                column[index[hit]] = numbers[hit]
+            columns[name] = column
+
+
+def _builtin_columns(
+    session: Session, run_ids: Sequence[str], since: int, metrics: Sequence[str], until: int | None = None,
+    stride: int = 1,
+) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Per run: the epoch numbers (int64) and the built-in numeric fields (float64, NaN for null), by epoch.
 
     A run without epochs maps to empty arrays.  The query runs on the DBAPI
     cursor of the session's connection (inside its transaction): SQLAlchemy's

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, update
 from sqlalchemy.orm import Session
@@ -190,13 +190,21 @@ def release_run(*, session: Session, run_id: str, worker: str, now: dt.datetime 
 
 @dataclass(frozen=True)
 class Reconciled:
-    """What :func:`reconcile` did: the runs to send to the queue again, and the runs it cancelled."""
+    """What :func:`reconcile` did: the runs to send to the queue again, the runs it cancelled, and the tracked runs
+    it failed for lost contact."""
 
     requeue: list[str]
     cancelled: list[str]
+    lost: list[str] = field(default_factory=list)
 
 
-def reconcile(*, session: Session, queued_for: float, now: dt.datetime | None = None) -> Reconciled:
+#: The error of a tracked run whose client fell silent.
+LOST_CONTACT = "lost contact with the client"
+
+
+def reconcile(
+    *, session: Session, queued_for: float, tracked_for: float | None = None, now: dt.datetime | None = None
+) -> Reconciled:
     """Recover the runs a dead worker or a lost message left behind; the caller sends ``requeue``.
 
     - A running run whose lease expired before ``now`` goes back to
@@ -208,11 +216,27 @@ def reconcile(*, session: Session, queued_for: float, now: dt.datetime | None = 
       sent again at most once per ``queued_for`` however long the queue's
       backlog; a duplicate message is harmless (nothing to claim).
 
+    - A tracked run (a client logs it: it has no lease and is never queued)
+      still running with no contact (``updated_at``) for ``tracked_for``
+      seconds is failed with :data:`LOST_CONTACT` (not with ``tracked_for``
+      None).
+
     Each change is a conditional UPDATE, so several workers reconciling at
     once send at most a few duplicates.
     """
     now = _now(now)
-    expired = and_(Run.status == "running", Run.lease_expires_at < _utc(now))
+    lost: list[str] = []
+    if tracked_for is not None:
+        silent = _utc(now - dt.timedelta(seconds=tracked_for))
+        lost = list(session.scalars(
+            update(Run)
+            .where(Run.kind == "tracked", Run.status == "running", Run.updated_at < silent)
+            .values(status="failed", error=LOST_CONTACT, finished_at=now, updated_at=now,
+                    stop_reason=f"failed: {LOST_CONTACT} for {tracked_for:g} seconds")
+            .returning(Run.id)
+            .execution_options(synchronize_session=False)
+        ).all())
+    expired = and_(Run.kind == "trained", Run.status == "running", Run.lease_expires_at < _utc(now))
     cancelled = session.scalars(
         update(Run)
         .where(expired, Run.cancel_requested)
@@ -229,9 +253,10 @@ def reconcile(*, session: Session, queued_for: float, now: dt.datetime | None = 
     ).all()
     forgotten = session.scalars(
         update(Run)
-        .where(Run.status == "queued", Run.updated_at < _utc(now - dt.timedelta(seconds=queued_for)))
+        .where(Run.kind == "trained", Run.status == "queued",
+               Run.updated_at < _utc(now - dt.timedelta(seconds=queued_for)))
         .values(updated_at=now)
         .returning(Run.id)
         .execution_options(synchronize_session=False)
     ).all()
-    return Reconciled(requeue=list(dict.fromkeys([*requeued, *forgotten])), cancelled=list(cancelled))
+    return Reconciled(requeue=list(dict.fromkeys([*requeued, *forgotten])), cancelled=list(cancelled), lost=lost)

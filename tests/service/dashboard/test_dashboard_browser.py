@@ -873,3 +873,32 @@ def test_a_sweep_over_seeds_opens_its_runs_grouped(laptop: Page, server: Server,
     assert legend == ["optimizer.lr=0.1 (n=3)", "optimizer.lr=0.5 (n=3)"]
     assert p.locator("#group-seeds").is_checked() and p.locator("#group-table tbody tr").count() == 2
 
+
+
+def test_a_tracked_run_shows_its_custom_metrics_and_weights_beside_a_trained_run(laptop: Page, server: Server,
+                                                                                 token: str) -> None:
+    """A run logged by a client: a chart per custom metric and the weights heatmap on its page, and its custom
+    metric charted beside a trained run's curves on the compare page."""
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    np.savez(buffer, W1=rng.normal(size=(2, 8)), b1=np.zeros(8), W2=rng.normal(size=(8, 1)), b2=np.zeros(1))
+    with server.Session() as s, s.begin():
+        tracked = repo.create_tracked_run(session=s, name="by hand", params={"lr": 0.1, "hidden": [8]}, tags=[],
+                                          notes="").id
+        repo.write_tracked_epochs(session=s, run_id=tracked, rows=[
+            {"epoch": e, "train_loss": 1 / e, "bleu": float(e), "val/f1": e / 20} for e in range(1, 21)])
+        repo.write_weights_many(session=s, run_id=tracked, snapshots=[(20, buffer.getvalue())])
+        repo.finish_run(session=s, run_id=tracked, status="succeeded", stop_reason="finished by the client")
+        trained = repo.create_run(session=s, spec=SPEC, name="trained", seed=1, tags=[], notes="", epochs_total=5).id
+        repo.write_epochs(session=s, run_id=trained, rows=[{"epoch": e, "train_loss": 0.5 / e} for e in range(1, 6)])
+    laptop.log_in(token)
+    p = laptop.page
+    p.goto(f"/runs/{tracked}")
+    p.wait_for_function("() => document.querySelectorAll('#custom-charts .chart .scatterlayer .trace').length === 2")
+    assert p.evaluate("() => [...document.querySelectorAll('#custom-charts .chart')].map(d => d.dataset.metric)"
+                      ) == ["bleu", "val/f1"]
+    p.wait_for_selector("#heatmap-0 .hm image")
+    p.goto(f"/compare?runs={tracked},{trained}")
+    p.wait_for_function("() => (document.getElementById('chart-bleu') || {}).data !== undefined")
+    assert p.evaluate("() => document.getElementById('chart-bleu').data[0].y.length") == 20
+    assert laptop.errors == []

@@ -25,7 +25,7 @@ def test_compare_data_groups_over_seeds(client: FlaskClient, logged_in, make_run
 
     body = client.get(f"/ui/data/compare?runs={','.join(ids)}&group=seed").get_json()
 
-    assert list(body) == ["runs", "curves", "groups"]
+    assert list(body) == ["runs", "curves", "custom", "groups"]
     first, second = body["groups"]
     assert first["runs"] == ids[:2] and first["size"] == 2 and second["runs"] == [ids[2]]
     curves = first["curves"]

@@ -27,7 +27,7 @@ from trainyard.service.storage.migrate import (
     upgrade,
 )
 
-TABLES = {"runs", "epochs", "weights", "checkpoints", "sweeps", "datasets", "api_tokens", "browser_sessions"}
+TABLES = {"runs", "epochs", "metrics", "weights", "checkpoints", "sweeps", "datasets", "api_tokens", "browser_sessions"}
 
 
 def _tables(engine) -> set[str]:
