@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 import redis
 import servers
 from record import add_option, record
-from servers import postgres_database
+from servers import free_port, postgres_database, wait_ready
 from sqlalchemy import text
 
 from trainyard.service.storage import repo
@@ -51,26 +50,6 @@ SPEC = {
     "seed": 0,
     "tags": ["bench"],
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("gunicorn did not become ready")
 
 
 def _load(send, requests: int, clients: int) -> tuple[list[float], float]:
@@ -122,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             engine = make_engine(url)
             with make_sessionmaker(engine)() as s, s.begin():
                 token, _ = repo.create_token(session=s, scope="write", name="bench")
-            port = _free_port()
+            port = free_port()
             base = f"http://127.0.0.1:{port}"
             with tempfile.TemporaryDirectory() as data_dir:
                 env = dict(
@@ -137,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--workers", str(args.workers), "--threads", str(args.threads),
                 ]  # fmt: skip
                 server = subprocess.Popen(command, env={**env, "GUNICORN_CMD_ARGS": "--log-level warning"})
-                _wait_ready(base, server)
+                wait_ready(base, server)
                 headers = {"Authorization": f"Bearer {token}"}
 
                 def post(client: httpx.Client) -> None:

@@ -49,7 +49,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -125,7 +124,7 @@ class Stack:
     def __init__(self, database_url: str, redis_url: str, queue: str, folder: Path):
         self.services = compose_services()
         self.folder = folder
-        self.port = _free_port()
+        self.port = servers.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.bin = str(Path(sys.executable).parent)
         base = {name: value for name, value in os.environ.items() if not name.startswith("TRAINYARD_")}
@@ -220,12 +219,6 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ready(base: str) -> bool:

@@ -24,12 +24,14 @@ loaded when first named, so ``import trainyard.trainer`` or ``trainyard.service`
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trainyard.client import ApiError, Client, ClientError, Unreachable
+    from trainyard.tracking import TrackedRun
 
-__all__ = ["ApiError", "Client", "ClientError", "Unreachable"]
+__all__ = ["ApiError", "Client", "ClientError", "Unreachable", "track"]
 
 
 def __getattr__(name: str) -> Any:
@@ -37,3 +39,16 @@ def __getattr__(name: str) -> Any:
     if name in __all__:
         return getattr(importlib.import_module("trainyard.client"), name)
     raise AttributeError(f"module 'trainyard' has no attribute {name!r}")
+
+
+def track(name: str, *, project: str | None = None, params: dict[str, Any] | None = None,
+          tags: list[str] | None = None, notes: str | None = None) -> TrackedRun:
+    """Start a run of your own training loop on the service at ``TRAINYARD_URL`` (default the address ``trainyard
+    up`` wrote in ``TRAINYARD_DATA_DIR``, else http://127.0.0.1:8000) with the token ``TRAINYARD_TOKEN`` (default
+    the one ``trainyard up`` wrote there); ``project`` defaults to ``TRAINYARD_PROJECT``.  See
+    :meth:`trainyard.Client.track`: ``with trainyard.track("my run") as run: run.log(epoch, train_loss=...)``."""
+    from trainyard.client import Client
+
+    client = Client.from_env()
+    return client.track(name, project=project or os.environ.get("TRAINYARD_PROJECT") or None, params=params,
+                        tags=tags, notes=notes)

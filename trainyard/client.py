@@ -23,16 +23,26 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import httpx
 
+if TYPE_CHECKING:
+    from trainyard.tracking import TrackedRun
+
 #: Where ``trainyard up`` and ``trainyard api`` listen unless told otherwise.
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+#: The files ``trainyard up`` writes in its data folder (``TRAINYARD_DATA_DIR``, default :data:`DATA_DIR`): the
+#: admin token it made, and the address it serves.  :meth:`Client.from_env` and the CLI read them.
+DATA_DIR = "trainyard-data"
+TOKEN_FILE = "token"
+URL_FILE = "url"
 
 #: Seconds to wait for a connection, and for each answer.
 DEFAULT_TIMEOUT = 30.0
@@ -91,6 +101,14 @@ class ApiError(ClientError):
             return cls(response.status_code, f"http_{response.status_code}", text)
 
 
+def first_line(path: Path) -> str | None:
+    """The text of the one-line file ``path``, stripped; None when it is missing, unreadable or empty."""
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 def retry_after(response: httpx.Response) -> float:
     """The seconds a ``Retry-After`` header asks to wait (a number of seconds or an HTTP date), else
     :data:`RETRY_PAUSE`."""
@@ -134,6 +152,16 @@ class Client:
         self.retry_for = retry_for
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Client:
+        """A client of the service at ``TRAINYARD_URL`` with the token ``TRAINYARD_TOKEN``; either unset, what
+        ``trainyard up`` wrote in its data folder (``TRAINYARD_DATA_DIR``, default ``./trainyard-data``), else
+        :data:`DEFAULT_URL` and no token.  ``options`` go to :class:`Client` (``timeout``, ``retry_for``)."""
+        environ = os.environ if environ is None else environ
+        folder = Path(environ.get("TRAINYARD_DATA_DIR") or DATA_DIR)
+        url = environ.get("TRAINYARD_URL") or first_line(folder / URL_FILE) or DEFAULT_URL
+        return cls(url, environ.get("TRAINYARD_TOKEN") or first_line(folder / TOKEN_FILE), **options)
 
     def __enter__(self) -> Client:
         return self
@@ -370,6 +398,22 @@ class Client:
     def cancel_sweep(self, sweep_id: str) -> JSON:
         """Cancel a sweep's queued runs and ask its running ones to stop; the sweep as it now is."""
         return self._json("POST", f"/api/sweeps/{sweep_id}/cancel")
+
+    # ------------------------------------------------------------------ runs of the user's own code
+
+    def track(self, name: str, *, project: str | None = None, params: Mapping[str, Any] | None = None,
+              tags: Sequence[str] | None = None, notes: str | None = None) -> TrackedRun:
+        """Start a run of your own training loop (``POST /api/runs/track``): a :class:`~trainyard.tracking.TrackedRun`
+        whose ``log(epoch, **metrics)`` buffers and returns at once, sent in the background; leaving its ``with``
+        block finishes the run (``failed`` with the exception's text if the block raised).  ``params`` (any JSON
+        object) stand for the spec: the compare page diffs them against other runs' specs by the same paths."""
+        from trainyard.tracking import TrackedRun, idempotency_key
+
+        body = {"name": name, "project": project, "params": dict(params or {}), "tags": list(tags or ()),
+                "notes": notes}
+        given = {key: value for key, value in body.items() if value is not None}
+        run = self._json("POST", "/api/runs/track", json=given, headers=idempotency_key())
+        return TrackedRun(self, run)
 
     # ------------------------------------------------------------------ compare and datasets
 

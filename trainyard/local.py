@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 
 import click
 
-from trainyard.client import Client, ClientError
+from trainyard.client import TOKEN_FILE, URL_FILE, Client, ClientError, first_line
 from trainyard.service.auth import SECRET_KEY_FILE
 from trainyard.service.celery_config import LOCAL_BROKER_PREFIX, declare_queue
 from trainyard.service.config import Settings
@@ -47,11 +47,6 @@ from trainyard.service.server import bind_address
 from trainyard.service.storage import migrate, repo
 from trainyard.service.storage.db import make_engine, make_sessionmaker
 from trainyard.service.storage.files import SQLITE_SUFFIXES, make_private, make_private_folder, sqlite_file
-
-#: The file in the data folder holding the admin token ``up`` made.
-TOKEN_FILE = "token"
-#: The file in the data folder holding the address ``up`` serves, which the client commands read.
-URL_FILE = "url"
 
 #: gunicorn threads of the API process in local mode.
 LOCAL_THREADS = 8
@@ -158,15 +153,7 @@ def token_path(settings: Settings) -> Path:
 
 def read_token(settings: Settings) -> str | None:
     """The token in ``<data dir>/token``, or None when there is no such file."""
-    return _read_line(token_path(settings))
-
-
-def _read_line(path: Path) -> str | None:
-    """The text of the one-line file ``path``, stripped; None when it is missing or empty."""
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
+    return first_line(token_path(settings))
 
 
 def url_path(settings: Settings) -> Path:
@@ -176,7 +163,7 @@ def url_path(settings: Settings) -> Path:
 
 def read_url(settings: Settings) -> str | None:
     """The address in ``<data dir>/url``, or None when there is no such file."""
-    return _read_line(url_path(settings))
+    return first_line(url_path(settings))
 
 
 def ensure_token(settings: Settings) -> bool:
