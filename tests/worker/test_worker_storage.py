@@ -170,3 +170,12 @@ def test_reconciler_fails_a_silent_tracked_run_and_never_sends_it(Session):
         later = now + dt.timedelta(days=1)
         assert repo.reconcile(session=s, queued_for=0, tracked_for=600, now=later).lost == [talking]
     assert sent == []
+
+
+def test_a_worker_never_claims_a_tracked_run(Session):
+    with Session() as s, s.begin():
+        run_id = repo.create_tracked_run(session=s, name="by hand", params={}, tags=[], notes="").id
+    with Session() as s, s.begin():
+        assert repo.claim_run(session=s, run_id=run_id, worker="w", lease_seconds=30,
+                              now=repo.utcnow() + dt.timedelta(days=1)) is None
+        assert (s.get(Run, run_id).status, s.get(Run, run_id).worker) == ("running", None)

@@ -25,8 +25,10 @@ from trainyard.service.storage.repo._common import _choice, _finite, _now, _utc
 
 
 def _claimable(now: dt.datetime) -> ColumnElement[bool]:
-    """Runs a worker may take: queued, or running under an expired lease; never one whose cancel was asked for."""
+    """Runs a worker may take: queued, or running under an expired lease; never one whose cancel was asked for, nor a
+    tracked run (its client trains it)."""
     return and_(
+        Run.kind == "trained",
         ~Run.cancel_requested,
         or_(Run.status == "queued", and_(Run.status == "running", Run.lease_expires_at < _utc(now))),
     )
