@@ -33,7 +33,6 @@ ENDPOINTS = [
     ("GET", "/api/sweeps", None, "read"),
     ("GET", f"/api/sweeps/{RUN}", None, "read"),
     ("POST", f"/api/sweeps/{RUN}/cancel", None, "write"),
-    ("GET", "/api/projects", None, "read"),
 ]
 
 
