@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -132,14 +132,11 @@ class TrackedRun:
         number = float(value)
         return number if math.isfinite(number) else None
 
-    def log_weights(self, epoch: int, weights: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> None:
-        """Buffer the network's weights at ``epoch``: ``[W1, b1, W2, b2, ...]`` (stored as ``W1``, ``b1``, ...:
-        the run page draws them as heatmaps), or a mapping of names to arrays."""
-        if isinstance(weights, Mapping):
-            arrays = {name: np.asarray(array, dtype=np.float64) for name, array in weights.items()}
-        else:
-            arrays = {f"{'Wb'[i % 2]}{i // 2 + 1}": np.asarray(array, dtype=np.float64)
-                      for i, array in enumerate(weights)}
+    def log_weights(self, epoch: int, weights: Sequence[np.ndarray]) -> None:
+        """Buffer the network's weights at ``epoch``: ``[W1, b1, W2, b2, ...]``, each ``W`` of shape (fan_in,
+        fan_out) and each ``b`` of fan_out values (stored as ``W1``, ``b1``, ...: the run page draws them as
+        heatmaps; the service refuses other shapes, said once on standard error)."""
+        arrays = {f"{'Wb'[i % 2]}{i // 2 + 1}": np.asarray(array, dtype=np.float64) for i, array in enumerate(weights)}
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         with self._lock:
