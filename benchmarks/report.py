@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "local-queue": ("queue_throughput.py", ["--local", "--runs", "50", "--repeat", "3"],
                     ["--local", "--runs", "20", "--repeat", "1"]),
     "ingest": ("ingest.py", ["--repeat", "5"], ["--repeat", "3"]),
+    "tracked": ("tracked_ingest.py", ["--repeat", "5"], ["--repeat", "1"]),
     "weights": ("weights_insert.py", ["--repeat", "9"], ["--repeat", "3"]),
     "compare": ("compare_latency.py", ["--repeat", "20"], ["--repeat", "8"]),
     "api": ("api_latency.py", ["--requests", "2000"], ["--requests", "500"]),
