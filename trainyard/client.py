@@ -266,11 +266,16 @@ class Client:
         page_size : int, optional
             Runs per request (the API's ``limit``).
         """
-        params: dict[str, Any] = {"status": status, "tag": tag, "sweep": sweep, "q": q, "project": project,
-                                  "sort": sort, "limit": page_size}
+        params = {"status": status, "tag": tag, "sweep": sweep, "q": q, "project": project, "sort": sort,
+                  "limit": page_size}
+        return self._pages("/api/runs", "runs", params)
+
+    def _pages(self, path: str, key: str, params: dict[str, Any]) -> Iterator[JSON]:
+        """The items under ``key`` of every page of the listing at ``path``, following its ``next`` cursor."""
+        params = dict(params)
         while True:
-            page = self._json("GET", "/api/runs", params=params)
-            yield from page["runs"]
+            page = self._json("GET", path, params=params)
+            yield from page[key]
             if page["next"] is None:
                 return
             params["cursor"] = page["next"]
@@ -387,13 +392,7 @@ class Client:
     def projects(self) -> Iterator[JSON]:
         """Every project by name, with its runs counted by status (``counts``), its sweeps and ``last_activity``,
         fetched a page at a time as the iterator is consumed."""
-        params: dict[str, Any] = {}
-        while True:
-            page = self._json("GET", "/api/projects", params=params)
-            yield from page["projects"]
-            if page["next"] is None:
-                return
-            params["cursor"] = page["next"]
+        return self._pages("/api/projects", "projects", {})
 
     def cancel_sweep(self, sweep_id: str) -> JSON:
         """Cancel a sweep's queued runs and ask its running ones to stop; the sweep as it now is."""
