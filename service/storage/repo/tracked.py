@@ -138,13 +138,44 @@ def write_tracked_epochs(
         session.execute(insert.on_conflict_do_update(index_elements=["run_id", "key", "epoch"],
                                                      set_={"value": insert.excluded.value}), metrics)
     highest = max([run.epochs_done, *merged])
+    appended = min(merged) > run.epochs_done  # the usual batch: epochs after every stored one
+    summary = (_summary_after(session, run, [merged[epoch] for epoch in sorted(merged)]) if appended
+               else tracked_summary(session=session, run_id=run_id))
     session.execute(
         update(Run).where(Run.id == run_id)
-        .values(updated_at=now, epochs_done=highest, metric_keys=keys or None,
-                **tracked_summary(session=session, run_id=run_id))
+        .values(updated_at=now, epochs_done=highest, metric_keys=keys or None, **summary)
         .execution_options(synchronize_session=False)
     )
     return highest
+
+
+def _summary_after(session: Session, run: Run, rows: Sequence[Mapping[str, Any]]) -> dict[str, float | int | None]:
+    """:func:`tracked_summary` of ``run`` once ``rows`` (new epochs, after every stored one, in order) are stored,
+    from its summary columns and the rows alone: a batch costs its own rows, not the run's (the whole read is for
+    a batch that rewrites earlier epochs).  The best epoch's loss is read back by its key: the columns keep the
+    best validation loss, not the training loss a best epoch without one is chosen by."""
+    best_epoch, best_loss = run.best_epoch, None
+    if best_epoch is not None:
+        best_loss = session.scalar(select(func.coalesce(Epoch.val_loss, Epoch.train_loss))
+                                   .where(Epoch.run_id == run.id, Epoch.epoch == best_epoch))
+    best_val_loss, best_val_accuracy = run.best_val_loss, run.best_val_accuracy
+    for row in rows:
+        val_loss, val_accuracy = _finite(row.get("val_loss")), _finite(row.get("val_accuracy"))
+        loss = val_loss if val_loss is not None else _finite(row.get("train_loss"))
+        if loss is not None and (best_loss is None or loss < best_loss):  # ties: the earlier epoch stays
+            best_epoch, best_loss = int(row["epoch"]), loss
+        if val_loss is not None and (best_val_loss is None or val_loss < best_val_loss):
+            best_val_loss = val_loss
+        if val_accuracy is not None and (best_val_accuracy is None or val_accuracy > best_val_accuracy):
+            best_val_accuracy = val_accuracy
+    last = rows[-1]
+    return {
+        **{f"final_{name}": _finite(last.get(name)) for name in ("train_loss", "val_loss", "train_accuracy",
+                                                                    "val_accuracy")},
+        "best_val_loss": best_val_loss,
+        "best_val_accuracy": best_val_accuracy,
+        "best_epoch": best_epoch,
+    }
 
 
 def _upsert_unnest(
@@ -174,8 +205,8 @@ def tracked_summary(*, session: Session, run_id: str) -> dict[str, float | int |
     ``val_accuracy``, ``best_epoch`` the (earliest) epoch of the lowest loss, ``val_loss`` where an epoch has
     one and ``train_loss`` where not.
 
-    Three indexed reads of the run's epochs: the cost grows with the run, which a tracked run's batches (sent
-    every half second or so) bear easily.
+    Three reads of all the run's epochs: :func:`write_tracked_epochs` uses it only for a batch that rewrites
+    stored epochs, and keeps the summary from the batch alone otherwise (:func:`_summary_after`).
     """
     of_run = Epoch.run_id == run_id
     last = session.execute(

@@ -82,6 +82,30 @@ def test_the_summary_is_the_workers(Session):
         assert run.summary == expected.fields() and run.epochs_done == 20
 
 
+def test_the_summary_kept_batch_by_batch_is_the_whole_runs(Session):
+    """Epochs appended in batches (the usual case, summarised from each batch alone) give the summary a read of every
+    epoch gives: ties, epochs without a validation loss, NaN and a loss that only improves late included."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for e in range(1, 61):
+        loss = float(rng.choice([0.5, 0.25, float(rng.random())]))
+        rows.append({"epoch": e, "train_loss": loss, "val_loss": None if e % 4 == 0 else float(rng.random()),
+                     "train_accuracy": float(rng.random()),
+                     "val_accuracy": None if e % 5 == 0 else float(rng.random())})
+    rows[7]["val_loss"] = float("nan")
+    run_id = _tracked(Session)
+    for start in range(0, 60, 7):
+        with Session() as s, s.begin():
+            repo.write_tracked_epochs(session=s, run_id=run_id, rows=rows[start : start + 7])
+        with Session() as s:
+            assert s.get(Run, run_id).summary == repo.tracked_summary(session=s, run_id=run_id), start
+    expected = Summary()
+    for row in rows:
+        expected.add({**row, "val_loss": None if row["val_loss"] != row["val_loss"] else row["val_loss"]})
+    with Session() as s:
+        assert s.get(Run, run_id).summary == expected.fields()
+
+
 def test_custom_metrics_read_like_built_ins(Session):
     run_id = _tracked(Session)
     rows = [{"epoch": e, "train_loss": 1.0 / e, "bleu": float(e), **({"val/f1": e / 100} if e % 2 else {})}
